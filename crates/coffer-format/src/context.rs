@@ -44,7 +44,9 @@ impl StringMap {
             return Err(Error::InvalidArgument("map name must be 1..=1024 bytes"));
         }
         if value.len() > MAX_VALUE_LEN {
-            return Err(Error::InvalidArgument("map value must be at most 65536 bytes"));
+            return Err(Error::InvalidArgument(
+                "map value must be at most 65536 bytes",
+            ));
         }
         if !self.0.contains_key(&name) && self.0.len() >= MAX_ENTRIES {
             return Err(Error::InvalidArgument("map has more than 1024 entries"));
@@ -122,7 +124,9 @@ impl StringMap {
                 .to_owned();
             if let Some(prev) = &previous {
                 if prev.as_bytes() >= name.as_bytes() {
-                    return Err(Error::Malformed("map names not in strictly ascending order"));
+                    return Err(Error::Malformed(
+                        "map names not in strictly ascending order",
+                    ));
                 }
             }
             previous = Some(name.clone());

@@ -16,6 +16,9 @@ pub enum Error {
     /// The caller passed something outside the format's limits.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// A requested byte range lies outside the object (HTTP 416).
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable,
     /// The system's random generator or crypto library failed (a bug or an unusable system).
     #[error("cryptographic library failure")]
     Crypto,
@@ -38,7 +41,9 @@ impl From<Error> for std::io::Error {
             Error::Malformed(_) | Error::Integrity(_) => {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e)
             }
-            Error::InvalidArgument(_) => std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            Error::InvalidArgument(_) | Error::RangeNotSatisfiable => {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+            }
             Error::Crypto => std::io::Error::other(e),
         }
     }

@@ -22,3 +22,18 @@ pub use context::{Context, Metadata, StringMap};
 pub use error::{Error, Result};
 pub use secret::{SecretBytes, SecretKey};
 pub use wrapped_key::{KeyKind, KeyReference, WrappedKey};
+pub mod chunked;
+pub mod header;
+pub mod object;
+
+pub use header::Header;
+pub use object::{
+    decrypt_from_slice, encrypt_to_vec, DekUnwrapper, LocalKek, ObjectDecryptor, ObjectEncryptor,
+    Summary,
+};
+pub mod async_stream;
+pub mod range;
+pub mod stream;
+
+pub use range::{decrypt_range, ByteRange, ObjectLayout, RangeDecryptor};
+pub use stream::{DecryptReader, EncryptWriter};

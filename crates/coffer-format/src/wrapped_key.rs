@@ -63,9 +63,15 @@ pub struct KeyReference {
 
 impl KeyReference {
     pub fn new(kind: KeyKind, key_id: impl Into<Vec<u8>>, version: u32) -> Result<Self> {
-        let reference = KeyReference { kind, key_id: key_id.into(), version };
+        let reference = KeyReference {
+            kind,
+            key_id: key_id.into(),
+            version,
+        };
         reference.validate().map_err(|_| {
-            Error::InvalidArgument("key id must be 1..=255 bytes (UTF-8 where required), version ≥ 1")
+            Error::InvalidArgument(
+                "key id must be 1..=255 bytes (UTF-8 where required), version ≥ 1",
+            )
         })?;
         Ok(reference)
     }
@@ -134,7 +140,9 @@ impl WrappedKey {
     ) -> Result<Self> {
         reference.validate()?;
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT_LEN {
-            return Err(Error::InvalidArgument("wrapped plaintext must be 1..=4096 bytes"));
+            return Err(Error::InvalidArgument(
+                "wrapped plaintext must be 1..=4096 bytes",
+            ));
         }
         let mut nonce = [0u8; NONCE_LEN];
         random_fill(&mut nonce)?;
@@ -147,7 +155,11 @@ impl WrappedKey {
                 &mut ciphertext,
             )
             .map_err(|_| Error::Crypto)?;
-        Ok(WrappedKey { reference, nonce, ciphertext })
+        Ok(WrappedKey {
+            reference,
+            nonce,
+            ciphertext,
+        })
     }
 
     /// Unwraps with `wrapping_key`; fails on a wrong key, wrong context or any altered byte.
@@ -210,7 +222,11 @@ impl WrappedKey {
         let id_len = cur.u8()? as usize;
         let key_id = cur.take(id_len)?.to_vec();
         let version = cur.u32()?;
-        let reference = KeyReference { kind, key_id, version };
+        let reference = KeyReference {
+            kind,
+            key_id,
+            version,
+        };
         reference.validate()?;
         if cur.u8()? != ALGORITHM_AES_256_GCM {
             return Err(Error::Malformed("unknown wrapping algorithm"));
@@ -218,10 +234,19 @@ impl WrappedKey {
         let nonce = cur.array::<NONCE_LEN>()?;
         let ct_len = cur.u16()? as usize;
         if !(MIN_CT_LEN..=MAX_CT_LEN).contains(&ct_len) {
-            return Err(Error::Malformed("wrapped key ciphertext length out of range"));
+            return Err(Error::Malformed(
+                "wrapped key ciphertext length out of range",
+            ));
         }
         let ciphertext = cur.take(ct_len)?.to_vec();
-        Ok((WrappedKey { reference, nonce, ciphertext }, cur.position()))
+        Ok((
+            WrappedKey {
+                reference,
+                nonce,
+                ciphertext,
+            },
+            cur.position(),
+        ))
     }
 }
 
@@ -243,13 +268,17 @@ mod tests {
         let back = WrappedKey::decode(&enc)?;
         assert_eq!(back.reference(), &reference);
         assert!(back.unwrap(&kek, &c)?.ct_eq(b"0123456789abcdef"));
-        assert!(back.unwrap(&kek, &ctx(&[("bucket", "b"), ("key", "x")])).is_err());
+        assert!(back
+            .unwrap(&kek, &ctx(&[("bucket", "b"), ("key", "x")]))
+            .is_err());
         assert!(back.unwrap(&SecretKey::generate()?, &c).is_err());
         // Every single-bit flip is rejected, by the parser or by authentication.
         for i in 0..enc.len() * 8 {
             let mut t = enc.clone();
             t[i / 8] ^= 1 << (i % 8);
-            let ok = WrappedKey::decode(&t).and_then(|w| w.unwrap(&kek, &c)).is_ok();
+            let ok = WrappedKey::decode(&t)
+                .and_then(|w| w.unwrap(&kek, &c))
+                .is_ok();
             assert!(!ok, "bit {i} flip accepted");
         }
         Ok(())

@@ -1,0 +1,364 @@
+//! Sans-I/O whole-object encryption and decryption: header, C2SP payload, trailer.
+//!
+//! [`ObjectEncryptor`] and [`ObjectDecryptor`] take bytes in and append bytes out; the
+//! sync, async and range front-ends in this crate are thin loops around them. Large inputs
+//! are sealed/opened across cores with rayon unless parallelism is switched off.
+
+use rayon::prelude::*;
+
+use crate::chunked::{
+    ChunkOpener, ChunkSealer, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, PREFIX_LEN, TAG_LEN,
+};
+use crate::context::{Context, Metadata};
+use crate::header::{build_header, Header, SideKeys, TRAILER_LEN};
+use crate::secret::SecretKey;
+use crate::wrapped_key::WrappedKey;
+use crate::{Error, Result};
+
+/// Below this many chunks in one call, sealing/opening stays on the calling thread.
+const PARALLEL_MIN_CHUNKS: usize = 16;
+/// The smallest tail that can follow the last non-final chunk: an empty final chunk + trailer.
+const MIN_TAIL: usize = TAG_LEN + TRAILER_LEN;
+
+/// What an encryption or a successful decryption saw of the plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub plaintext_len: u64,
+    /// CRC-32C (Castagnoli) of the whole plaintext.
+    pub crc32c: u32,
+}
+
+/// Encrypts one object. Create with [`ObjectEncryptor::new`], feed with `update`, end with
+/// `finish`; the concatenation of everything appended to `out` is the object.
+pub struct ObjectEncryptor {
+    sealer: ChunkSealer,
+    side: SideKeys,
+    pending: Vec<u8>,
+    next_chunk: u64,
+    plaintext_len: u64,
+    crc: u32,
+    parallel: bool,
+}
+
+impl ObjectEncryptor {
+    /// Starts an object encrypted under `dek` (whose wrapped form is `wrapped_dek`), bound to
+    /// `context`, carrying `metadata`. Returns the encryptor and the first bytes of the object
+    /// (header, salt, commitment).
+    pub fn new(
+        dek: &SecretKey,
+        wrapped_dek: &WrappedKey,
+        context: &Context,
+        metadata: &Metadata,
+    ) -> Result<(Self, Vec<u8>)> {
+        let ctx = context.encode();
+        Self::from_sealer(
+            ChunkSealer::new(dek, &ctx)?,
+            dek,
+            wrapped_dek,
+            &ctx,
+            metadata,
+        )
+    }
+
+    /// As [`ObjectEncryptor::new`] with a fixed C2SP salt: for test vectors only.
+    #[doc(hidden)]
+    pub fn with_salt(
+        dek: &SecretKey,
+        wrapped_dek: &WrappedKey,
+        context: &Context,
+        metadata: &Metadata,
+        salt: [u8; crate::chunked::SALT_LEN],
+    ) -> Result<(Self, Vec<u8>)> {
+        let ctx = context.encode();
+        let sealer = ChunkSealer::with_salt(dek, &ctx, salt)?;
+        Self::from_sealer(sealer, dek, wrapped_dek, &ctx, metadata)
+    }
+
+    fn from_sealer(
+        sealer: ChunkSealer,
+        dek: &SecretKey,
+        wrapped_dek: &WrappedKey,
+        ctx: &[u8],
+        metadata: &Metadata,
+    ) -> Result<(Self, Vec<u8>)> {
+        let side = SideKeys::derive(dek, ctx)?;
+        let mut first = build_header(&side, wrapped_dek, metadata)?;
+        first.extend_from_slice(sealer.prefix());
+        let enc = ObjectEncryptor {
+            sealer,
+            side,
+            pending: Vec::with_capacity(CHUNK_SIZE),
+            next_chunk: 0,
+            plaintext_len: 0,
+            crc: 0,
+            parallel: true,
+        };
+        Ok((enc, first))
+    }
+
+    /// Whether large updates are sealed on several threads (default: yes).
+    pub fn set_parallel(&mut self, parallel: bool) {
+        self.parallel = parallel;
+    }
+
+    /// Encrypts `input`, appending every completed chunk to `out`.
+    pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, input);
+        self.plaintext_len += input.len() as u64;
+        if !self.pending.is_empty() {
+            let take = (CHUNK_SIZE - self.pending.len()).min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() < CHUNK_SIZE {
+                return Ok(());
+            }
+            let pending = std::mem::take(&mut self.pending);
+            self.seal_full_chunks(&pending, out)?;
+            self.pending = pending;
+            self.pending.clear();
+        }
+        let whole = input.len() / CHUNK_SIZE * CHUNK_SIZE;
+        self.seal_full_chunks(&input[..whole], out)?;
+        self.pending.extend_from_slice(&input[whole..]);
+        Ok(())
+    }
+
+    fn seal_full_chunks(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let n = plain.len() / CHUNK_SIZE;
+        if n == 0 {
+            return Ok(());
+        }
+        let start = out.len();
+        out.reserve(n * ENCRYPTED_CHUNK_SIZE);
+        for chunk in plain.chunks_exact(CHUNK_SIZE) {
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(&[0u8; TAG_LEN]);
+        }
+        let first = self.next_chunk;
+        let region = &mut out[start..];
+        let sealer = &self.sealer;
+        if self.parallel && n >= PARALLEL_MIN_CHUNKS {
+            region
+                .par_chunks_mut(ENCRYPTED_CHUNK_SIZE)
+                .enumerate()
+                .try_for_each(|(i, c)| sealer.seal_in_place(first + i as u64, c))?;
+        } else {
+            for (i, c) in region.chunks_mut(ENCRYPTED_CHUNK_SIZE).enumerate() {
+                sealer.seal_in_place(first + i as u64, c)?;
+            }
+        }
+        self.next_chunk += n as u64;
+        Ok(())
+    }
+
+    /// Seals the final (short, possibly empty) chunk and the trailer.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<Summary> {
+        let start = out.len();
+        out.extend_from_slice(&self.pending);
+        out.extend_from_slice(&[0u8; TAG_LEN]);
+        self.sealer
+            .seal_in_place(self.next_chunk, &mut out[start..])?;
+        out.extend_from_slice(&self.side.seal_trailer(self.plaintext_len, self.crc)?);
+        Ok(Summary {
+            plaintext_len: self.plaintext_len,
+            crc32c: self.crc,
+        })
+    }
+}
+
+/// Decrypts one object after its header was parsed and its DEK unwrapped.
+///
+/// `update` releases plaintext only for chunks that authenticated and that cannot be the final
+/// chunk; `finish` checks the final chunk, the trailer's length and CRC-32C. A caller that
+/// must not expose unverified output (a file being restored) withholds everything until
+/// `finish` succeeds.
+pub struct ObjectDecryptor {
+    dek: SecretKey,
+    context: Vec<u8>,
+    opener: Option<ChunkOpener>,
+    side: SideKeys,
+    buf: Vec<u8>,
+    next_chunk: u64,
+    plaintext_len: u64,
+    crc: u32,
+    parallel: bool,
+}
+
+impl ObjectDecryptor {
+    /// Opens the metadata block and prepares to decrypt the payload that follows the header.
+    pub fn new(dek: SecretKey, context: &Context, header: &Header) -> Result<(Self, Metadata)> {
+        let ctx = context.encode();
+        let side = SideKeys::derive(&dek, &ctx)?;
+        let metadata = header.open_metadata(&side)?;
+        let dec = ObjectDecryptor {
+            dek,
+            context: ctx,
+            opener: None,
+            side,
+            buf: Vec::new(),
+            next_chunk: 0,
+            plaintext_len: 0,
+            crc: 0,
+            parallel: true,
+        };
+        Ok((dec, metadata))
+    }
+
+    pub fn set_parallel(&mut self, parallel: bool) {
+        self.parallel = parallel;
+    }
+
+    /// Feeds payload bytes (everything after the header), appending authenticated plaintext.
+    pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if self.opener.is_none() {
+            let take = (PREFIX_LEN - self.buf.len()).min(input.len());
+            self.buf.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.buf.len() < PREFIX_LEN {
+                return Ok(());
+            }
+            let mut prefix = [0u8; PREFIX_LEN];
+            prefix.copy_from_slice(&self.buf);
+            self.opener = Some(ChunkOpener::new(&self.dek, &self.context, &prefix)?);
+            self.buf.clear();
+        }
+        let total = self.buf.len() + input.len();
+        // A chunk followed by at least an empty final chunk and the trailer is not final.
+        let n = total.saturating_sub(MIN_TAIL) / ENCRYPTED_CHUNK_SIZE;
+        if n == 0 {
+            self.buf.extend_from_slice(input);
+            return Ok(());
+        }
+        let need = n * ENCRYPTED_CHUNK_SIZE;
+        let start = out.len();
+        let from_buf = self.buf.len().min(need);
+        out.extend_from_slice(&self.buf[..from_buf]);
+        let from_input = need - from_buf;
+        out.extend_from_slice(&input[..from_input]);
+        self.buf.drain(..from_buf);
+        self.buf.extend_from_slice(&input[from_input..]);
+        self.open_full_chunks(start, n, out)
+    }
+
+    fn open_full_chunks(&mut self, start: usize, n: usize, out: &mut Vec<u8>) -> Result<()> {
+        let opener = self
+            .opener
+            .as_ref()
+            .ok_or(Error::Integrity("missing prefix"))?;
+        let first = self.next_chunk;
+        let region = &mut out[start..];
+        if self.parallel && n >= PARALLEL_MIN_CHUNKS {
+            region
+                .par_chunks_mut(ENCRYPTED_CHUNK_SIZE)
+                .enumerate()
+                .try_for_each(|(i, c)| {
+                    opener.open_in_place(first + i as u64, c, false).map(drop)
+                })?;
+        } else {
+            for (i, c) in region.chunks_mut(ENCRYPTED_CHUNK_SIZE).enumerate() {
+                opener.open_in_place(first + i as u64, c, false)?;
+            }
+        }
+        // Squeeze out the tags: chunk i's plaintext moves to start + i * CHUNK_SIZE.
+        for i in 1..n {
+            let src = start + i * ENCRYPTED_CHUNK_SIZE;
+            out.copy_within(src..src + CHUNK_SIZE, start + i * CHUNK_SIZE);
+        }
+        out.truncate(start + n * CHUNK_SIZE);
+        self.crc = crc32c::crc32c_append(self.crc, &out[start..]);
+        self.plaintext_len += (n * CHUNK_SIZE) as u64;
+        self.next_chunk += n as u64;
+        Ok(())
+    }
+
+    /// Authenticates the final chunk and the trailer, appending the final plaintext.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<Summary> {
+        let opener = self
+            .opener
+            .take()
+            .ok_or(Error::Integrity("object truncated"))?;
+        if self.buf.len() < MIN_TAIL || self.buf.len() >= ENCRYPTED_CHUNK_SIZE + TRAILER_LEN {
+            return Err(Error::Integrity("object truncated or extended"));
+        }
+        let split = self.buf.len() - TRAILER_LEN;
+        let (chunk, trailer) = self.buf.split_at_mut(split);
+        let len = opener.open_in_place(self.next_chunk, chunk, true)?;
+        let final_plain = &chunk[..len];
+        self.crc = crc32c::crc32c_append(self.crc, final_plain);
+        self.plaintext_len += len as u64;
+        let (stored_len, stored_crc) = self.side.open_trailer(trailer)?;
+        if stored_len != self.plaintext_len {
+            return Err(Error::Integrity("trailer length mismatch"));
+        }
+        if stored_crc != self.crc {
+            return Err(Error::Integrity("plaintext checksum mismatch"));
+        }
+        out.extend_from_slice(final_plain);
+        Ok(Summary {
+            plaintext_len: self.plaintext_len,
+            crc32c: self.crc,
+        })
+    }
+}
+
+/// Unwraps an object's DEK: the caller decides which key provider serves the reference.
+pub trait DekUnwrapper {
+    fn unwrap_dek(&mut self, wrapped: &WrappedKey, context: &Context) -> Result<SecretKey>;
+}
+
+impl<F> DekUnwrapper for F
+where
+    F: FnMut(&WrappedKey, &Context) -> Result<SecretKey>,
+{
+    fn unwrap_dek(&mut self, wrapped: &WrappedKey, context: &Context) -> Result<SecretKey> {
+        self(wrapped, context)
+    }
+}
+
+/// A DEK unwrapper for a single local wrapping key (a key-encryption key file).
+pub struct LocalKek<'a>(pub &'a SecretKey);
+
+impl DekUnwrapper for LocalKek<'_> {
+    fn unwrap_dek(&mut self, wrapped: &WrappedKey, context: &Context) -> Result<SecretKey> {
+        crate::header::dek_from_unwrapped(wrapped.unwrap(self.0, context)?)
+    }
+}
+
+/// Encrypts a whole in-memory plaintext (convenience for small objects and tests).
+pub fn encrypt_to_vec(
+    dek: &SecretKey,
+    wrapped_dek: &WrappedKey,
+    context: &Context,
+    metadata: &Metadata,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let (mut enc, mut out) = ObjectEncryptor::new(dek, wrapped_dek, context, metadata)?;
+    out.reserve(crate::chunked::PayloadLayout::payload_len(plaintext.len() as u64) as usize);
+    enc.update(plaintext, &mut out)?;
+    enc.finish(&mut out)?;
+    Ok(out)
+}
+
+/// Decrypts a whole in-memory object.
+pub fn decrypt_from_slice(
+    object: &[u8],
+    context: &Context,
+    unwrapper: &mut dyn DekUnwrapper,
+) -> Result<(Vec<u8>, Metadata)> {
+    let header_len = crate::header::header_len(
+        object
+            .get(..crate::header::FIXED_LEN)
+            .ok_or(Error::Malformed("object truncated"))?,
+    )?;
+    let header = Header::parse(
+        object
+            .get(..header_len)
+            .ok_or(Error::Malformed("object truncated"))?,
+    )?;
+    let dek = unwrapper.unwrap_dek(header.wrapped_dek(), context)?;
+    let (mut dec, metadata) = ObjectDecryptor::new(dek, context, &header)?;
+    let mut out = Vec::with_capacity(object.len());
+    dec.update(&object[header_len..], &mut out)?;
+    dec.finish(&mut out)?;
+    Ok((out, metadata))
+}
