@@ -24,6 +24,7 @@ pub use secret::{SecretBytes, SecretKey};
 pub use wrapped_key::{KeyKind, KeyReference, WrappedKey};
 pub mod chunked;
 pub mod header;
+pub mod keyfile;
 pub mod object;
 
 pub use header::Header;

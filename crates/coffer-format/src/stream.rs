@@ -44,6 +44,7 @@ impl<W: Write> EncryptWriter<W> {
 
     /// Writes the final chunk and trailer, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<(W, Summary)> {
+        self.out.clear();
         let summary = self.enc.finish(&mut self.out)?;
         self.inner.write_all(&self.out)?;
         self.inner.flush()?;

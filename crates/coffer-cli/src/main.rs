@@ -1,0 +1,42 @@
+//! `coffer`: Coffer's command-line tool.
+#![forbid(unsafe_code)]
+
+mod local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Coffer: storage encrypted under keys you control.
+#[derive(Parser)]
+#[command(name = "coffer", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a local key-encryption key file (mode 0600).
+    Keygen(local::KeygenArgs),
+    /// Encrypt a file (or stdin) with a local key file, in Coffer's object format.
+    Encrypt(local::CryptArgs),
+    /// Decrypt a file (or stdin) made by `coffer encrypt`.
+    Decrypt(local::CryptArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => local::keygen(&args),
+        Command::Encrypt(args) => local::encrypt(&args),
+        Command::Decrypt(args) => local::decrypt(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coffer: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
