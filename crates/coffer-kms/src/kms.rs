@@ -1,0 +1,1262 @@
+//! The KMS: customer master keys over a sealed root key and a key store.
+//!
+//! ```text
+//! root key (LockedKey; sealed in root.sealed)
+//!   ├─ HKDF → SQLCipher page key of keystore.db
+//!   ├─ HKDF → fingerprint key for imported material
+//!   └─ wraps each CMK version (WrappedKey kind 0x05, context {"key": id, "version": n})
+//!        └─ wraps KMS ciphertexts and data keys (kind 0x02, caller's encryption context)
+//! ```
+//!
+//! Every operation first applies what the clock says is due for its key (completing a
+//! scheduled deletion, expiring imported material, an automatic rotation), so behaviour does
+//! not depend on when [`Kms::run_maintenance`] last ran.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hkdf;
+use aws_lc_rs::hmac;
+use aws_lc_rs::rsa::{
+    KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256,
+};
+use coffer_format::{Context, KeyKind, KeyReference, SecretBytes, SecretKey, WrappedKey};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cache::KeyCache;
+use crate::clock::{from_unix_seconds, unix_seconds, Clock, DAY};
+use crate::error::{KmsError, Result};
+use crate::locked::LockedKey;
+use crate::seal::{SealedRoot, Sealer};
+use crate::store::sqlcipher::SqlCipherStore;
+use crate::store::{
+    KeyRecord, KeyState, KeyStore, Origin, RotationType, VersionRecord, KEY_RECORD_VERSION,
+};
+
+/// File names inside the data directory.
+pub const SEALED_ROOT_FILE: &str = "root.sealed";
+pub const KEY_STORE_FILE: &str = "keystore.db";
+/// Default key file of the key-file sealer.
+pub const ROOT_KEY_FILE: &str = "root.key";
+
+/// HKDF labels (frozen: changing one makes existing stores unreadable).
+const STORE_KEY_INFO: &[u8] = b"coffer-kms/v1/sqlcipher-page-key";
+const FINGERPRINT_KEY_INFO: &[u8] = b"coffer-kms/v1/import-fingerprint-key";
+const HKDF_SALT: &[u8] = b"coffer-kms/v1";
+
+/// AWS KMS limits.
+pub const MAX_PLAINTEXT: usize = 4096;
+pub const MAX_RANDOM: usize = 1024;
+pub const IMPORT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub const MIN_ROTATION_DAYS: u32 = 90;
+pub const MAX_ROTATION_DAYS: u32 = 2560;
+pub const DEFAULT_ROTATION_DAYS: u32 = 365;
+pub const MIN_DELETION_DAYS: u32 = 7;
+pub const MAX_DELETION_DAYS: u32 = 30;
+const MAX_PENDING_IMPORTS: usize = 1000;
+const MAX_DESCRIPTION: usize = 8192;
+const MAX_TAGS: usize = 50;
+
+/// How to open a KMS.
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    pub data_dir: PathBuf,
+    /// Used in ARNs: `arn:aws:kms:<region>:<account>:key/<id>`.
+    pub region: String,
+    pub account: String,
+    /// Maximum number of unwrapped CMK versions held in locked memory.
+    pub cache_capacity: usize,
+    /// How long cached metadata and unwrapped versions are trusted.
+    pub cache_ttl: Duration,
+}
+
+impl KmsConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        KmsConfig {
+            data_dir: data_dir.into(),
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            cache_capacity: 1024,
+            cache_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// RSA key size of the import wrapping key (AWS `WrappingKeySpec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappingKeySpec {
+    Rsa3072,
+    Rsa4096,
+}
+
+impl WrappingKeySpec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WrappingKeySpec::Rsa3072 => "RSA_3072",
+            WrappingKeySpec::Rsa4096 => "RSA_4096",
+        }
+    }
+}
+
+/// A key's description, as AWS `DescribeKey` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyMetadata {
+    pub key_id: String,
+    pub arn: String,
+    pub owner: String,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+    pub creation_date: SystemTime,
+    pub enabled: bool,
+    pub key_state: KeyState,
+    pub origin: Origin,
+    /// `SYMMETRIC_DEFAULT` (AES-256-GCM).
+    pub key_spec: &'static str,
+    /// `ENCRYPT_DECRYPT`.
+    pub key_usage: &'static str,
+    pub deletion_date: Option<SystemTime>,
+    /// When imported material expires.
+    pub valid_to: Option<SystemTime>,
+    /// `KEY_MATERIAL_EXPIRES` / `KEY_MATERIAL_DOES_NOT_EXPIRE` for imported keys.
+    pub expiration_model: Option<&'static str>,
+    pub current_version: u32,
+    pub min_decryption_version: u32,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: Option<u32>,
+    pub next_rotation_date: Option<SystemTime>,
+}
+
+/// One entry of `ListKeyRotations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRotation {
+    pub version: u32,
+    pub rotation_date: SystemTime,
+    pub rotation_type: RotationType,
+}
+
+/// `GetParametersForImport` output.
+#[derive(Debug, Clone)]
+pub struct ImportParameters {
+    pub key_id: String,
+    /// Opaque; pass back to `import_key_material`.
+    pub import_token: Vec<u8>,
+    /// DER `SubjectPublicKeyInfo` of the RSA wrapping key.
+    pub public_key: Vec<u8>,
+    pub parameters_valid_to: SystemTime,
+}
+
+/// `Encrypt` / `GenerateDataKeyWithoutPlaintext` output.
+#[derive(Debug, Clone)]
+pub struct Ciphertext {
+    pub ciphertext_blob: Vec<u8>,
+    /// ARN of the key that encrypted.
+    pub key_id: String,
+}
+
+/// `Decrypt` output.
+pub struct Plaintext {
+    pub plaintext: SecretBytes,
+    pub key_id: String,
+}
+
+/// `GenerateDataKey` output.
+pub struct DataKey {
+    pub plaintext: SecretKey,
+    pub ciphertext_blob: Vec<u8>,
+    pub key_id: String,
+}
+
+/// `ReEncrypt` output.
+#[derive(Debug, Clone)]
+pub struct ReEncrypted {
+    pub ciphertext_blob: Vec<u8>,
+    pub source_key_id: String,
+    pub key_id: String,
+}
+
+/// What [`Kms::run_maintenance`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub deleted: Vec<String>,
+    pub rotated: Vec<String>,
+    pub expired_material: Vec<String>,
+}
+
+struct PendingImport {
+    key_id: String,
+    private_key: PrivateDecryptingKey,
+    expires_at: SystemTime,
+}
+
+/// What lifecycle work was done on a record.
+enum Lifecycle {
+    Unchanged,
+    Changed,
+    Deleted,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Len32;
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn derive(root: &LockedKey, info: &[u8]) -> Result<SecretKey> {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT);
+    let mut out = Zeroizing::new([0u8; 32]);
+    salt.extract(root.expose())
+        .expand(&[info], Len32)
+        .and_then(|okm| okm.fill(&mut out[..]))
+        .map_err(|_| KmsError::Internal("HKDF failed".into()))?;
+    Ok(SecretKey::from_bytes(&mut out))
+}
+
+fn version_context(key_id: &str, version: u32) -> Result<Context> {
+    Ok(Context::from_pairs([
+        ("key", key_id.to_owned()),
+        ("version", version.to_string()),
+    ])?)
+}
+
+/// The KMS. Shareable between threads (`&self` everywhere).
+pub struct Kms {
+    config: KmsConfig,
+    clock: Arc<dyn Clock>,
+    root: LockedKey,
+    root_reference: KeyReference,
+    fingerprint_key: hmac::Key,
+    store: Mutex<Box<dyn KeyStore>>,
+    cache: Mutex<KeyCache>,
+    imports: Mutex<HashMap<Vec<u8>, PendingImport>>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kms {
+    /// Opens the KMS in `config.data_dir`, initialising it (new root key, sealed with
+    /// `sealer`) if the directory holds no sealed root. Unsealing happens before anything is
+    /// written, so a wrong secret changes nothing.
+    pub fn open(config: KmsConfig, sealer: &dyn Sealer, clock: Arc<dyn Clock>) -> Result<Kms> {
+        let sealed_path = config.data_dir.join(SEALED_ROOT_FILE);
+        let store_path = config.data_dir.join(KEY_STORE_FILE);
+        let (root, root_key_id) = if sealed_path.exists() {
+            let sealed = SealedRoot::read(&sealed_path)?;
+            let root = sealer.unseal(&sealed)?;
+            (LockedKey::new(&root)?, sealed.root_key_id)
+        } else if store_path.exists() {
+            return Err(KmsError::Unseal(format!(
+                "{} exists but {} is missing",
+                store_path.display(),
+                sealed_path.display()
+            )));
+        } else {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.data_dir)
+                .map_err(|e| KmsError::Internal(format!("create data dir: {e}")))?;
+            let root = SecretKey::generate()?;
+            let root_key_id = uuid::Uuid::new_v4().to_string();
+            let sealed = sealer.seal(&root, &root_key_id)?;
+            if !sealer.unseal(&sealed)?.ct_eq(&root) {
+                return Err(KmsError::Internal("sealer did not round-trip".into()));
+            }
+            sealed.write(&sealed_path)?;
+            (LockedKey::new(&root)?, root_key_id)
+        };
+        let store = SqlCipherStore::open(&store_path, &derive(&root, STORE_KEY_INFO)?)?;
+        Self::with_store(config, root, root_key_id, Box::new(store), sealer, clock)
+    }
+
+    fn with_store(
+        config: KmsConfig,
+        root: LockedKey,
+        root_key_id: String,
+        store: Box<dyn KeyStore>,
+        sealer: &dyn Sealer,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Kms> {
+        let fingerprint_key = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(&root, FINGERPRINT_KEY_INFO)?.expose(),
+        );
+        let mut warnings = Vec::new();
+        if sealer.name() == "key-file" {
+            warnings.push(
+                "the root key is sealed by a key file: for development only; use a passphrase or \
+                 a PKCS#11 token in production"
+                    .to_owned(),
+            );
+        }
+        if !root.is_locked() {
+            warnings
+                .push("mlock failed: key material may be swapped (raise RLIMIT_MEMLOCK)".into());
+        }
+        Ok(Kms {
+            cache: Mutex::new(KeyCache::new(config.cache_capacity, config.cache_ttl)),
+            config,
+            clock,
+            root,
+            root_reference: KeyReference::new(KeyKind::Root, root_key_id, 1)?,
+            fingerprint_key,
+            store: Mutex::new(store),
+            imports: Mutex::new(HashMap::new()),
+            warnings,
+        })
+    }
+
+    /// Moves the data directory in `data_dir` from one sealer to another: unseals with `from`,
+    /// seals the same root key with `to`, checks the result, and replaces `root.sealed`
+    /// atomically. The key store is untouched. The KMS must not be open meanwhile.
+    pub fn reseal(data_dir: &Path, from: &dyn Sealer, to: &dyn Sealer) -> Result<()> {
+        let path = data_dir.join(SEALED_ROOT_FILE);
+        let old = SealedRoot::read(&path)?;
+        let root = from.unseal(&old)?;
+        let new = to.seal(&root, &old.root_key_id)?;
+        if !to.unseal(&new)?.ct_eq(&root) {
+            return Err(KmsError::Internal("new sealer did not round-trip".into()));
+        }
+        new.write(&path)
+    }
+
+    /// Start-up warnings for the operator's log (key-file sealer, mlock failure).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn config(&self) -> &KmsConfig {
+        &self.config
+    }
+
+    /// Id of the root key (not secret).
+    pub fn root_key_id(&self) -> &str {
+        self.root_reference.key_id_str().unwrap_or_default()
+    }
+
+    /// Number of unwrapped CMK versions held in the cache.
+    pub fn cached_versions(&self) -> usize {
+        lock(&self.cache).material_len()
+    }
+
+    /// Drops every cached key (tests; after an external change to the store).
+    pub fn clear_cache(&self) {
+        lock(&self.cache).clear();
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    // ---- identifiers ----
+
+    pub fn key_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:kms:{}:{}:key/{id}",
+            self.config.region, self.config.account
+        )
+    }
+
+    /// Resolves a key id, `alias/…`, key ARN or alias ARN to a key id.
+    pub fn resolve(&self, key: &str) -> Result<String> {
+        if let Some(rest) = key.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let [partition, service, region, account, resource] = parts[..] else {
+                return Err(KmsError::InvalidArn(key.to_owned()));
+            };
+            if partition != "aws" || service != "kms" {
+                return Err(KmsError::InvalidArn(key.to_owned()));
+            }
+            if region != self.config.region || account != self.config.account {
+                return Err(KmsError::NotFound(format!("key {key}")));
+            }
+            if let Some(id) = resource.strip_prefix("key/") {
+                return self.resolve_id(id);
+            }
+            if resource.starts_with("alias/") {
+                return self.resolve_alias(resource);
+            }
+            return Err(KmsError::InvalidArn(key.to_owned()));
+        }
+        if key.starts_with("alias/") {
+            return self.resolve_alias(key);
+        }
+        self.resolve_id(key)
+    }
+
+    fn resolve_id(&self, id: &str) -> Result<String> {
+        match uuid::Uuid::try_parse(id) {
+            Ok(u) if u.hyphenated().to_string() == id => Ok(id.to_owned()),
+            _ => Err(KmsError::NotFound(format!("key {id}"))),
+        }
+    }
+
+    fn resolve_alias(&self, alias: &str) -> Result<String> {
+        lock(&self.store)
+            .alias(alias)?
+            .ok_or_else(|| KmsError::NotFound(format!("alias {alias}")))
+    }
+
+    // ---- records, lifecycle, material ----
+
+    /// The key's current record, with due lifecycle work applied. Fast path: the cache.
+    fn record(&self, id: &str) -> Result<Arc<KeyRecord>> {
+        let now = self.now();
+        if let Some(record) = lock(&self.cache).record(id, now) {
+            if !lifecycle_due(&record, now) {
+                return Ok(record);
+            }
+        }
+        let mut store = lock(&self.store);
+        let mut record = store
+            .key(id)?
+            .ok_or_else(|| KmsError::NotFound(format!("key {id}")))?;
+        match self.apply_lifecycle(&mut **store, &mut record, now)? {
+            Lifecycle::Deleted => {
+                lock(&self.cache).invalidate(id);
+                Err(KmsError::NotFound(format!("key {id}")))
+            }
+            Lifecycle::Changed | Lifecycle::Unchanged => {
+                Ok(lock(&self.cache).put_record(record, now))
+            }
+        }
+    }
+
+    /// Completes deletions, expires imported material and rotates, as the clock says.
+    fn apply_lifecycle(
+        &self,
+        store: &mut dyn KeyStore,
+        record: &mut KeyRecord,
+        now: SystemTime,
+    ) -> Result<Lifecycle> {
+        let now_s = unix_seconds(now);
+        if record.state == KeyState::PendingDeletion {
+            if record.deletion_at.is_some_and(|at| at <= now_s) {
+                // Crypto-shredding: every version goes, so everything under the key is lost.
+                store.delete_key(&record.id)?;
+                return Ok(Lifecycle::Deleted);
+            }
+            return Ok(Lifecycle::Unchanged);
+        }
+        let mut changed = false;
+        if record.origin == Origin::External
+            && record.state != KeyState::PendingImport
+            && record.material_expires_at.is_some_and(|at| at <= now_s)
+        {
+            record.state = KeyState::PendingImport;
+            record.material_expires_at = None;
+            store.destroy_material(record)?;
+            changed = true;
+        }
+        if record.state == KeyState::Enabled
+            && record.next_rotation_at.is_some_and(|at| at <= now_s)
+        {
+            let period = u64::from(record.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
+            record.next_rotation_at = Some(now_s + period * DAY.as_secs());
+            self.add_generated_version(store, record, Some(RotationType::Automatic), now)?;
+            changed = true;
+        }
+        Ok(if changed {
+            Lifecycle::Changed
+        } else {
+            Lifecycle::Unchanged
+        })
+    }
+
+    fn wrap_version(&self, key_id: &str, version: u32, material: &SecretKey) -> Result<Vec<u8>> {
+        let wrapped = WrappedKey::wrap(
+            self.root_reference.clone(),
+            &self.root.to_secret_key(),
+            material.expose(),
+            &version_context(key_id, version)?,
+        )?;
+        Ok(wrapped.encode())
+    }
+
+    /// Generates version `current + 1`, stores it with `record` (updated), in one transaction.
+    fn add_generated_version(
+        &self,
+        store: &mut dyn KeyStore,
+        record: &mut KeyRecord,
+        rotation_type: Option<RotationType>,
+        now: SystemTime,
+    ) -> Result<u32> {
+        let version = record.current_version.checked_add(1).ok_or_else(|| {
+            KmsError::LimitExceeded("key has reached the maximum number of versions".into())
+        })?;
+        let material = SecretKey::generate()?;
+        let wrapped_material = self.wrap_version(&record.id, version, &material)?;
+        record.current_version = version;
+        store.add_version(
+            record,
+            &VersionRecord {
+                key_id: record.id.clone(),
+                version,
+                created_at: unix_seconds(now),
+                rotation_type,
+                wrapped_material,
+            },
+        )?;
+        Ok(version)
+    }
+
+    /// The unwrapped material of a version, from the cache or unwrapped from the store.
+    /// `None` if the version does not exist.
+    fn material(&self, id: &str, version: u32) -> Result<Option<Arc<LockedKey>>> {
+        let now = self.now();
+        if let Some(key) = lock(&self.cache).material(id, version, now) {
+            return Ok(Some(key));
+        }
+        let Some(stored) = lock(&self.store).version(id, version)? else {
+            return Ok(None);
+        };
+        let wrapped = WrappedKey::decode(&stored.wrapped_material)
+            .map_err(|e| KmsError::Store(format!("corrupt version {version} of {id}: {e}")))?;
+        if wrapped.reference() != &self.root_reference {
+            return Err(KmsError::Store(format!(
+                "version {version} of {id} is not under this root key"
+            )));
+        }
+        let plain = wrapped
+            .unwrap(&self.root.to_secret_key(), &version_context(id, version)?)
+            .map_err(|_| KmsError::Store(format!("version {version} of {id} fails to unwrap")))?;
+        let bytes: &[u8; 32] = plain
+            .expose()
+            .try_into()
+            .map_err(|_| KmsError::Store(format!("version {version} of {id} has a bad length")))?;
+        let key = Arc::new(LockedKey::from_bytes(bytes)?);
+        lock(&self.cache).put_material(id, version, key.clone(), now);
+        Ok(Some(key))
+    }
+
+    /// Loads, applies lifecycle, lets `change` edit the record, stores it, invalidates the
+    /// cache. `change` gets the store to add versions atomically itself.
+    fn modify<T>(
+        &self,
+        key: &str,
+        change: impl FnOnce(&Self, &mut dyn KeyStore, &mut KeyRecord, SystemTime) -> Result<T>,
+    ) -> Result<T> {
+        let id = self.resolve(key)?;
+        let now = self.now();
+        let mut store = lock(&self.store);
+        let mut record = store
+            .key(&id)?
+            .ok_or_else(|| KmsError::NotFound(format!("key {id}")))?;
+        let lifecycle = self.apply_lifecycle(&mut **store, &mut record, now);
+        lock(&self.cache).invalidate(&id);
+        if let Lifecycle::Deleted = lifecycle? {
+            return Err(KmsError::NotFound(format!("key {id}")));
+        }
+        change(self, &mut **store, &mut record, now)
+    }
+
+    fn metadata(&self, r: &KeyRecord) -> KeyMetadata {
+        KeyMetadata {
+            key_id: r.id.clone(),
+            arn: self.key_arn(&r.id),
+            owner: r.owner.clone(),
+            description: r.description.clone(),
+            tags: r.tags.clone(),
+            creation_date: from_unix_seconds(r.created_at),
+            enabled: r.state == KeyState::Enabled,
+            key_state: r.state,
+            origin: r.origin,
+            key_spec: "SYMMETRIC_DEFAULT",
+            key_usage: "ENCRYPT_DECRYPT",
+            deletion_date: r.deletion_at.map(from_unix_seconds),
+            valid_to: r.material_expires_at.map(from_unix_seconds),
+            expiration_model: (r.origin == Origin::External && r.state != KeyState::PendingImport)
+                .then_some(if r.material_expires_at.is_some() {
+                    "KEY_MATERIAL_EXPIRES"
+                } else {
+                    "KEY_MATERIAL_DOES_NOT_EXPIRE"
+                }),
+            current_version: r.current_version,
+            min_decryption_version: r.min_decryption_version,
+            rotation_enabled: r.rotation_period_days.is_some(),
+            rotation_period_days: r.rotation_period_days,
+            next_rotation_date: r.next_rotation_at.map(from_unix_seconds),
+        }
+    }
+
+    // ---- key management ----
+
+    /// Creates a key with generated material (`Origin::Generated`, state Enabled).
+    pub fn create_key(
+        &self,
+        owner: &str,
+        description: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<KeyMetadata> {
+        self.create_key_with_origin(owner, description, tags, Origin::Generated)
+    }
+
+    /// Creates a key; `Origin::External` keys start in PendingImport without material.
+    pub fn create_key_with_origin(
+        &self,
+        owner: &str,
+        description: &str,
+        tags: BTreeMap<String, String>,
+        origin: Origin,
+    ) -> Result<KeyMetadata> {
+        if owner.is_empty() {
+            return Err(KmsError::Validation("owner must not be empty".into()));
+        }
+        if description.len() > MAX_DESCRIPTION {
+            return Err(KmsError::Validation(
+                "description longer than 8192 bytes".into(),
+            ));
+        }
+        if tags.len() > MAX_TAGS
+            || tags
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256)
+        {
+            return Err(KmsError::Validation(
+                "at most 50 tags, keys 1..=128 bytes, values ≤ 256 bytes".into(),
+            ));
+        }
+        let now = self.now();
+        let mut record = KeyRecord {
+            record_version: KEY_RECORD_VERSION,
+            id: uuid::Uuid::new_v4().to_string(),
+            owner: owner.to_owned(),
+            description: description.to_owned(),
+            tags,
+            created_at: unix_seconds(now),
+            state: KeyState::Enabled,
+            origin,
+            current_version: 1,
+            min_decryption_version: 1,
+            rotation_period_days: None,
+            next_rotation_at: None,
+            deletion_at: None,
+            material_expires_at: None,
+            material_fingerprint: None,
+        };
+        let mut store = lock(&self.store);
+        match origin {
+            Origin::Generated => {
+                let material = SecretKey::generate()?;
+                let version = VersionRecord {
+                    key_id: record.id.clone(),
+                    version: 1,
+                    created_at: record.created_at,
+                    rotation_type: None,
+                    wrapped_material: self.wrap_version(&record.id, 1, &material)?,
+                };
+                store.create_key(&record, Some(&version))?;
+            }
+            Origin::External => {
+                record.state = KeyState::PendingImport;
+                store.create_key(&record, None)?;
+            }
+        }
+        Ok(self.metadata(&record))
+    }
+
+    pub fn describe_key(&self, key: &str) -> Result<KeyMetadata> {
+        let id = self.resolve(key)?;
+        let record = self.record(&id)?;
+        Ok(self.metadata(&record))
+    }
+
+    /// Every key, ordered by id (completing due deletions first).
+    pub fn list_keys(&self) -> Result<Vec<KeyMetadata>> {
+        self.run_maintenance()?;
+        let keys = lock(&self.store).list_keys()?;
+        Ok(keys.iter().map(|r| self.metadata(r)).collect())
+    }
+
+    pub fn update_key_description(&self, key: &str, description: &str) -> Result<()> {
+        if description.len() > MAX_DESCRIPTION {
+            return Err(KmsError::Validation(
+                "description longer than 8192 bytes".into(),
+            ));
+        }
+        self.modify(key, |_, store, r, _| {
+            r.description = description.to_owned();
+            store.update_key(r)
+        })
+    }
+
+    pub fn enable_key(&self, key: &str) -> Result<()> {
+        self.modify(key, |_, store, r, _| match r.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                r.state = KeyState::Enabled;
+                store.update_key(r)
+            }
+            s => Err(KmsError::InvalidState(format!(
+                "key {} is {}",
+                r.id,
+                s.as_str()
+            ))),
+        })
+    }
+
+    pub fn disable_key(&self, key: &str) -> Result<()> {
+        self.modify(key, |_, store, r, _| match r.state {
+            KeyState::Enabled | KeyState::Disabled => {
+                r.state = KeyState::Disabled;
+                store.update_key(r)
+            }
+            s => Err(KmsError::InvalidState(format!(
+                "key {} is {}",
+                r.id,
+                s.as_str()
+            ))),
+        })
+    }
+
+    /// Schedules deletion after `pending_window_days` (7..=30, default 30); returns the
+    /// deletion date. Until then the key is unusable but recoverable.
+    pub fn schedule_key_deletion(
+        &self,
+        key: &str,
+        pending_window_days: Option<u32>,
+    ) -> Result<SystemTime> {
+        let days = pending_window_days.unwrap_or(MAX_DELETION_DAYS);
+        if !(MIN_DELETION_DAYS..=MAX_DELETION_DAYS).contains(&days) {
+            return Err(KmsError::Validation(
+                "PendingWindowInDays must be 7..=30".into(),
+            ));
+        }
+        self.modify(key, |_, store, r, now| {
+            if r.state == KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "key {} is PendingDeletion",
+                    r.id
+                )));
+            }
+            let at = unix_seconds(now) + u64::from(days) * DAY.as_secs();
+            r.state = KeyState::PendingDeletion;
+            r.deletion_at = Some(at);
+            store.update_key(r)?;
+            Ok(from_unix_seconds(at))
+        })
+    }
+
+    /// Cancels a scheduled deletion. As in AWS KMS the key comes back Disabled (or
+    /// PendingImport if it is an imported key without material).
+    pub fn cancel_key_deletion(&self, key: &str) -> Result<()> {
+        self.modify(key, |this, store, r, _| {
+            if r.state != KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "key {} is not PendingDeletion",
+                    r.id
+                )));
+            }
+            r.deletion_at = None;
+            let has_material = store.version(&r.id, r.current_version)?.is_some();
+            r.state = if has_material {
+                KeyState::Disabled
+            } else {
+                KeyState::PendingImport
+            };
+            let _ = this;
+            store.update_key(r)
+        })
+    }
+
+    // ---- aliases ----
+
+    fn check_alias_name(alias: &str) -> Result<()> {
+        let Some(name) = alias.strip_prefix("alias/") else {
+            return Err(KmsError::InvalidAliasName(format!(
+                "{alias} does not start with alias/"
+            )));
+        };
+        if alias.starts_with("alias/aws/") {
+            return Err(KmsError::InvalidAliasName("alias/aws/ is reserved".into()));
+        }
+        if name.is_empty()
+            || alias.len() > 256
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        {
+            return Err(KmsError::InvalidAliasName(format!(
+                "{alias}: 1..=250 characters of a-z A-Z 0-9 / _ -"
+            )));
+        }
+        Ok(())
+    }
+
+    fn alias_target(&self, key: &str) -> Result<String> {
+        if key.starts_with("alias/") || key.contains(":alias/") {
+            return Err(KmsError::Validation(
+                "an alias must point at a key id or key ARN".into(),
+            ));
+        }
+        let id = self.resolve(key)?;
+        self.record(&id)?;
+        Ok(id)
+    }
+
+    pub fn create_alias(&self, alias: &str, target_key: &str) -> Result<()> {
+        Self::check_alias_name(alias)?;
+        let id = self.alias_target(target_key)?;
+        lock(&self.store).put_alias(alias, &id, false)
+    }
+
+    pub fn update_alias(&self, alias: &str, target_key: &str) -> Result<()> {
+        Self::check_alias_name(alias)?;
+        let id = self.alias_target(target_key)?;
+        lock(&self.store).put_alias(alias, &id, true)
+    }
+
+    pub fn delete_alias(&self, alias: &str) -> Result<()> {
+        Self::check_alias_name(alias)?;
+        lock(&self.store).delete_alias(alias)
+    }
+
+    /// `(alias, key id)` pairs, optionally only those of one key.
+    pub fn list_aliases(&self, key: Option<&str>) -> Result<Vec<(String, String)>> {
+        let id = key.map(|k| self.resolve(k)).transpose()?;
+        let all = lock(&self.store).list_aliases()?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, k)| id.as_ref().is_none_or(|id| id == k))
+            .collect())
+    }
+
+    // ---- rotation ----
+
+    /// Turns on automatic rotation every `period_days` (90..=2560, default 365).
+    pub fn enable_key_rotation(&self, key: &str, period_days: Option<u32>) -> Result<()> {
+        let days = period_days.unwrap_or(DEFAULT_ROTATION_DAYS);
+        if !(MIN_ROTATION_DAYS..=MAX_ROTATION_DAYS).contains(&days) {
+            return Err(KmsError::Validation(
+                "RotationPeriodInDays must be 90..=2560".into(),
+            ));
+        }
+        self.modify(key, |_, store, r, now| {
+            check_rotatable(r)?;
+            r.rotation_period_days = Some(days);
+            r.next_rotation_at = Some(unix_seconds(now) + u64::from(days) * DAY.as_secs());
+            store.update_key(r)
+        })
+    }
+
+    pub fn disable_key_rotation(&self, key: &str) -> Result<()> {
+        self.modify(key, |_, store, r, _| {
+            check_rotatable(r)?;
+            r.rotation_period_days = None;
+            r.next_rotation_at = None;
+            store.update_key(r)
+        })
+    }
+
+    /// Rotates now; returns the new version.
+    pub fn rotate_key_on_demand(&self, key: &str) -> Result<u32> {
+        self.modify(key, |this, store, r, now| {
+            check_rotatable(r)?;
+            this.add_generated_version(store, r, Some(RotationType::OnDemand), now)
+        })
+    }
+
+    /// Versions made by rotation, oldest first.
+    pub fn list_key_rotations(&self, key: &str) -> Result<Vec<KeyRotation>> {
+        let id = self.resolve(key)?;
+        self.record(&id)?;
+        let versions = lock(&self.store).versions(&id)?;
+        Ok(versions
+            .into_iter()
+            .filter_map(|v| {
+                v.rotation_type.map(|rotation_type| KeyRotation {
+                    version: v.version,
+                    rotation_date: from_unix_seconds(v.created_at),
+                    rotation_type,
+                })
+            })
+            .collect())
+    }
+
+    /// Refuses ciphertexts made under versions older than `version` (1..=current).
+    pub fn set_min_decryption_version(&self, key: &str, version: u32) -> Result<()> {
+        self.modify(key, |_, store, r, _| {
+            if version == 0 || version > r.current_version {
+                return Err(KmsError::Validation(format!(
+                    "minimum decryption version must be 1..={}",
+                    r.current_version
+                )));
+            }
+            r.min_decryption_version = version;
+            store.update_key(r)
+        })
+    }
+
+    // ---- import (BYOK) ----
+
+    /// An RSA wrapping key and an import token valid 24 h, for a key with `Origin::External`.
+    pub fn get_parameters_for_import(
+        &self,
+        key: &str,
+        spec: WrappingKeySpec,
+    ) -> Result<ImportParameters> {
+        let id = self.resolve(key)?;
+        let record = self.record(&id)?;
+        check_importable(&record)?;
+        let private_key = PrivateDecryptingKey::generate(match spec {
+            WrappingKeySpec::Rsa3072 => KeySize::Rsa3072,
+            WrappingKeySpec::Rsa4096 => KeySize::Rsa4096,
+        })
+        .map_err(|_| KmsError::Internal("RSA key generation failed".into()))?;
+        let public_key = private_key
+            .public_key()
+            .as_der()
+            .map_err(|_| KmsError::Internal("RSA public key encoding failed".into()))?
+            .as_ref()
+            .to_vec();
+        let mut token = vec![0u8; 32];
+        coffer_format::secret::random_fill(&mut token)?;
+        let now = self.now();
+        let expires_at = now + IMPORT_TOKEN_LIFETIME;
+        let mut imports = lock(&self.imports);
+        imports.retain(|_, p| p.expires_at > now);
+        if imports.len() >= MAX_PENDING_IMPORTS {
+            return Err(KmsError::LimitExceeded("too many pending imports".into()));
+        }
+        imports.insert(
+            token.clone(),
+            PendingImport {
+                key_id: id.clone(),
+                private_key,
+                expires_at,
+            },
+        );
+        Ok(ImportParameters {
+            key_id: id,
+            import_token: token,
+            public_key,
+            parameters_valid_to: expires_at,
+        })
+    }
+
+    /// Imports 32 bytes of AES key material wrapped with RSAES-OAEP-SHA-256 under the wrapping
+    /// key of `import_token`. `valid_to`: when the material expires (`None`: never).
+    pub fn import_key_material(
+        &self,
+        key: &str,
+        import_token: &[u8],
+        encrypted_key_material: &[u8],
+        valid_to: Option<SystemTime>,
+    ) -> Result<()> {
+        let id = self.resolve(key)?;
+        let now = self.now();
+        if valid_to.is_some_and(|t| t <= now) {
+            return Err(KmsError::Validation("ValidTo must be in the future".into()));
+        }
+        let pending = {
+            let mut imports = lock(&self.imports);
+            match imports.get(import_token) {
+                None => return Err(KmsError::InvalidImportToken),
+                Some(p) if p.key_id != id => return Err(KmsError::InvalidImportToken),
+                Some(p) if p.expires_at <= now => {
+                    imports.remove(import_token);
+                    return Err(KmsError::ExpiredImportToken);
+                }
+                Some(_) => {}
+            }
+            imports
+                .remove(import_token)
+                .ok_or(KmsError::InvalidImportToken)?
+        };
+        let oaep = OaepPrivateDecryptingKey::new(pending.private_key)
+            .map_err(|_| KmsError::Internal("OAEP key".into()))?;
+        let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
+        let material = oaep
+            .decrypt(
+                &OAEP_SHA256_MGF1SHA256,
+                encrypted_key_material,
+                &mut out,
+                None,
+            )
+            .map_err(|_| KmsError::InvalidCiphertext)?;
+        let material =
+            SecretKey::from_slice(material).map_err(|_| KmsError::IncorrectKeyMaterial)?;
+        let fingerprint =
+            hex::encode(hmac::sign(&self.fingerprint_key, material.expose()).as_ref());
+        self.modify(&id, |this, store, r, now| {
+            check_importable(r)?;
+            if let Some(previous) = &r.material_fingerprint {
+                if !coffer_format::secret::ct_eq(previous.as_bytes(), fingerprint.as_bytes()) {
+                    return Err(KmsError::IncorrectKeyMaterial);
+                }
+            }
+            r.state = KeyState::Enabled;
+            r.current_version = 1;
+            r.material_expires_at = valid_to.map(unix_seconds);
+            r.material_fingerprint = Some(fingerprint);
+            let version = VersionRecord {
+                key_id: r.id.clone(),
+                version: 1,
+                created_at: unix_seconds(now),
+                rotation_type: None,
+                wrapped_material: this.wrap_version(&r.id, 1, &material)?,
+            };
+            store.add_version(r, &version)
+        })
+    }
+
+    /// Deletes imported material: the key goes to PendingImport and everything encrypted
+    /// under it is unreadable until the same material is imported again.
+    pub fn delete_imported_key_material(&self, key: &str) -> Result<()> {
+        self.modify(key, |_, store, r, _| {
+            if r.origin != Origin::External {
+                return Err(KmsError::UnsupportedOperation(
+                    "the key's material was not imported".into(),
+                ));
+            }
+            if r.state == KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "key {} is PendingDeletion",
+                    r.id
+                )));
+            }
+            r.state = KeyState::PendingImport;
+            r.material_expires_at = None;
+            store.destroy_material(r)
+        })
+    }
+
+    // ---- cryptographic operations ----
+
+    /// The record and material for a new ciphertext under `key`: enabled, current version.
+    fn encryption_key(&self, key: &str) -> Result<(Arc<KeyRecord>, Arc<LockedKey>)> {
+        let id = self.resolve(key)?;
+        let record = self.record(&id)?;
+        check_usable(&record)?;
+        let material = self
+            .material(&id, record.current_version)?
+            .ok_or_else(|| KmsError::InvalidState(format!("key {id} has no material")))?;
+        Ok((record, material))
+    }
+
+    fn seal(
+        &self,
+        record: &KeyRecord,
+        material: &LockedKey,
+        plaintext: &[u8],
+        context: &Context,
+    ) -> Result<Vec<u8>> {
+        let reference =
+            KeyReference::new(KeyKind::Kms, record.id.as_bytes(), record.current_version)?;
+        let wrapped = WrappedKey::wrap(reference, &material.to_secret_key(), plaintext, context)?;
+        Ok(wrapped.encode())
+    }
+
+    /// Encrypts up to 4096 bytes, binding `context` as associated data.
+    pub fn encrypt(&self, key: &str, plaintext: &[u8], context: &Context) -> Result<Ciphertext> {
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(KmsError::Validation(
+                "plaintext must be 1..=4096 bytes".into(),
+            ));
+        }
+        let (record, material) = self.encryption_key(key)?;
+        let ciphertext_blob = self.seal(&record, &material, plaintext, context)?;
+        Ok(Ciphertext {
+            ciphertext_blob,
+            key_id: self.key_arn(&record.id),
+        })
+    }
+
+    /// Decrypts a blob made by `encrypt`/`generate_data_key*`; the blob names its key.
+    /// `key`, when given, must be the key that made it.
+    pub fn decrypt(&self, blob: &[u8], context: &Context, key: Option<&str>) -> Result<Plaintext> {
+        let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
+        let reference = wrapped.reference();
+        if reference.kind != KeyKind::Kms {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let id = reference.key_id_str().ok_or(KmsError::InvalidCiphertext)?;
+        if let Some(expected) = key {
+            if self.resolve(expected)? != id {
+                return Err(KmsError::IncorrectKey);
+            }
+        }
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let record = self.record(id)?;
+        check_usable(&record)?;
+        let version = reference.version;
+        if version < record.min_decryption_version {
+            return Err(KmsError::InvalidState(format!(
+                "version {version} of key {id} is below the minimum decryption version {}",
+                record.min_decryption_version
+            )));
+        }
+        if version > record.current_version {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        let material = self
+            .material(id, version)?
+            .ok_or(KmsError::InvalidCiphertext)?;
+        let plaintext = wrapped
+            .unwrap(&material.to_secret_key(), context)
+            .map_err(|_| KmsError::InvalidCiphertext)?;
+        Ok(Plaintext {
+            plaintext,
+            key_id: self.key_arn(id),
+        })
+    }
+
+    /// Decrypts under the source key and context, encrypts under the destination; the
+    /// plaintext never leaves the KMS.
+    pub fn re_encrypt(
+        &self,
+        blob: &[u8],
+        source_context: &Context,
+        source_key: Option<&str>,
+        destination_key: &str,
+        destination_context: &Context,
+    ) -> Result<ReEncrypted> {
+        let source = self.decrypt(blob, source_context, source_key)?;
+        let out = self.encrypt(
+            destination_key,
+            source.plaintext.expose(),
+            destination_context,
+        )?;
+        Ok(ReEncrypted {
+            ciphertext_blob: out.ciphertext_blob,
+            source_key_id: source.key_id,
+            key_id: out.key_id,
+        })
+    }
+
+    /// A fresh 256-bit data key, in clear and wrapped under `key` bound to `context`.
+    pub fn generate_data_key(&self, key: &str, context: &Context) -> Result<DataKey> {
+        let (record, material) = self.encryption_key(key)?;
+        let plaintext = SecretKey::generate()?;
+        let ciphertext_blob = self.seal(&record, &material, plaintext.expose(), context)?;
+        Ok(DataKey {
+            plaintext,
+            ciphertext_blob,
+            key_id: self.key_arn(&record.id),
+        })
+    }
+
+    /// Like [`Kms::generate_data_key`], without returning the plaintext.
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        key: &str,
+        context: &Context,
+    ) -> Result<Ciphertext> {
+        let data_key = self.generate_data_key(key, context)?;
+        Ok(Ciphertext {
+            ciphertext_blob: data_key.ciphertext_blob,
+            key_id: data_key.key_id,
+        })
+    }
+
+    /// 1..=1024 random bytes from the CSPRNG.
+    pub fn generate_random(&self, len: usize) -> Result<SecretBytes> {
+        if len == 0 || len > MAX_RANDOM {
+            return Err(KmsError::Validation(
+                "NumberOfBytes must be 1..=1024".into(),
+            ));
+        }
+        let mut bytes = Zeroizing::new(vec![0u8; len]);
+        coffer_format::secret::random_fill(&mut bytes)?;
+        Ok(SecretBytes::from_zeroizing(bytes))
+    }
+
+    // ---- maintenance ----
+
+    /// Applies everything the clock says is due, for every key. The server calls this
+    /// periodically (e.g. hourly); operations also apply it to their own key.
+    pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
+        let now = self.now();
+        let mut report = MaintenanceReport::default();
+        let mut store = lock(&self.store);
+        for mut record in store.list_keys()? {
+            if !lifecycle_due(&record, now) {
+                continue;
+            }
+            let before = (record.state, record.current_version);
+            let outcome = self.apply_lifecycle(&mut **store, &mut record, now)?;
+            lock(&self.cache).invalidate(&record.id);
+            match outcome {
+                Lifecycle::Deleted => report.deleted.push(record.id),
+                Lifecycle::Changed => {
+                    if record.current_version != before.1 {
+                        report.rotated.push(record.id.clone());
+                    }
+                    if record.state == KeyState::PendingImport
+                        && before.0 != KeyState::PendingImport
+                    {
+                        report.expired_material.push(record.id);
+                    }
+                }
+                Lifecycle::Unchanged => {}
+            }
+        }
+        lock(&self.imports).retain(|_, p| p.expires_at > now);
+        Ok(report)
+    }
+}
+
+fn lifecycle_due(r: &KeyRecord, now: SystemTime) -> bool {
+    let now = unix_seconds(now);
+    let due = |t: Option<u64>| t.is_some_and(|t| t <= now);
+    (r.state == KeyState::PendingDeletion && due(r.deletion_at))
+        || (r.state != KeyState::PendingDeletion
+            && r.state != KeyState::PendingImport
+            && due(r.material_expires_at))
+        || (r.state == KeyState::Enabled && due(r.next_rotation_at))
+}
+
+fn check_usable(r: &KeyRecord) -> Result<()> {
+    match r.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::Disabled(r.id.clone())),
+        s => Err(KmsError::InvalidState(format!(
+            "key {} is {}",
+            r.id,
+            s.as_str()
+        ))),
+    }
+}
+
+fn check_rotatable(r: &KeyRecord) -> Result<()> {
+    if r.origin == Origin::External {
+        return Err(KmsError::UnsupportedOperation(
+            "keys with imported material cannot rotate".into(),
+        ));
+    }
+    check_usable(r)
+}
+
+fn check_importable(r: &KeyRecord) -> Result<()> {
+    if r.origin != Origin::External {
+        return Err(KmsError::UnsupportedOperation(
+            "the key's origin is not EXTERNAL".into(),
+        ));
+    }
+    if r.state != KeyState::PendingImport {
+        return Err(KmsError::InvalidState(format!(
+            "key {} is {}; delete its material before importing again",
+            r.id,
+            r.state.as_str()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Coffer's key management core.
+//!
+//! - [`seal`]: the root key, sealed by a key file, a passphrase (Argon2id) or a PKCS#11
+//!   token ([`pkcs11`]);
+//! - [`kms`]: customer master keys — versions, rotation, states, scheduled deletion
+//!   (crypto-shredding), BYOK import, and the cryptographic operations; ciphertext blobs are
+//!   `coffer_format::WrappedKey`s (spec/wrapped-key.md);
+//! - [`store`]: the [`store::KeyStore`] trait, its conformance suite, and the SQLCipher
+//!   implementation (page-encrypted, keyed from the root key);
+//! - [`locked`]: locked, non-dumpable memory for key material, and core-dump hardening.
+//!
+//! docs/kms.md gives the whole picture.
+#![deny(unsafe_code)]
+
+mod cache;
+pub mod clock;
+pub mod error;
+pub mod kms;
+pub mod locked;
+pub mod pkcs11;
+pub mod seal;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{KmsError, Result};
+pub use kms::{
+    Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsConfig,
+    MaintenanceReport, Plaintext, ReEncrypted, WrappingKeySpec,
+};
+pub use seal::{Argon2Params, KeyFileSealer, PassphraseSealer, SealedRoot, Sealer};
+pub use store::{KeyState, Origin, RotationType};

@@ -1,0 +1,356 @@
+//! [`KeyStore`] on an embedded SQLite database encrypted page by page with SQLCipher.
+//!
+//! The page key is a raw 256-bit key derived from the root key (see `crate::kms`), passed as
+//! `PRAGMA key = "x'…'"` so SQLCipher's own passphrase KDF is skipped. The schema version is
+//! SQLite's `user_version`; [`MIGRATIONS`] brings an older file up to date.
+
+use std::path::Path;
+
+use coffer_format::SecretKey;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use zeroize::Zeroizing;
+
+use super::{KeyRecord, KeyStore, RotationType, VersionRecord};
+use crate::error::{KmsError, Result};
+
+/// Schema migrations; `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`. Append only.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: keys, versions, aliases.
+    "CREATE TABLE keys (
+        id TEXT PRIMARY KEY NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE key_versions (
+        key_id TEXT NOT NULL REFERENCES keys(id),
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        rotation_type TEXT,
+        material BLOB NOT NULL,
+        PRIMARY KEY (key_id, version)
+    );
+    CREATE TABLE aliases (
+        name TEXT PRIMARY KEY NOT NULL,
+        key_id TEXT NOT NULL REFERENCES keys(id)
+    );",
+];
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// A SQLCipher-encrypted key store file.
+pub struct SqlCipherStore {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SqlCipherStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlCipherStore").finish_non_exhaustive()
+    }
+}
+
+fn constraint_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn encode_record(key: &KeyRecord) -> Result<String> {
+    serde_json::to_string(key).map_err(|e| KmsError::Internal(format!("encode key record: {e}")))
+}
+
+fn decode_record(json: &str) -> Result<KeyRecord> {
+    let record: KeyRecord = serde_json::from_str(json)
+        .map_err(|e| KmsError::Store(format!("corrupt key record: {e}")))?;
+    if record.record_version != super::KEY_RECORD_VERSION {
+        return Err(KmsError::Store(format!(
+            "unsupported key record version {}",
+            record.record_version
+        )));
+    }
+    Ok(record)
+}
+
+fn rotation_type_str(t: Option<RotationType>) -> Option<&'static str> {
+    t.map(|t| match t {
+        RotationType::Automatic => "AUTOMATIC",
+        RotationType::OnDemand => "ON_DEMAND",
+    })
+}
+
+fn parse_rotation_type(s: Option<String>) -> Result<Option<RotationType>> {
+    match s.as_deref() {
+        None => Ok(None),
+        Some("AUTOMATIC") => Ok(Some(RotationType::Automatic)),
+        Some("ON_DEMAND") => Ok(Some(RotationType::OnDemand)),
+        Some(other) => Err(KmsError::Store(format!("unknown rotation type {other}"))),
+    }
+}
+
+impl SqlCipherStore {
+    /// Opens (creating if absent) the store at `path`, keyed with `page_key`, and migrates it
+    /// to [`SCHEMA_VERSION`]. A wrong key or a file that is not a Coffer store fails with
+    /// [`KmsError::Store`] and leaves the file untouched.
+    pub fn open(path: &Path, page_key: &SecretKey) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        let pragma = Zeroizing::new(format!(
+            "PRAGMA key = \"x'{}'\";",
+            hex::encode(page_key.expose())
+        ));
+        conn.execute_batch(&pragma)?;
+        // The first read decrypts page 1: this is where a wrong key shows.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|_| {
+            KmsError::Store(format!(
+                "cannot read key store {}: wrong root key or not a Coffer key store",
+                path.display()
+            ))
+        })?;
+        // secure_delete: freed pages are overwritten, so destroyed material does not linger.
+        conn.execute_batch(
+            "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA journal_mode = DELETE;",
+        )?;
+        let mut store = SqlCipherStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file's schema version.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let current = self.schema_version()?;
+        if current > SCHEMA_VERSION {
+            return Err(KmsError::Store(format!(
+                "key store schema {current} is newer than this build ({SCHEMA_VERSION})"
+            )));
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn key_exists(conn: &Connection, id: &str) -> Result<bool> {
+        Ok(conn
+            .query_row("SELECT 1 FROM keys WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+}
+
+fn insert_version(conn: &Connection, v: &VersionRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO key_versions (key_id, version, created_at, rotation_type, material)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            v.key_id,
+            v.version,
+            v.created_at as i64,
+            rotation_type_str(v.rotation_type),
+            v.wrapped_material
+        ],
+    )
+    .map_err(|e| {
+        if constraint_violation(&e) {
+            KmsError::AlreadyExists(format!("version {} of key {}", v.version, v.key_id))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+fn update_record(conn: &Connection, key: &KeyRecord) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE keys SET record = ?2 WHERE id = ?1",
+        params![key.id, encode_record(key)?],
+    )?;
+    if n == 0 {
+        return Err(KmsError::NotFound(format!("key {}", key.id)));
+    }
+    Ok(())
+}
+
+fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRecord, Option<String>)> {
+    Ok((
+        VersionRecord {
+            key_id: row.get(0)?,
+            version: row.get(1)?,
+            created_at: row.get::<_, i64>(2)?.max(0) as u64,
+            rotation_type: None,
+            wrapped_material: row.get(4)?,
+        },
+        row.get(3)?,
+    ))
+}
+
+impl KeyStore for SqlCipherStore {
+    fn create_key(&mut self, key: &KeyRecord, first_version: Option<&VersionRecord>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO keys (id, record) VALUES (?1, ?2)",
+            params![key.id, encode_record(key)?],
+        )
+        .map_err(|e| {
+            if constraint_violation(&e) {
+                KmsError::AlreadyExists(format!("key {}", key.id))
+            } else {
+                e.into()
+            }
+        })?;
+        if let Some(v) = first_version {
+            insert_version(&tx, v)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT record FROM keys WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        json.as_deref().map(decode_record).transpose()
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        let mut stmt = self.conn.prepare("SELECT record FROM keys ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(decode_record(&json?)?);
+        }
+        Ok(out)
+    }
+
+    fn update_key(&mut self, key: &KeyRecord) -> Result<()> {
+        update_record(&self.conn, key)
+    }
+
+    fn add_version(&mut self, key: &KeyRecord, version: &VersionRecord) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        update_record(&tx, key)?;
+        insert_version(&tx, version)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT key_id, version, created_at, rotation_type, material
+                 FROM key_versions WHERE key_id = ?1 AND version = ?2",
+                params![key_id, version],
+                version_from_row,
+            )
+            .optional()?;
+        row.map(|(mut v, t)| {
+            v.rotation_type = parse_rotation_type(t)?;
+            Ok(v)
+        })
+        .transpose()
+    }
+
+    fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key_id, version, created_at, rotation_type, material
+             FROM key_versions WHERE key_id = ?1 ORDER BY version",
+        )?;
+        let rows = stmt.query_map([key_id], version_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut v, t) = row?;
+            v.rotation_type = parse_rotation_type(t)?;
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    fn destroy_material(&mut self, key: &KeyRecord) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        update_record(&tx, key)?;
+        tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [&key.id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_key(&mut self, key_id: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if !Self::key_exists(&tx, key_id)? {
+            return Err(KmsError::NotFound(format!("key {key_id}")));
+        }
+        tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
+        tx.execute("DELETE FROM aliases WHERE key_id = ?1", [key_id])?;
+        tx.execute("DELETE FROM keys WHERE id = ?1", [key_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_alias(&mut self, alias: &str, key_id: &str, replace: bool) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if !Self::key_exists(&tx, key_id)? {
+            return Err(KmsError::NotFound(format!("key {key_id}")));
+        }
+        if replace {
+            let n = tx.execute(
+                "UPDATE aliases SET key_id = ?2 WHERE name = ?1",
+                params![alias, key_id],
+            )?;
+            if n == 0 {
+                return Err(KmsError::NotFound(format!("alias {alias}")));
+            }
+        } else {
+            tx.execute(
+                "INSERT INTO aliases (name, key_id) VALUES (?1, ?2)",
+                params![alias, key_id],
+            )
+            .map_err(|e| {
+                if constraint_violation(&e) {
+                    KmsError::AlreadyExists(format!("alias {alias}"))
+                } else {
+                    e.into()
+                }
+            })?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn alias(&self, alias: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT key_id FROM aliases WHERE name = ?1", [alias], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn delete_alias(&mut self, alias: &str) -> Result<()> {
+        let n = self
+            .conn
+            .execute("DELETE FROM aliases WHERE name = ?1", [alias])?;
+        if n == 0 {
+            return Err(KmsError::NotFound(format!("alias {alias}")));
+        }
+        Ok(())
+    }
+
+    fn list_aliases(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, key_id FROM aliases ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}

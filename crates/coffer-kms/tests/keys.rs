@@ -1,0 +1,471 @@
+//! CMK lifecycle and cryptographic operations through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use coffer_kms::{KeyState, KmsError};
+use common::{ctx, Env, DAY};
+
+fn code<T>(r: Result<T, KmsError>) -> &'static str {
+    match r {
+        Ok(_) => "Ok",
+        Err(e) => e.aws_code(),
+    }
+}
+
+#[test]
+fn create_describe_list_and_aliases() {
+    let env = Env::new();
+    let kms = env.open();
+    let tags = BTreeMap::from([("team".to_owned(), "photos".to_owned())]);
+    let meta = kms
+        .create_key("user/alice", "photo bucket key", tags.clone())
+        .unwrap();
+    assert_eq!(meta.key_state, KeyState::Enabled);
+    assert_eq!(meta.owner, "user/alice");
+    assert_eq!(meta.tags, tags);
+    assert_eq!(meta.current_version, 1);
+    assert_eq!(
+        meta.arn,
+        format!("arn:aws:kms:us-east-1:000000000000:key/{}", meta.key_id)
+    );
+    assert!(uuid::Uuid::parse_str(&meta.key_id).is_ok());
+
+    kms.create_alias("alias/photos", &meta.key_id).unwrap();
+    assert_eq!(
+        code(kms.create_alias("alias/photos", &meta.key_id)),
+        "AlreadyExistsException"
+    );
+    assert_eq!(
+        code(kms.create_alias("alias/aws/s3", &meta.key_id)),
+        "InvalidAliasNameException"
+    );
+    assert_eq!(
+        code(kms.create_alias("photos", &meta.key_id)),
+        "InvalidAliasNameException"
+    );
+    // All four ways of naming the key reach it.
+    for name in [
+        meta.key_id.clone(),
+        meta.arn.clone(),
+        "alias/photos".to_owned(),
+        "arn:aws:kms:us-east-1:000000000000:alias/photos".to_owned(),
+    ] {
+        assert_eq!(
+            kms.describe_key(&name).unwrap().key_id,
+            meta.key_id,
+            "{name}"
+        );
+    }
+    assert_eq!(code(kms.describe_key("alias/nope")), "NotFoundException");
+    assert_eq!(code(kms.describe_key("not-a-uuid")), "NotFoundException");
+    assert_eq!(
+        code(kms.describe_key("arn:aws:s3:::bucket")),
+        "InvalidArnException"
+    );
+    assert_eq!(
+        code(kms.describe_key(&format!(
+            "arn:aws:kms:eu-west-1:000000000000:key/{}",
+            meta.key_id
+        ))),
+        "NotFoundException"
+    );
+
+    let other = kms.create_key("user/bob", "", BTreeMap::new()).unwrap();
+    kms.update_alias("alias/photos", &other.key_id).unwrap();
+    assert_eq!(
+        kms.describe_key("alias/photos").unwrap().key_id,
+        other.key_id
+    );
+    assert_eq!(
+        kms.list_aliases(Some(&other.key_id)).unwrap(),
+        vec![("alias/photos".to_owned(), other.key_id.clone())]
+    );
+    assert!(kms.list_aliases(Some(&meta.key_id)).unwrap().is_empty());
+    kms.delete_alias("alias/photos").unwrap();
+    assert_eq!(code(kms.delete_alias("alias/photos")), "NotFoundException");
+
+    let mut ids: Vec<_> = kms
+        .list_keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    let mut expected = vec![meta.key_id.clone(), other.key_id.clone()];
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Everything survives a restart.
+    drop(kms);
+    let kms = env.open();
+    assert_eq!(kms.describe_key(&meta.key_id).unwrap(), meta);
+}
+
+#[test]
+fn encrypt_decrypt_and_data_keys_bind_the_context() {
+    let env = Env::new();
+    let kms = env.open();
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let c = ctx(&[("bucket", "photos"), ("key", "cat.jpg")]);
+
+    let ct = kms.encrypt(&key.key_id, b"attack at dawn", &c).unwrap();
+    assert_eq!(ct.key_id, key.arn);
+    let pt = kms.decrypt(&ct.ciphertext_blob, &c, None).unwrap();
+    assert!(pt.plaintext.ct_eq(b"attack at dawn"));
+    assert_eq!(pt.key_id, key.arn);
+    // Naming the right key works, naming another fails.
+    assert!(kms.decrypt(&ct.ciphertext_blob, &c, Some(&key.arn)).is_ok());
+    let other = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    assert_eq!(
+        code(kms.decrypt(&ct.ciphertext_blob, &c, Some(&other.key_id))),
+        "IncorrectKeyException"
+    );
+    // Wrong or missing context.
+    assert_eq!(
+        code(kms.decrypt(
+            &ct.ciphertext_blob,
+            &ctx(&[("bucket", "photos"), ("key", "dog.jpg")]),
+            None
+        )),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(kms.decrypt(&ct.ciphertext_blob, &ctx(&[]), None)),
+        "InvalidCiphertextException"
+    );
+
+    // Sizes.
+    assert!(kms.encrypt(&key.key_id, &[7u8; 4096], &c).is_ok());
+    assert_eq!(
+        code(kms.encrypt(&key.key_id, &[7u8; 4097], &c)),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(kms.encrypt(&key.key_id, b"", &c)),
+        "ValidationException"
+    );
+
+    // Data keys.
+    let dk = kms.generate_data_key(&key.key_id, &c).unwrap();
+    let back = kms.decrypt(&dk.ciphertext_blob, &c, None).unwrap();
+    assert!(back.plaintext.ct_eq(dk.plaintext.expose()));
+    let dk2 = kms.generate_data_key(&key.key_id, &c).unwrap();
+    assert!(!dk2.plaintext.ct_eq(&dk.plaintext), "data keys are fresh");
+    let wp = kms
+        .generate_data_key_without_plaintext(&key.key_id, &c)
+        .unwrap();
+    assert_eq!(
+        kms.decrypt(&wp.ciphertext_blob, &c, None)
+            .unwrap()
+            .plaintext
+            .len(),
+        32
+    );
+
+    // ReEncrypt to another key and context.
+    let c2 = ctx(&[("purpose", "archive")]);
+    let re = kms
+        .re_encrypt(&ct.ciphertext_blob, &c, None, &other.key_id, &c2)
+        .unwrap();
+    assert_eq!(re.source_key_id, key.arn);
+    assert_eq!(re.key_id, other.arn);
+    assert!(kms
+        .decrypt(&re.ciphertext_blob, &c2, None)
+        .unwrap()
+        .plaintext
+        .ct_eq(b"attack at dawn"));
+    assert_eq!(
+        code(kms.decrypt(&re.ciphertext_blob, &c, None)),
+        "InvalidCiphertextException"
+    );
+
+    // GenerateRandom.
+    let r = kms.generate_random(1024).unwrap();
+    assert_eq!(r.len(), 1024);
+    assert!(r.expose().iter().any(|&b| b != 0));
+    assert_eq!(code(kms.generate_random(0)), "ValidationException");
+    assert_eq!(code(kms.generate_random(1025)), "ValidationException");
+}
+
+#[test]
+fn altered_and_truncated_blobs_are_rejected_without_panic() {
+    let env = Env::new();
+    let kms = env.open();
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let c = ctx(&[("bucket", "b")]);
+    let blob = kms
+        .encrypt(&key.key_id, b"secret", &c)
+        .unwrap()
+        .ciphertext_blob;
+    for i in 0..blob.len() * 8 {
+        let mut t = blob.clone();
+        t[i / 8] ^= 1 << (i % 8);
+        let r = kms.decrypt(&t, &c, None);
+        assert!(r.is_err(), "bit {i} flip accepted");
+    }
+    for len in 0..blob.len() {
+        assert_eq!(
+            code(kms.decrypt(&blob[..len], &c, None)),
+            "InvalidCiphertextException",
+            "len {len}"
+        );
+    }
+    let mut long = blob.clone();
+    long.push(0);
+    assert_eq!(
+        code(kms.decrypt(&long, &c, None)),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        code(kms.decrypt(b"garbage", &c, None)),
+        "InvalidCiphertextException"
+    );
+    // A blob for a key that never existed.
+    let mut forged = blob.clone();
+    let id_at = 6;
+    forged[id_at..id_at + 36].copy_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+    assert!(kms.decrypt(&forged, &c, None).is_err());
+}
+
+#[test]
+fn disabled_keys_refuse_every_operation() {
+    let env = Env::new();
+    let kms = env.open();
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let other = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let c = ctx(&[]);
+    let blob = kms.encrypt(&key.key_id, b"x", &c).unwrap().ciphertext_blob;
+    let other_blob = kms
+        .encrypt(&other.key_id, b"y", &c)
+        .unwrap()
+        .ciphertext_blob;
+    kms.disable_key(&key.key_id).unwrap();
+    assert_eq!(
+        kms.describe_key(&key.key_id).unwrap().key_state,
+        KeyState::Disabled
+    );
+    let id = key.key_id.as_str();
+    assert_eq!(code(kms.encrypt(id, b"x", &c)), "DisabledException");
+    assert_eq!(code(kms.decrypt(&blob, &c, None)), "DisabledException");
+    assert_eq!(code(kms.generate_data_key(id, &c)), "DisabledException");
+    assert_eq!(
+        code(kms.generate_data_key_without_plaintext(id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(kms.re_encrypt(&blob, &c, None, &other.key_id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(kms.re_encrypt(&other_blob, &c, None, id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(code(kms.rotate_key_on_demand(id)), "DisabledException");
+    assert_eq!(code(kms.enable_key_rotation(id, None)), "DisabledException");
+    kms.enable_key(id).unwrap();
+    assert!(kms.decrypt(&blob, &c, None).unwrap().plaintext.ct_eq(b"x"));
+}
+
+#[test]
+fn rotation_keeps_old_versions_and_honours_the_minimum() {
+    let env = Env::new();
+    let kms = env.open();
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let id = key.key_id.as_str();
+    let c = ctx(&[("k", "v")]);
+    let version_of = |blob: &[u8]| {
+        coffer_format::WrappedKey::decode(blob)
+            .unwrap()
+            .reference()
+            .version
+    };
+    let mut blobs = vec![kms.encrypt(id, b"v1", &c).unwrap().ciphertext_blob];
+    assert_eq!(kms.rotate_key_on_demand(id).unwrap(), 2);
+    blobs.push(kms.encrypt(id, b"v2", &c).unwrap().ciphertext_blob);
+    // Automatic rotation: every 90 days.
+    kms.enable_key_rotation(id, Some(90)).unwrap();
+    assert_eq!(
+        code(kms.enable_key_rotation(id, Some(89))),
+        "ValidationException"
+    );
+    env.clock.advance(DAY * 89);
+    assert_eq!(
+        version_of(&kms.encrypt(id, b"x", &c).unwrap().ciphertext_blob),
+        2
+    );
+    env.clock.advance(DAY * 2);
+    blobs.push(kms.encrypt(id, b"v3", &c).unwrap().ciphertext_blob);
+    assert_eq!(
+        version_of(&blobs[2]),
+        3,
+        "new ciphertexts use the newest version"
+    );
+    // Maintenance rotates keys nobody uses.
+    env.clock.advance(DAY * 91);
+    let report = kms.run_maintenance().unwrap();
+    assert_eq!(report.rotated, vec![key.key_id.clone()]);
+    blobs.push(kms.encrypt(id, b"v4", &c).unwrap().ciphertext_blob);
+    assert_eq!(version_of(&blobs[3]), 4);
+
+    let rotations = kms.list_key_rotations(id).unwrap();
+    let kinds: Vec<_> = rotations
+        .iter()
+        .map(|r| (r.version, r.rotation_type))
+        .collect();
+    use coffer_kms::RotationType::{Automatic, OnDemand};
+    assert_eq!(kinds, vec![(2, OnDemand), (3, Automatic), (4, Automatic)]);
+
+    // Every old version still decrypts, also after a restart (cache cold).
+    drop(kms);
+    let kms = env.open();
+    for (i, blob) in blobs.iter().enumerate() {
+        let expected = format!("v{}", i + 1);
+        assert!(kms
+            .decrypt(blob, &c, None)
+            .unwrap()
+            .plaintext
+            .ct_eq(expected.as_bytes()));
+    }
+    // Below the minimum decryption version: refused.
+    assert_eq!(
+        code(kms.set_min_decryption_version(id, 5)),
+        "ValidationException"
+    );
+    kms.set_min_decryption_version(id, 3).unwrap();
+    for blob in &blobs[..2] {
+        assert_eq!(
+            code(kms.decrypt(blob, &c, None)),
+            "KMSInvalidStateException"
+        );
+    }
+    for blob in &blobs[2..] {
+        assert!(kms.decrypt(blob, &c, None).is_ok());
+    }
+    assert_eq!(kms.describe_key(id).unwrap().min_decryption_version, 3);
+    kms.disable_key_rotation(id).unwrap();
+    assert!(!kms.describe_key(id).unwrap().rotation_enabled);
+}
+
+#[test]
+fn scheduled_deletion_shreds_and_cancellation_restores() {
+    let env = Env::new();
+    let kms = env.open();
+    let c = ctx(&[]);
+    let doomed = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let saved = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    kms.create_alias("alias/doomed", &doomed.key_id).unwrap();
+    let doomed_blob = kms
+        .encrypt(&doomed.key_id, b"gone", &c)
+        .unwrap()
+        .ciphertext_blob;
+    let saved_blob = kms
+        .encrypt(&saved.key_id, b"kept", &c)
+        .unwrap()
+        .ciphertext_blob;
+
+    assert_eq!(
+        code(kms.schedule_key_deletion(&doomed.key_id, Some(6))),
+        "ValidationException"
+    );
+    assert_eq!(
+        code(kms.schedule_key_deletion(&doomed.key_id, Some(31))),
+        "ValidationException"
+    );
+    let when = kms.schedule_key_deletion(&doomed.key_id, Some(7)).unwrap();
+    assert_eq!(when, env.clock_now() + DAY * 7);
+    kms.schedule_key_deletion(&saved.key_id, None).unwrap();
+    let meta = kms.describe_key(&doomed.key_id).unwrap();
+    assert_eq!(meta.key_state, KeyState::PendingDeletion);
+    assert_eq!(meta.deletion_date, Some(when));
+    assert_eq!(
+        code(kms.decrypt(&doomed_blob, &c, None)),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        code(kms.encrypt(&saved.key_id, b"x", &c)),
+        "KMSInvalidStateException"
+    );
+    assert_eq!(
+        code(kms.enable_key(&saved.key_id)),
+        "KMSInvalidStateException"
+    );
+
+    // Cancel within the window: the key comes back (Disabled, as in AWS), then works.
+    env.clock.advance(DAY * 6);
+    kms.cancel_key_deletion(&saved.key_id).unwrap();
+    assert_eq!(
+        kms.describe_key(&saved.key_id).unwrap().key_state,
+        KeyState::Disabled
+    );
+    kms.enable_key(&saved.key_id).unwrap();
+    assert!(kms
+        .decrypt(&saved_blob, &c, None)
+        .unwrap()
+        .plaintext
+        .ct_eq(b"kept"));
+
+    // After the window, the key and its material are gone for good, also after restart.
+    env.clock.advance(DAY + std::time::Duration::from_secs(1));
+    assert_eq!(
+        code(kms.decrypt(&doomed_blob, &c, None)),
+        "NotFoundException"
+    );
+    assert_eq!(code(kms.describe_key(&doomed.key_id)), "NotFoundException");
+    assert_eq!(code(kms.describe_key("alias/doomed")), "NotFoundException");
+    assert_eq!(
+        code(kms.cancel_key_deletion(&doomed.key_id)),
+        "NotFoundException"
+    );
+    drop(kms);
+    let kms = env.open();
+    assert_eq!(
+        code(kms.decrypt(&doomed_blob, &c, None)),
+        "NotFoundException"
+    );
+    assert_eq!(kms.list_keys().unwrap().len(), 1);
+}
+
+#[test]
+fn maintenance_completes_deletions_nobody_touches() {
+    let env = Env::new();
+    let kms = env.open();
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    kms.schedule_key_deletion(&key.key_id, Some(7)).unwrap();
+    env.clock.advance(DAY * 8);
+    let report = kms.run_maintenance().unwrap();
+    assert_eq!(report.deleted, vec![key.key_id]);
+    assert!(kms.list_keys().unwrap().is_empty());
+}
+
+#[test]
+fn cache_is_bounded() {
+    let env = Env::new();
+    let mut config = coffer_kms::KmsConfig::new(env.data_dir());
+    config.cache_capacity = 3;
+    let kms = coffer_kms::Kms::open(config, &env.key_file(), env.clock.clone()).unwrap();
+    let c = ctx(&[]);
+    let mut blobs = Vec::new();
+    for _ in 0..6 {
+        let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+        blobs.push(kms.encrypt(&key.key_id, b"x", &c).unwrap().ciphertext_blob);
+        assert!(kms.cached_versions() <= 3);
+    }
+    for blob in &blobs {
+        assert!(kms.decrypt(blob, &c, None).is_ok());
+        assert!(kms.cached_versions() <= 3);
+    }
+    assert_eq!(kms.cached_versions(), 3);
+}
+
+trait ClockNow {
+    fn clock_now(&self) -> std::time::SystemTime;
+}
+impl ClockNow for Env {
+    fn clock_now(&self) -> std::time::SystemTime {
+        use coffer_kms::Clock;
+        self.clock.now()
+    }
+}
