@@ -27,5 +27,6 @@ pub use kms::{
     Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsConfig,
     MaintenanceReport, Plaintext, ReEncrypted, WrappingKeySpec,
 };
+pub use pkcs11::Pkcs11Sealer;
 pub use seal::{Argon2Params, KeyFileSealer, PassphraseSealer, SealedRoot, Sealer};
 pub use store::{KeyState, Origin, RotationType};
