@@ -172,6 +172,27 @@ pub struct DataKey {
     pub key_id: String,
 }
 
+impl std::fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plaintext")
+            .field(
+                "plaintext",
+                &format_args!("<{} bytes redacted>", self.plaintext.len()),
+            )
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("plaintext", &"<redacted>")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `ReEncrypt` output.
 #[derive(Debug, Clone)]
 pub struct ReEncrypted {
@@ -964,7 +985,8 @@ impl Kms {
         if valid_to.is_some_and(|t| t <= now) {
             return Err(KmsError::Validation("ValidTo must be in the future".into()));
         }
-        let pending = {
+        // A token stays valid (24 h) until an import with it succeeds, as in AWS KMS.
+        let private_key = {
             let mut imports = lock(&self.imports);
             match imports.get(import_token) {
                 None => return Err(KmsError::InvalidImportToken),
@@ -973,15 +995,13 @@ impl Kms {
                     imports.remove(import_token);
                     return Err(KmsError::ExpiredImportToken);
                 }
-                Some(_) => {}
+                Some(p) => p.private_key.clone(),
             }
-            imports
-                .remove(import_token)
-                .ok_or(KmsError::InvalidImportToken)?
         };
-        let oaep = OaepPrivateDecryptingKey::new(pending.private_key)
+        let oaep = OaepPrivateDecryptingKey::new(private_key)
             .map_err(|_| KmsError::Internal("OAEP key".into()))?;
         let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
+        // RSAES-OAEP with SHA-256 and MGF1-SHA-256 (AWS `RSAES_OAEP_SHA_256`), no label.
         let material = oaep
             .decrypt(
                 &OAEP_SHA256_MGF1SHA256,
@@ -1013,7 +1033,9 @@ impl Kms {
                 wrapped_material: this.wrap_version(&r.id, 1, &material)?,
             };
             store.add_version(r, &version)
-        })
+        })?;
+        lock(&self.imports).remove(import_token);
+        Ok(())
     }
 
     /// Deletes imported material: the key goes to PendingImport and everything encrypted
