@@ -169,6 +169,34 @@ impl ChunkOpener {
     }
 }
 
+impl ChunkOpener {
+    /// Opens chunk `index` whose ciphertext body is in `body` (decrypted in place) and whose
+    /// tag is `tag`; the same length rules as [`ChunkOpener::open_in_place`].
+    pub fn open_detached(
+        &self,
+        index: u64,
+        body: &mut [u8],
+        tag: &[u8],
+        is_final: bool,
+    ) -> Result<()> {
+        let valid = if is_final {
+            body.len() < CHUNK_SIZE
+        } else {
+            body.len() == CHUNK_SIZE
+        };
+        if !valid || tag.len() != TAG_LEN {
+            return Err(Error::Integrity(
+                "chunk length invalid (truncated or extended)",
+            ));
+        }
+        self.derived
+            .key
+            .open_in_place_separate_tag(self.derived.nonce(index)?, Aad::empty(), tag, body)
+            .map_err(|_| Error::Integrity("chunk failed to authenticate"))?;
+        Ok(())
+    }
+}
+
 /// Where the payload's chunks are, given its length (spec/object-format.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PayloadLayout {

@@ -18,8 +18,9 @@ pub const SUITE: u8 = 0x01;
 /// magic, version, suite, header_len.
 pub const FIXED_LEN: usize = 12;
 pub const MAX_HEADER_LEN: usize = 65536;
-/// Lower bound on header_len checked before parsing (spec/object-format.md §7 rule 2).
-pub const MIN_HEADER_LEN: usize = FIXED_LEN + 25 + 4 + 28;
+/// Smallest valid header (spec/object-format.md §7 rule 2): fixed fields, a wrapped 32-byte
+/// DEK with a 1-byte key id, metadata_len, and an encrypted empty map.
+pub const MIN_HEADER_LEN: usize = FIXED_LEN + (25 + 1 + 32 + 16) + 4 + 30;
 /// nonce || (plaintext length u64 || crc32c u32) || tag.
 pub const TRAILER_LEN: usize = 12 + 12 + 16;
 const NONCE_LEN: usize = 12;
