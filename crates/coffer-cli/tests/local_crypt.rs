@@ -1,4 +1,5 @@
 //! `coffer keygen/encrypt/decrypt` through the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use std::fs;
 use std::io::{Read, Write};

@@ -4,6 +4,7 @@
 //! separate output buffer, so the raw baseline pays for the same copy the format does.
 //! `bench/format_ratios.py` turns criterion's estimates into the ratios in
 //! docs/benchmarks.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use coffer_format::chunked::CHUNK_SIZE;

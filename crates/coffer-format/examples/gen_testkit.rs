@@ -2,6 +2,7 @@
 //! defined; the committed files are then frozen (a changed file means a changed format).
 //!
 //! `cargo run -p coffer-format --example gen_testkit -- spec/testkit`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use coffer_format::chunked::{PayloadLayout, ENCRYPTED_CHUNK_SIZE};
 use coffer_format::header::{testkit_seal_trailer, TRAILER_LEN};

@@ -1,5 +1,6 @@
 //! Runs every vector of spec/testkit through every API surface: in-memory, sync reader,
 //! async stream, and random-access ranges.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use std::io::{Cursor, Read};
 
