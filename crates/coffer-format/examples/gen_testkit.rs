@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 use coffer_format::chunked::{PayloadLayout, ENCRYPTED_CHUNK_SIZE};
-use coffer_format::header::{testkit_seal_trailer, TRAILER_LEN};
+use coffer_format::header::{testkit_seal_metadata, testkit_seal_trailer, TRAILER_LEN};
 use coffer_format::{
     encrypt_to_vec, Context, KeyKind, KeyReference, Metadata, SecretKey, WrappedKey,
 };
@@ -293,6 +293,55 @@ fn main() -> R<()> {
         "16 KiB message missing its empty final chunk",
     ));
     let _ = &other_kek;
+    // Header-level rejects, each built so that only the named rule is broken.
+    let header_with = |wrapped: &[u8], block: &[u8]| {
+        let len = 12 + wrapped.len() + 4 + block.len();
+        let mut h = b"COFFER\x01\x01".to_vec();
+        h.extend_from_slice(&(len as u32).to_be_bytes());
+        h.extend_from_slice(wrapped);
+        h.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        h.extend_from_slice(block);
+        h
+    };
+    let base_wrapped_len = {
+        let id_len = b[12 + 5] as usize;
+        let ct_len = u16::from_be_bytes([b[12 + 23 + id_len], b[12 + 24 + id_len]]) as usize;
+        25 + id_len + ct_len
+    };
+    let base_wrapped = &b[12..12 + base_wrapped_len];
+    // A metadata map whose entries are out of order, sealed so that it authenticates.
+    let mut unsorted = vec![0u8, 2];
+    for (k, v) in [("x-b", "2"), ("x-a", "1")] {
+        unsorted.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        unsorted.extend_from_slice(k.as_bytes());
+        unsorted.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        unsorted.extend_from_slice(v.as_bytes());
+    }
+    let block = testkit_seal_metadata(&base.dek, &ctx, &unsorted)?;
+    let mut t = header_with(base_wrapped, &block);
+    t.extend_from_slice(&b[base.payload_start()..]);
+    vectors.push(invalid("metadata-map-not-canonical", &ctx, k, &t, "metadata map entries out of order"));
+    let mut t = header_with(base_wrapped, &[0u8; 29]);
+    t.extend_from_slice(&b[base.payload_start()..]);
+    vectors.push(invalid("metadata-block-too-short", &ctx, k, &t, "metadata_len below 30"));
+    let mut t = b.clone();
+    t[8..12].copy_from_slice(&65537u32.to_be_bytes());
+    vectors.push(invalid("header-len-too-large", &ctx, k, &t, "header_len above 65536"));
+    let mut t = b.clone();
+    t[8..12].copy_from_slice(&119u32.to_be_bytes());
+    vectors.push(invalid("header-len-too-small", &ctx, k, &t, "header_len below 120"));
+    // A wrapped "DEK" of 31 bytes that unwraps correctly.
+    let short_dek = WrappedKey::wrap(
+        KeyReference::new(KeyKind::ClientKek, b"testkit-kek-0001".to_vec(), 1)?,
+        &kek,
+        &[7u8; 31],
+        &ctx,
+    )?
+    .encode();
+    let block = testkit_seal_metadata(&base.dek, &ctx, &md.encode())?;
+    let mut t = header_with(&short_dek, &block);
+    t.extend_from_slice(&b[base.payload_start()..]);
+    vectors.push(invalid("dek-not-32-bytes", &ctx, k, &t, "wrapped DEK is 31 bytes"));
 
     let doc = json!({"format": "coffer-object-v1", "vectors": vectors});
     std::fs::write(
@@ -437,6 +486,33 @@ fn main() -> R<()> {
         &wctx,
         "unknown algorithm",
     ));
+    for (name, kind, id, ver) in [
+        ("service-key", KeyKind::Service, b"coffer-sse-s3".to_vec(), 2u32),
+        ("customer-provided-key", KeyKind::CustomerProvided, vec![0x5C; 32], 1),
+        ("root-key", KeyKind::Root, b"root".to_vec(), 1),
+    ] {
+        let w = WrappedKey::wrap(KeyReference::new(kind, id.clone(), ver)?, &kek, &secret, &wctx)?;
+        wv.push(wvalid(name, &w.encode(), kind as u8, &id, ver, &secret, &wctx));
+    }
+    // Field-level rejects on the kms-key vector (id "1234…" is 36 bytes at offset 6).
+    let mut t = w.clone();
+    t[5] = 0;
+    t.drain(6..42);
+    wv.push(winvalid("key-id-empty", &t, &kek_bytes, &wctx, "id_len 0"));
+    let mut t = w.clone();
+    t[42..46].copy_from_slice(&0u32.to_be_bytes());
+    wv.push(winvalid("key-version-zero", &t, &kek_bytes, &wctx, "key version 0"));
+    let mut t = w.clone();
+    t[6] = 0xFF;
+    wv.push(winvalid("kms-key-id-not-utf8", &t, &kek_bytes, &wctx, "kind 0x02 id is not UTF-8"));
+    let mut t = w[..59].to_vec();
+    t.extend_from_slice(&16u16.to_be_bytes());
+    t.extend_from_slice(&[0u8; 16]);
+    wv.push(winvalid("ciphertext-too-short", &t, &kek_bytes, &wctx, "ct_len 16 (< 17)"));
+    let mut t = w[..59].to_vec();
+    t.extend_from_slice(&4113u16.to_be_bytes());
+    t.extend_from_slice(&[0u8; 4113]);
+    wv.push(winvalid("ciphertext-too-long", &t, &kek_bytes, &wctx, "ct_len 4113 (> 4112)"));
     let doc = json!({"format": "coffer-wrapped-key-v1", "vectors": wv});
     std::fs::write(
         format!("{dir}/wrapped-key.json"),

@@ -232,3 +232,16 @@ pub fn testkit_seal_trailer(
 ) -> Result<Vec<u8>> {
     SideKeys::derive(dek, &context.encode())?.seal_trailer(len, crc)
 }
+
+/// Seals arbitrary bytes as the metadata block for `dek`/`context`: lets the testkit
+/// generator build a header whose block authenticates but holds a non-canonical map. Not for
+/// production use.
+#[doc(hidden)]
+pub fn testkit_seal_metadata(
+    dek: &SecretKey,
+    context: &crate::Context,
+    map_bytes: &[u8],
+) -> Result<Vec<u8>> {
+    let keys = SideKeys::derive(dek, &context.encode())?;
+    SideKeys::seal_block(&keys.metadata, map_bytes)
+}
