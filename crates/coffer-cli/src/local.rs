@@ -5,17 +5,20 @@
 
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
 use coffer_format::keyfile::KeyFile;
+use coffer_format::stream::read_header;
 use coffer_format::stream::IO_BATCH;
 use coffer_format::{
-    Context, DecryptReader, EncryptWriter, KeyKind, Metadata, SecretKey, WrappedKey,
+    Context, KeyKind, Metadata, ObjectDecryptor, ObjectEncryptor, SecretKey, WrappedKey,
 };
+
+use crate::pipeline;
 
 #[derive(Args)]
 pub struct KeygenArgs {
@@ -85,10 +88,10 @@ fn parse_context(pairs: &[String]) -> Result<Context> {
     Ok(ctx)
 }
 
-fn open_input(input: &Option<PathBuf>) -> Result<Box<dyn Read>> {
+fn open_input(input: &Option<PathBuf>) -> Result<Box<dyn Read + Send>> {
     match input {
-        None => Ok(Box::new(io::stdin().lock())),
-        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin().lock())),
+        None => Ok(Box::new(io::stdin())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin())),
         Some(p) => Ok(Box::new(
             File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
         )),
@@ -163,43 +166,46 @@ impl Sink {
 pub fn encrypt(args: &CryptArgs) -> Result<()> {
     let key = load_key(&args.key_file)?;
     let context = parse_context(&args.context)?;
-    let mut input = open_input(&args.input)?;
+    let input = open_input(&args.input)?;
     let mut sink = Sink::open(&args.output, true)?;
     let dek = SecretKey::generate()?;
     let wrapped = WrappedKey::wrap(key.reference(), key.key(), dek.expose(), &context)?;
-    {
-        let mut writer = EncryptWriter::new(
-            io::BufWriter::with_capacity(IO_BATCH, sink.writer()),
-            &dek,
-            &wrapped,
-            &context,
-            &Metadata::new(),
-        )?;
-        let mut buf = vec![0u8; IO_BATCH];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("reading {}", input_name(&args.input)))
-                }
-            };
-            writer.write_all(&buf[..n])?;
-        }
-        let (mut inner, _) = writer.finish()?;
-        inner.flush()?;
-    }
+    let (encryptor, first) = ObjectEncryptor::new(&dek, &wrapped, &context, &Metadata::new())?;
+    drop(dek);
+    let out = sink.writer();
+    out.write_all(&first)?;
+    pipeline::run(input, out, Box::new(encryptor), IO_BATCH)
+        .with_context(|| format!("encrypting {}", input_name(&args.input)))?;
     sink.commit()
+}
+
+impl pipeline::Transform for ObjectEncryptor {
+    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        Ok(ObjectEncryptor::update(self, input, out)?)
+    }
+    fn finish(self: Box<Self>, out: &mut Vec<u8>) -> Result<()> {
+        ObjectEncryptor::finish(*self, out)?;
+        Ok(())
+    }
+}
+
+impl pipeline::Transform for ObjectDecryptor {
+    fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        Ok(ObjectDecryptor::update(self, input, out)?)
+    }
+    fn finish(self: Box<Self>, out: &mut Vec<u8>) -> Result<()> {
+        ObjectDecryptor::finish(*self, out)?;
+        Ok(())
+    }
 }
 
 pub fn decrypt(args: &CryptArgs) -> Result<()> {
     let key = load_key(&args.key_file)?;
     let context = parse_context(&args.context)?;
     let name = input_name(&args.input);
-    let input = BufReader::with_capacity(IO_BATCH, open_input(&args.input)?);
+    let mut input = open_input(&args.input)?;
     let wrong_key: Cell<Option<String>> = Cell::new(None);
-    let mut unwrap = |w: &WrappedKey, ctx: &Context| -> coffer_format::Result<SecretKey> {
+    let unwrap = |w: &WrappedKey, ctx: &Context| -> coffer_format::Result<SecretKey> {
         let r = w.reference();
         if r.kind != KeyKind::ClientKek || r.key_id != key.id() {
             wrong_key.set(Some(match r.kind {
@@ -210,8 +216,12 @@ pub fn decrypt(args: &CryptArgs) -> Result<()> {
         }
         w.unwrap(key.key(), ctx)?.into_key()
     };
-    let mut reader = match DecryptReader::new(input, &context, &mut unwrap) {
-        Ok(r) => r,
+    let opened = read_header(&mut input).and_then(|header| {
+        let dek = unwrap(header.wrapped_dek(), &context)?;
+        ObjectDecryptor::new(dek, &context, &header)
+    });
+    let decryptor = match opened {
+        Ok((d, _metadata)) => d,
         Err(coffer_format::Error::Io(e)) => return Err(e).context(format!("reading {name}")),
         Err(e) => {
             if let Some(other) = wrong_key.take() {
@@ -225,20 +235,17 @@ pub fn decrypt(args: &CryptArgs) -> Result<()> {
         }
     };
     let mut sink = Sink::open(&args.output, false)?;
-    let mut buf = vec![0u8; IO_BATCH];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(integrity_error(&name, &e));
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {name}")),
-        };
-        sink.writer().write_all(&buf[..n])?;
-    }
-    // The reader returned 0 only after the final chunk and trailer verified.
+    pipeline::run(
+        input,
+        sink.writer(),
+        Box::new(decryptor),
+        IO_BATCH + IO_BATCH / 64,
+    )
+    .map_err(|e| match e.downcast_ref::<coffer_format::Error>() {
+        Some(fe) if fe.is_integrity() => integrity_error(&name, fe),
+        _ => e.context(format!("decrypting {name}")),
+    })?;
+    // The pipeline ended without error only after the final chunk and trailer verified.
     sink.commit()
 }
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod local;
+mod pipeline;
 
 use std::process::ExitCode;
 
