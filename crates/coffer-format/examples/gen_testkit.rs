@@ -320,16 +320,40 @@ fn main() -> R<()> {
     let block = testkit_seal_metadata(&base.dek, &ctx, &unsorted)?;
     let mut t = header_with(base_wrapped, &block);
     t.extend_from_slice(&b[base.payload_start()..]);
-    vectors.push(invalid("metadata-map-not-canonical", &ctx, k, &t, "metadata map entries out of order"));
+    vectors.push(invalid(
+        "metadata-map-not-canonical",
+        &ctx,
+        k,
+        &t,
+        "metadata map entries out of order",
+    ));
     let mut t = header_with(base_wrapped, &[0u8; 29]);
     t.extend_from_slice(&b[base.payload_start()..]);
-    vectors.push(invalid("metadata-block-too-short", &ctx, k, &t, "metadata_len below 30"));
+    vectors.push(invalid(
+        "metadata-block-too-short",
+        &ctx,
+        k,
+        &t,
+        "metadata_len below 30",
+    ));
     let mut t = b.clone();
     t[8..12].copy_from_slice(&65537u32.to_be_bytes());
-    vectors.push(invalid("header-len-too-large", &ctx, k, &t, "header_len above 65536"));
+    vectors.push(invalid(
+        "header-len-too-large",
+        &ctx,
+        k,
+        &t,
+        "header_len above 65536",
+    ));
     let mut t = b.clone();
     t[8..12].copy_from_slice(&119u32.to_be_bytes());
-    vectors.push(invalid("header-len-too-small", &ctx, k, &t, "header_len below 120"));
+    vectors.push(invalid(
+        "header-len-too-small",
+        &ctx,
+        k,
+        &t,
+        "header_len below 120",
+    ));
     // A wrapped "DEK" of 31 bytes that unwraps correctly.
     let short_dek = WrappedKey::wrap(
         KeyReference::new(KeyKind::ClientKek, b"testkit-kek-0001".to_vec(), 1)?,
@@ -341,7 +365,13 @@ fn main() -> R<()> {
     let block = testkit_seal_metadata(&base.dek, &ctx, &md.encode())?;
     let mut t = header_with(&short_dek, &block);
     t.extend_from_slice(&b[base.payload_start()..]);
-    vectors.push(invalid("dek-not-32-bytes", &ctx, k, &t, "wrapped DEK is 31 bytes"));
+    vectors.push(invalid(
+        "dek-not-32-bytes",
+        &ctx,
+        k,
+        &t,
+        "wrapped DEK is 31 bytes",
+    ));
 
     let doc = json!({"format": "coffer-object-v1", "vectors": vectors});
     std::fs::write(
@@ -487,12 +517,35 @@ fn main() -> R<()> {
         "unknown algorithm",
     ));
     for (name, kind, id, ver) in [
-        ("service-key", KeyKind::Service, b"coffer-sse-s3".to_vec(), 2u32),
-        ("customer-provided-key", KeyKind::CustomerProvided, vec![0x5C; 32], 1),
+        (
+            "service-key",
+            KeyKind::Service,
+            b"coffer-sse-s3".to_vec(),
+            2u32,
+        ),
+        (
+            "customer-provided-key",
+            KeyKind::CustomerProvided,
+            vec![0x5C; 32],
+            1,
+        ),
         ("root-key", KeyKind::Root, b"root".to_vec(), 1),
     ] {
-        let w = WrappedKey::wrap(KeyReference::new(kind, id.clone(), ver)?, &kek, &secret, &wctx)?;
-        wv.push(wvalid(name, &w.encode(), kind as u8, &id, ver, &secret, &wctx));
+        let w = WrappedKey::wrap(
+            KeyReference::new(kind, id.clone(), ver)?,
+            &kek,
+            &secret,
+            &wctx,
+        )?;
+        wv.push(wvalid(
+            name,
+            &w.encode(),
+            kind as u8,
+            &id,
+            ver,
+            &secret,
+            &wctx,
+        ));
     }
     // Field-level rejects on the kms-key vector (id "1234…" is 36 bytes at offset 6).
     let mut t = w.clone();
@@ -501,18 +554,42 @@ fn main() -> R<()> {
     wv.push(winvalid("key-id-empty", &t, &kek_bytes, &wctx, "id_len 0"));
     let mut t = w.clone();
     t[42..46].copy_from_slice(&0u32.to_be_bytes());
-    wv.push(winvalid("key-version-zero", &t, &kek_bytes, &wctx, "key version 0"));
+    wv.push(winvalid(
+        "key-version-zero",
+        &t,
+        &kek_bytes,
+        &wctx,
+        "key version 0",
+    ));
     let mut t = w.clone();
     t[6] = 0xFF;
-    wv.push(winvalid("kms-key-id-not-utf8", &t, &kek_bytes, &wctx, "kind 0x02 id is not UTF-8"));
+    wv.push(winvalid(
+        "kms-key-id-not-utf8",
+        &t,
+        &kek_bytes,
+        &wctx,
+        "kind 0x02 id is not UTF-8",
+    ));
     let mut t = w[..59].to_vec();
     t.extend_from_slice(&16u16.to_be_bytes());
     t.extend_from_slice(&[0u8; 16]);
-    wv.push(winvalid("ciphertext-too-short", &t, &kek_bytes, &wctx, "ct_len 16 (< 17)"));
+    wv.push(winvalid(
+        "ciphertext-too-short",
+        &t,
+        &kek_bytes,
+        &wctx,
+        "ct_len 16 (< 17)",
+    ));
     let mut t = w[..59].to_vec();
     t.extend_from_slice(&4113u16.to_be_bytes());
     t.extend_from_slice(&[0u8; 4113]);
-    wv.push(winvalid("ciphertext-too-long", &t, &kek_bytes, &wctx, "ct_len 4113 (> 4112)"));
+    wv.push(winvalid(
+        "ciphertext-too-long",
+        &t,
+        &kek_bytes,
+        &wctx,
+        "ct_len 4113 (> 4112)",
+    ));
     let doc = json!({"format": "coffer-wrapped-key-v1", "vectors": wv});
     std::fs::write(
         format!("{dir}/wrapped-key.json"),
