@@ -35,7 +35,9 @@ pub struct CryptArgs {
     /// Bind the ciphertext to NAME=VALUE (repeatable); decryption needs the same pairs.
     #[arg(short = 'c', long = "context", value_name = "NAME=VALUE")]
     context: Vec<String>,
-    /// Output file (default: standard output).
+    /// Output file (default: standard output). A file appears only once the whole input
+    /// verified; standard output receives each chunk as it verifies, and a failure at the end
+    /// (truncation, wrong checksum) is reported by a non-zero exit status.
     #[arg(short, long, value_name = "OUTPUT")]
     output: Option<PathBuf>,
     /// Input file (default or `-`: standard input).
