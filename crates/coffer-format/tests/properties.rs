@@ -1,8 +1,8 @@
 //! Property tests of the object format: round trips through every API surface, range reads,
 //! tamper/truncation/extension rejection, and writer/encryptor splitting invariance.
 //!
-//! Case counts are chosen so the whole file runs in well under a minute in a debug build on
-//! two cores; raise them locally with `PROPTEST_CASES=…` for a longer search.
+//! Case counts are chosen so the whole file runs in a few seconds in a debug build on two
+//! cores; `PROPTEST_CASES=…` overrides every count for a longer local search.
 
 // Tests: a failed unwrap/expect is a failed test, with the panic message as the report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,6 +22,15 @@ use coffer_format::{
 use futures::StreamExt;
 use proptest::prelude::*;
 use proptest::sample::Index;
+
+/// `cases` unless `PROPTEST_CASES` is set, which then wins (a longer or shorter search).
+fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    config
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -222,7 +231,7 @@ fn piece_sizes() -> impl Strategy<Value = Vec<usize>> {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn round_trip_all_surfaces(
@@ -276,7 +285,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn ranges_match_slices(
@@ -377,7 +386,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn any_single_bit_flip_is_rejected(
@@ -404,7 +413,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn any_truncation_is_rejected(
@@ -474,7 +483,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn encrypt_writer_any_split(
@@ -536,7 +545,7 @@ fn sans_io_decrypt(
 
 proptest! {
     // Up to ~330 KB per case, so the rayon path (≥ 16 chunks in one update) is exercised.
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(config(96))]
 
     #[test]
     fn object_encryptor_sequential_and_parallel_agree(
