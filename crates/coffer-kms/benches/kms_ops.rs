@@ -1,1 +1,55 @@
-fn main() {}
+//! In-process KMS throughput, single thread, warm cache: GenerateDataKey and Decrypt.
+//! Run: `cargo bench -p coffer-kms --bench kms_ops`. Figures go to docs/kms.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_format::Context;
+use coffer_kms::{KeyFileSealer, Kms, KmsConfig, SystemClock};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn kms_ops(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = KeyFileSealer::new(dir.path().join("root.key"));
+    let kms = Kms::open(
+        KmsConfig::new(dir.path().join("data")),
+        &sealer,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let key = kms
+        .create_key("user/bench", "benchmark", BTreeMap::new())
+        .unwrap();
+    let context = Context::from_pairs([
+        ("bucket", "photos"),
+        ("key", "2024/cat.jpg"),
+        ("version", "1"),
+    ])
+    .unwrap();
+    // Warm the cache.
+    let data_key = kms.generate_data_key(&key.key_id, &context).unwrap();
+    kms.decrypt(&data_key.ciphertext_blob, &context, None)
+        .unwrap();
+
+    let mut group = c.benchmark_group("kms");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("generate_data_key", |b| {
+        b.iter(|| kms.generate_data_key(&key.key_id, &context).unwrap())
+    });
+    group.bench_function("decrypt", |b| {
+        b.iter(|| {
+            kms.decrypt(&data_key.ciphertext_blob, &context, None)
+                .unwrap()
+        })
+    });
+    group.bench_function("encrypt_32_bytes", |b| {
+        b.iter(|| kms.encrypt(&key.key_id, &[7u8; 32], &context).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kms_ops);
+criterion_main!(benches);

@@ -777,7 +777,7 @@ impl Kms {
     /// Cancels a scheduled deletion. As in AWS KMS the key comes back Disabled (or
     /// PendingImport if it is an imported key without material).
     pub fn cancel_key_deletion(&self, key: &str) -> Result<()> {
-        self.modify(key, |this, store, r, _| {
+        self.modify(key, |_, store, r, _| {
             if r.state != KeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "key {} is not PendingDeletion",
@@ -791,7 +791,6 @@ impl Kms {
             } else {
                 KeyState::PendingImport
             };
-            let _ = this;
             store.update_key(r)
         })
     }
