@@ -14,6 +14,10 @@ use clap::Args;
 use coffer_format::keyfile::KeyFile;
 use coffer_format::stream::read_header;
 use coffer_format::stream::IO_BATCH;
+
+/// Plaintext bytes per pipeline batch: large enough that each batch spreads across cores and
+/// syscalls are few, small enough that memory stays bounded (a few batches in flight).
+const PIPELINE_BATCH: usize = 4 * IO_BATCH;
 use coffer_format::{
     Context, KeyKind, Metadata, ObjectDecryptor, ObjectEncryptor, SecretKey, WrappedKey,
 };
@@ -176,7 +180,7 @@ pub fn encrypt(args: &CryptArgs) -> Result<()> {
     drop(dek);
     let out = sink.writer();
     out.write_all(&first)?;
-    pipeline::run(input, out, Box::new(encryptor), IO_BATCH)
+    pipeline::run(input, out, Box::new(encryptor), PIPELINE_BATCH)
         .with_context(|| format!("encrypting {}", input_name(&args.input)))?;
     sink.commit()
 }
@@ -241,7 +245,7 @@ pub fn decrypt(args: &CryptArgs) -> Result<()> {
         input,
         sink.writer(),
         Box::new(decryptor),
-        IO_BATCH + IO_BATCH / 64,
+        PIPELINE_BATCH + PIPELINE_BATCH / 64,
     )
     .map_err(|e| match e.downcast_ref::<coffer_format::Error>() {
         Some(fe) if fe.is_integrity() => integrity_error(&name, fe),

@@ -151,18 +151,21 @@ impl ObjectEncryptor {
         let first = self.next_chunk;
         let sealer = &self.sealer;
         let result = if self.parallel && n >= PARALLEL_MIN_CHUNKS {
-            for chunk in plain.chunks_exact(CHUNK_SIZE) {
-                out.extend_from_slice(chunk);
-                out.extend_from_slice(&[0u8; TAG_LEN]);
-            }
+            // Each task copies its own chunks, so the copy is spread across cores too.
+            out.resize(start + n * ENCRYPTED_CHUNK_SIZE, 0);
             let g = group_size(n);
             out[start..]
                 .par_chunks_mut(g * ENCRYPTED_CHUNK_SIZE)
+                .zip(plain.par_chunks(g * CHUNK_SIZE))
                 .enumerate()
-                .map(|(gi, group)| {
+                .map(|(gi, (group, src))| {
                     let mut crc = new_crc();
-                    for (i, c) in group.chunks_mut(ENCRYPTED_CHUNK_SIZE).enumerate() {
-                        crc.update(&c[..CHUNK_SIZE]);
+                    let pairs = group
+                        .chunks_mut(ENCRYPTED_CHUNK_SIZE)
+                        .zip(src.chunks(CHUNK_SIZE));
+                    for (i, (c, p)) in pairs.enumerate() {
+                        c[..CHUNK_SIZE].copy_from_slice(p);
+                        crc.update(p);
                         sealer.seal_in_place(first + (gi * g + i) as u64, c)?;
                     }
                     Ok(crc)
@@ -304,9 +307,7 @@ impl ObjectDecryptor {
         let start = out.len();
         out.reserve(n * CHUNK_SIZE);
         let result = if self.parallel && n >= PARALLEL_MIN_CHUNKS {
-            for c in src.chunks_exact(ENCRYPTED_CHUNK_SIZE) {
-                out.extend_from_slice(&c[..CHUNK_SIZE]);
-            }
+            out.resize(start + n * CHUNK_SIZE, 0);
             let g = group_size(n);
             out[start..]
                 .par_chunks_mut(g * CHUNK_SIZE)
@@ -319,6 +320,7 @@ impl ObjectDecryptor {
                         .zip(cipher.chunks(ENCRYPTED_CHUNK_SIZE));
                     for (i, (body, c)) in pairs.enumerate() {
                         let index = first + (gi * g + i) as u64;
+                        body.copy_from_slice(&c[..CHUNK_SIZE]);
                         opener.open_detached(index, body, &c[CHUNK_SIZE..], false)?;
                         crc.update(body);
                     }
