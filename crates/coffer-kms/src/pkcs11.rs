@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{KmsError, Result};
-use crate::seal::{SealedRoot, Sealer, SEALED_FORMAT, SEALED_VERSION};
+use crate::seal::{SealedRoot, Sealer};
 
 /// Where the token is and how to log in.
 pub struct Pkcs11Sealer {
@@ -160,24 +160,11 @@ impl Sealer for Pkcs11Sealer {
             mechanism: MECHANISM.into(),
             iv: B64.encode(iv),
         };
-        Ok(SealedRoot {
-            format: SEALED_FORMAT.into(),
-            version: SEALED_VERSION,
-            sealer: self.name().into(),
-            root_key_id: root_key_id.into(),
-            params: serde_json::to_value(params)
-                .map_err(|e| KmsError::Internal(format!("encode PKCS#11 params: {e}")))?,
-            sealed: B64.encode(sealed),
-        })
+        SealedRoot::new(self.name(), root_key_id, params, &sealed)
     }
 
     fn unseal(&self, sealed: &SealedRoot) -> Result<SecretKey> {
-        if sealed.sealer != self.name() {
-            return Err(KmsError::Unseal(format!(
-                "the root key is sealed with the {} sealer, but the pkcs11 sealer is configured",
-                sealed.sealer
-            )));
-        }
+        sealed.expect_sealer(self.name())?;
         let params: Pkcs11Params = serde_json::from_value(sealed.params.clone())
             .map_err(|e| KmsError::Unseal(format!("bad PKCS#11 sealer parameters: {e}")))?;
         if params.mechanism != MECHANISM {

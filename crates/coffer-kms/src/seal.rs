@@ -83,7 +83,25 @@ impl SealedRoot {
             .map_err(|_| KmsError::Unseal("sealed root is not valid base64".into()))
     }
 
-    fn expect_sealer(&self, name: &str) -> Result<()> {
+    /// A sealed root made by sealer `sealer` with its public `params`.
+    pub(crate) fn new(
+        sealer: &str,
+        root_key_id: &str,
+        params: impl Serialize,
+        sealed: &[u8],
+    ) -> Result<Self> {
+        Ok(SealedRoot {
+            format: SEALED_FORMAT.into(),
+            version: SEALED_VERSION,
+            sealer: sealer.into(),
+            root_key_id: root_key_id.into(),
+            params: serde_json::to_value(params)
+                .map_err(|e| KmsError::Internal(format!("encode {sealer} parameters: {e}")))?,
+            sealed: B64.encode(sealed),
+        })
+    }
+
+    pub(crate) fn expect_sealer(&self, name: &str) -> Result<()> {
         if self.sealer != name {
             return Err(KmsError::Unseal(format!(
                 "the root key is sealed with the {} sealer, but the {name} sealer is configured \
@@ -211,14 +229,7 @@ impl Sealer for KeyFileSealer {
         }
         let kek = self.read_key()?;
         let sealed = seal_with(self.name(), &kek, root, root_key_id)?;
-        Ok(SealedRoot {
-            format: SEALED_FORMAT.into(),
-            version: SEALED_VERSION,
-            sealer: self.name().into(),
-            root_key_id: root_key_id.into(),
-            params: serde_json::json!({}),
-            sealed: B64.encode(sealed),
-        })
+        SealedRoot::new(self.name(), root_key_id, serde_json::json!({}), &sealed)
     }
 
     fn unseal(&self, sealed: &SealedRoot) -> Result<SecretKey> {
@@ -315,15 +326,7 @@ impl Sealer for PassphraseSealer {
             argon2: self.params,
             salt: B64.encode(salt),
         };
-        Ok(SealedRoot {
-            format: SEALED_FORMAT.into(),
-            version: SEALED_VERSION,
-            sealer: self.name().into(),
-            root_key_id: root_key_id.into(),
-            params: serde_json::to_value(params)
-                .map_err(|e| KmsError::Internal(format!("encode Argon2 params: {e}")))?,
-            sealed: B64.encode(sealed),
-        })
+        SealedRoot::new(self.name(), root_key_id, params, &sealed)
     }
 
     fn unseal(&self, sealed: &SealedRoot) -> Result<SecretKey> {
