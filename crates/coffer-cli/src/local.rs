@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Args;
 use coffer_format::keyfile::KeyFile;
-use coffer_format::stream::read_header;
+use coffer_format::stream::open_object;
 use coffer_format::stream::IO_BATCH;
 
 /// Plaintext bytes per pipeline batch: large enough that each batch spreads across cores and
@@ -211,7 +211,7 @@ pub fn decrypt(args: &CryptArgs) -> Result<()> {
     let name = input_name(&args.input);
     let mut input = open_input(&args.input)?;
     let wrong_key: Cell<Option<String>> = Cell::new(None);
-    let unwrap = |w: &WrappedKey, ctx: &Context| -> coffer_format::Result<SecretKey> {
+    let mut unwrap = |w: &WrappedKey, ctx: &Context| -> coffer_format::Result<SecretKey> {
         let r = w.reference();
         if r.kind != KeyKind::ClientKek || r.key_id != key.id() {
             wrong_key.set(Some(match r.kind {
@@ -222,12 +222,8 @@ pub fn decrypt(args: &CryptArgs) -> Result<()> {
         }
         w.unwrap(key.key(), ctx)?.into_key()
     };
-    let opened = read_header(&mut input).and_then(|header| {
-        let dek = unwrap(header.wrapped_dek(), &context)?;
-        ObjectDecryptor::new(dek, &context, &header)
-    });
-    let decryptor = match opened {
-        Ok((d, _metadata)) => d,
+    let decryptor = match open_object(&mut input, &context, &mut unwrap) {
+        Ok((_header, d, _metadata)) => d,
         Err(coffer_format::Error::Io(e)) => return Err(e).context(format!("reading {name}")),
         Err(e) => {
             if let Some(other) = wrong_key.take() {

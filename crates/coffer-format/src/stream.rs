@@ -102,12 +102,24 @@ fn truncated(e: io::Error) -> crate::Error {
     }
 }
 
+/// Reads the header at the start of `inner`, unwraps the DEK with `unwrapper` and opens the
+/// metadata block: what every streaming decryption starts with. `inner` is left at the
+/// payload.
+pub fn open_object<R: Read>(
+    inner: &mut R,
+    context: &Context,
+    unwrapper: &mut dyn DekUnwrapper,
+) -> Result<(Header, ObjectDecryptor, Metadata)> {
+    let header = read_header(inner)?;
+    let dek = unwrapper.unwrap_dek(header.wrapped_dek(), context)?;
+    let (dec, metadata) = ObjectDecryptor::new(dek, context, &header)?;
+    Ok((header, dec, metadata))
+}
+
 impl<R: Read> DecryptReader<R> {
     /// Reads the header, unwraps the DEK with `unwrapper`, and opens the metadata block.
     pub fn new(mut inner: R, context: &Context, unwrapper: &mut dyn DekUnwrapper) -> Result<Self> {
-        let header = read_header(&mut inner)?;
-        let dek = unwrapper.unwrap_dek(header.wrapped_dek(), context)?;
-        let (dec, metadata) = ObjectDecryptor::new(dek, context, &header)?;
+        let (header, dec, metadata) = open_object(&mut inner, context, unwrapper)?;
         Ok(DecryptReader {
             inner,
             dec: Some(dec),
