@@ -3,6 +3,7 @@
 
 mod local;
 mod pipeline;
+mod server;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     Encrypt(local::CryptArgs),
     /// Decrypt a file (or stdin) made by `coffer encrypt`.
     Decrypt(local::CryptArgs),
+    /// Run the S3-compatible server (HTTPS, every object encrypted at rest).
+    Server(server::ServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => local::keygen(&args),
         Command::Encrypt(args) => local::encrypt(&args),
         Command::Decrypt(args) => local::decrypt(&args),
+        Command::Server(args) => server::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,7 @@ pub const ROOT_KEY_FILE: &str = "root.key";
 /// HKDF labels (frozen: changing one makes existing stores unreadable).
 const STORE_KEY_INFO: &[u8] = b"coffer-kms/v1/sqlcipher-page-key";
 const FINGERPRINT_KEY_INFO: &[u8] = b"coffer-kms/v1/import-fingerprint-key";
+const SUBSYSTEM_KEY_INFO: &[u8] = b"coffer-kms/v1/subsystem/";
 const HKDF_SALT: &[u8] = b"coffer-kms/v1";
 
 /// AWS KMS limits.
@@ -260,6 +261,8 @@ pub struct Kms {
     store: Mutex<Box<dyn KeyStore>>,
     cache: Mutex<KeyCache>,
     imports: Mutex<HashMap<Vec<u8>, PendingImport>>,
+    /// Serialises [`Kms::ensure_managed_key`] so concurrent first uses create one key.
+    managed_keys: Mutex<()>,
     warnings: Vec<String>,
 }
 
@@ -340,6 +343,7 @@ impl Kms {
             fingerprint_key,
             store: Mutex::new(store),
             imports: Mutex::new(HashMap::new()),
+            managed_keys: Mutex::new(()),
             warnings,
         })
     }
@@ -691,6 +695,40 @@ impl Kms {
             }
         }
         Ok(self.metadata(&record))
+    }
+
+    /// The AWS-managed key behind a reserved alias (`alias/aws/s3` for SSE-KMS without a key
+    /// id, as AWS creates on first use): resolved if it exists, else created, owned by
+    /// `owner` (a service principal), with the alias pointing at it. Returns the key id.
+    pub fn ensure_managed_key(
+        &self,
+        alias: &str,
+        owner: &str,
+        description: &str,
+    ) -> Result<String> {
+        if !alias.starts_with("alias/aws/") {
+            return Err(KmsError::InvalidAliasName(format!(
+                "{alias} is not an AWS-managed alias"
+            )));
+        }
+        let _guard = lock(&self.managed_keys);
+        match self.resolve(alias) {
+            Ok(id) => return Ok(id),
+            Err(KmsError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let meta = self.create_key(owner, description, BTreeMap::new())?;
+        lock(&self.store).put_alias(alias, &meta.key_id, false)?;
+        Ok(meta.key_id)
+    }
+
+    /// A 256-bit key for another subsystem (e.g. the server's metadata database page key),
+    /// derived from the root key with HKDF-SHA256 and `label` as info: it follows the root
+    /// key through reseals and is never stored.
+    pub fn derive_subsystem_key(&self, label: &str) -> Result<SecretKey> {
+        let mut info = SUBSYSTEM_KEY_INFO.to_vec();
+        info.extend_from_slice(label.as_bytes());
+        derive(&self.root, &info)
     }
 
     pub fn describe_key(&self, key: &str) -> Result<KeyMetadata> {

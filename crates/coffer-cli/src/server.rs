@@ -1,0 +1,70 @@
+//! `coffer server`: flags and environment → `coffer_server::ServerConfig`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use zeroize::Zeroizing;
+
+/// Logs go to stderr; COFFER_LOG takes a tracing filter (default `warn,s3s=off`: s3s logs
+/// every client error at error level).
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Data directory (objects, metadata, keys, TLS files).
+    #[arg(long, env = "COFFER_DATA_DIR", default_value = "./coffer-data")]
+    data_dir: PathBuf,
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, env = "COFFER_LISTEN", default_value = coffer_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// PEM certificate chain to serve instead of the generated one (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// INSECURE: serve plain HTTP without TLS. Credentials, data and keys cross the network
+    /// in clear; SSE-C requests are refused.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    insecure_http: bool,
+    /// The root sealing key file (default: <data-dir>/root.key). Keep it off the data disk
+    /// in production, or use COFFER_ROOT_PASSPHRASE.
+    #[arg(long, env = "COFFER_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
+    /// Base domain for virtual-host-style requests (bucket.DOMAIN); repeatable.
+    #[arg(long = "domain", default_value = "localhost")]
+    domains: Vec<String>,
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,s3s=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = coffer_kms::locked::disable_core_dumps() {
+        eprintln!("coffer: warning: could not disable core dumps: {e}");
+    }
+    let mut config = coffer_server::ServerConfig::new(args.data_dir);
+    config.listen = args.listen;
+    config.tls_cert = args.tls_cert;
+    config.tls_key = args.tls_key;
+    config.insecure_http = args.insecure_http;
+    config.root_key_file = args.root_key_file;
+    config.domains = args.domains;
+    if let Ok(p) = std::env::var("COFFER_ROOT_PASSPHRASE") {
+        if config.root_key_file.is_some() {
+            bail!("use either COFFER_ROOT_PASSPHRASE or --root-key-file, not both");
+        }
+        config.root_passphrase = Some(Zeroizing::new(p));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime
+        .block_on(coffer_server::run(config))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,353 @@
+//! Encrypted blobs on an `object_store` backend: streaming writes that become visible only
+//! when complete, and reads that decrypt only the chunks covering the requested range.
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coffer_format::chunked::{CHUNK_SIZE, PREFIX_LEN};
+use coffer_format::object::ObjectEncryptor;
+use coffer_format::range::{ObjectLayout, RangeDecryptor};
+use coffer_format::{Context, Header, Metadata};
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use s3s::checksum::ChecksumHasher;
+use s3s::StdError;
+use tokio::sync::mpsc;
+
+use crate::error::{ServerError, ServerResult};
+use crate::meta::Segment;
+use crate::meta::SseRecord;
+use crate::sse::{BlobKey, CustomerKey, Keys};
+
+/// Plaintext gathered before one encryption step.
+const BATCH: usize = 4 << 20;
+/// Size of each backend multipart part, and the largest blob written with a single put.
+const PART: usize = 8 << 20;
+/// Chunks decrypted per read step (4 MiB of plaintext).
+const READ_CHUNKS: u64 = 256;
+/// Blobs up to this size are read with one request.
+const SMALL_BLOB: u64 = 8 << 20;
+
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// What writing a blob produced.
+pub struct WrittenBlob {
+    pub name: String,
+    pub plain_len: u64,
+    pub blob_len: u64,
+    pub header_len: u64,
+    pub md5: [u8; 16],
+    pub checksums: s3s::dto::Checksum,
+}
+
+fn blob_path(name: &str) -> Path {
+    Path::from(format!("{}/{}", &name[..2], name))
+}
+
+/// Runs CPU-heavy work without stalling the runtime's other tasks.
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+impl BlobStore {
+    pub fn open_local(dir: &FsPath) -> ServerResult<BlobStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServerError::Internal(format!("create {}: {e}", dir.display())))?;
+        Ok(BlobStore {
+            store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
+        })
+    }
+
+    pub fn new_name() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// Encrypts `body` into a new blob. Nothing is visible under the blob's name unless the
+    /// whole body was read and written; on any error the staging data is removed.
+    pub async fn write<S>(
+        &self,
+        mut body: S,
+        key: BlobKey,
+        context: &Context,
+        metadata: &Metadata,
+        mut hasher: ChecksumHasher,
+        max_len: u64,
+    ) -> ServerResult<WrittenBlob>
+    where
+        S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+    {
+        let name = Self::new_name();
+        let path = blob_path(&name);
+        let (enc, mut out) = ObjectEncryptor::new(&key.dek, &key.wrapped, context, metadata)?;
+        drop(key);
+        let mut enc = Some(enc);
+        let header_len =
+            coffer_format::header::header_len(&out[..coffer_format::header::FIXED_LEN])? as u64;
+        let mut md5 = Md5::new();
+        let mut upload: Option<WriteMultipart> = None;
+        let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+        let mut blob_len = 0u64;
+        let mut plain_len = 0u64;
+        let result: ServerResult<()> = async {
+            loop {
+                let next = body.next().await;
+                let done = next.is_none();
+                if let Some(item) = next {
+                    let bytes = item.map_err(|e| {
+                        ServerError::s3(
+                            s3s::S3ErrorCode::IncompleteBody,
+                            format!("request body: {e}"),
+                        )
+                    })?;
+                    plain_len += bytes.len() as u64;
+                    if plain_len > max_len {
+                        return Err(ServerError::s3(
+                            s3s::S3ErrorCode::EntityTooLarge,
+                            "Your proposed upload exceeds the maximum allowed object size.",
+                        ));
+                    }
+                    batch.extend_from_slice(&bytes);
+                }
+                if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                    cpu(|| -> ServerResult<()> {
+                        let enc = enc.as_mut().ok_or_else(finished)?;
+                        let (r, ()) = rayon::join(
+                            || enc.update(&batch, &mut out),
+                            || {
+                                md5.update(&batch);
+                                hasher.update(&batch);
+                            },
+                        );
+                        r.map_err(ServerError::from)
+                    })?;
+                    batch.clear();
+                }
+                if out.len() >= PART || (done && upload.is_some()) {
+                    if done {
+                        cpu(|| enc_finish(&mut enc, &mut out))?;
+                    }
+                    let up = match upload.as_mut() {
+                        Some(up) => up,
+                        None => upload.insert(WriteMultipart::new_with_chunk_size(
+                            self.store.put_multipart(&path).await?,
+                            PART,
+                        )),
+                    };
+                    blob_len += out.len() as u64;
+                    up.put(Bytes::from(std::mem::replace(
+                        &mut out,
+                        Vec::with_capacity(PART + BATCH),
+                    )));
+                    up.wait_for_capacity(2).await?;
+                }
+                if done {
+                    break;
+                }
+            }
+            match upload.take() {
+                Some(up) => {
+                    up.finish().await?;
+                }
+                None => {
+                    cpu(|| enc_finish(&mut enc, &mut out))?;
+                    blob_len = out.len() as u64;
+                    self.store
+                        .put_opts(
+                            &path,
+                            PutPayload::from(Bytes::from(std::mem::take(&mut out))),
+                            object_store::PutMode::Create.into(),
+                        )
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some(up) = upload.take() {
+                let _ = up.abort().await;
+            }
+            return Err(e);
+        }
+        Ok(WrittenBlob {
+            name,
+            plain_len,
+            blob_len,
+            header_len,
+            md5: md5.finalize().into(),
+            checksums: hasher.finalize(),
+        })
+    }
+
+    pub async fn delete(&self, name: &str) {
+        if let Err(e) = self.store.delete(&blob_path(name)).await {
+            tracing::warn!("could not delete blob {name}: {e}");
+        }
+    }
+
+    /// Opens a segment for reading: reads and parses its header, unwraps its data key,
+    /// checks the key commitment and authenticates the trailer (so the length is authentic).
+    pub async fn open(
+        &self,
+        seg: &Segment,
+        keys: &Keys,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+        context: &Context,
+    ) -> ServerResult<OpenBlob> {
+        let path = blob_path(&seg.blob);
+        let layout = ObjectLayout::new(seg.header_len, seg.blob_len)?;
+        let whole = if seg.blob_len <= SMALL_BLOB {
+            let bytes = self.get(&path, 0..seg.blob_len).await?;
+            Some(bytes)
+        } else {
+            None
+        };
+        let head = match &whole {
+            Some(b) => b.slice(0..(seg.header_len as usize + PREFIX_LEN).min(b.len())),
+            None => {
+                self.get(&path, 0..seg.header_len + PREFIX_LEN as u64)
+                    .await?
+            }
+        };
+        let trailer = match &whole {
+            Some(b) => {
+                let span = layout.trailer_span();
+                b.slice(span.start as usize..span.end as usize)
+            }
+            None => self.get(&path, layout.trailer_span()).await?,
+        };
+        let header_len = seg.header_len as usize;
+        let header = Header::parse(&head[..header_len])?;
+        let dek = keys.unwrap_dek(sse, customer, header.wrapped_dek(), context)?;
+        let (dec, metadata) =
+            RangeDecryptor::new(dek, context, &header, &head[header_len..], layout)?;
+        dec.verify_trailer(&trailer)?;
+        if layout.plaintext_len() != seg.plain_len {
+            return Err(ServerError::Integrity(
+                "stored length does not match the blob".into(),
+            ));
+        }
+        Ok(OpenBlob {
+            path,
+            dec,
+            whole,
+            metadata,
+        })
+    }
+
+    async fn get(&self, path: &Path, range: Range<u64>) -> ServerResult<Bytes> {
+        let want = range.end - range.start;
+        let bytes = self
+            .store
+            .get_range(path, range)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    ServerError::Integrity(format!("blob {path} is missing"))
+                }
+                e => e.into(),
+            })?;
+        if bytes.len() as u64 != want {
+            return Err(ServerError::Integrity(format!("blob {path} is truncated")));
+        }
+        Ok(bytes)
+    }
+
+    /// Decrypts `plain` (a range of the segment's plaintext) into `tx`, window by window.
+    /// Returns false if the receiver went away.
+    pub async fn stream_range(
+        &self,
+        blob: &OpenBlob,
+        plain: Range<u64>,
+        tx: &mpsc::Sender<Result<Bytes, StdError>>,
+    ) -> ServerResult<bool> {
+        if plain.start >= plain.end {
+            return Ok(true);
+        }
+        let layout = *blob.dec.layout();
+        let (first, last) = layout.chunks_for(&plain);
+        let mut chunk = first;
+        while chunk <= last {
+            let end = (chunk + READ_CHUNKS - 1).min(last);
+            let span = layout.chunk_span(chunk, end);
+            let ciphertext = match &blob.whole {
+                Some(b) => b.slice(span.start as usize..span.end as usize),
+                None => self.get(&blob.path, span).await?,
+            };
+            let window_start = chunk * CHUNK_SIZE as u64;
+            let data = cpu(|| -> ServerResult<Bytes> {
+                let mut out = Vec::with_capacity(ciphertext.len());
+                blob.dec.open_chunks(chunk, &ciphertext, &mut out)?;
+                let lo = plain.start.saturating_sub(window_start) as usize;
+                let hi = ((plain.end - window_start) as usize).min(out.len());
+                let out = Bytes::from(out);
+                Ok(out.slice(lo.min(hi)..hi))
+            })?;
+            if tx.send(Ok(data)).await.is_err() {
+                return Ok(false);
+            }
+            chunk = end + 1;
+        }
+        Ok(true)
+    }
+}
+
+/// Start-up sweep of a local blob directory: removes staging files of writes a crash
+/// interrupted and blobs no metadata references (written, but never committed). Returns
+/// (staging files removed, orphans removed).
+pub fn sweep_local(
+    dir: &FsPath,
+    referenced: &std::collections::HashSet<String>,
+) -> ServerResult<(usize, usize)> {
+    let mut staging = 0;
+    let mut orphans = 0;
+    let io = |e: std::io::Error| ServerError::Internal(format!("sweep {}: {e}", dir.display()));
+    for fan in std::fs::read_dir(dir).map_err(io)? {
+        let fan = fan.map_err(io)?;
+        if !fan.file_type().map_err(io)?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(fan.path()).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let remove = if name.contains('#') {
+                staging += 1;
+                true
+            } else if !referenced.contains(&name) {
+                orphans += 1;
+                true
+            } else {
+                false
+            };
+            if remove {
+                std::fs::remove_file(entry.path()).map_err(io)?;
+            }
+        }
+    }
+    Ok((staging, orphans))
+}
+
+fn finished() -> ServerError {
+    ServerError::Internal("encryptor already finished".into())
+}
+
+fn enc_finish(enc: &mut Option<ObjectEncryptor>, out: &mut Vec<u8>) -> ServerResult<()> {
+    enc.take().ok_or_else(finished)?.finish(out)?;
+    Ok(())
+}
+
+/// A segment ready to be read.
+pub struct OpenBlob {
+    path: Path,
+    dec: RangeDecryptor,
+    whole: Option<Bytes>,
+    pub metadata: Metadata,
+}

@@ -1,0 +1,132 @@
+//! Server errors and their S3 error responses.
+
+use s3s::{S3Error, S3ErrorCode};
+
+pub type ServerResult<T> = Result<T, ServerError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("The specified key does not exist.")]
+    NoSuchKey,
+    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    NoSuchUpload,
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+    /// A stored object failed authentication: it was altered on disk.
+    #[error("stored object failed its integrity check: {0}")]
+    Integrity(String),
+    /// An S3 error with its own code and message.
+    #[error("{1}")]
+    S3(S3ErrorCode, String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    pub fn s3(code: S3ErrorCode, msg: impl Into<String>) -> ServerError {
+        ServerError::S3(code, msg.into())
+    }
+
+    pub fn invalid_argument(msg: impl Into<String>) -> ServerError {
+        ServerError::S3(S3ErrorCode::InvalidArgument, msg.into())
+    }
+
+    pub fn invalid_request(msg: impl Into<String>) -> ServerError {
+        ServerError::S3(S3ErrorCode::InvalidRequest, msg.into())
+    }
+}
+
+impl From<ServerError> for S3Error {
+    fn from(e: ServerError) -> S3Error {
+        let code = match &e {
+            ServerError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            ServerError::NoSuchKey => S3ErrorCode::NoSuchKey,
+            ServerError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+            ServerError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            ServerError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            ServerError::Integrity(_) => {
+                tracing::error!("{e}");
+                return S3Error::with_message(
+                    S3ErrorCode::InternalError,
+                    "The stored object failed its integrity check and was not returned.",
+                );
+            }
+            ServerError::S3(S3ErrorCode::Custom(_), msg) => {
+                // Codes s3s does not know: InvalidPartNumber is 416 on AWS; the KMS.* family
+                // are client errors (400).
+                let code = e_code(&e);
+                let status = if code.as_str() == "InvalidPartNumber" {
+                    http::StatusCode::RANGE_NOT_SATISFIABLE
+                } else {
+                    http::StatusCode::BAD_REQUEST
+                };
+                let mut err = S3Error::with_message(code, msg.clone());
+                err.set_status_code(status);
+                return err;
+            }
+            ServerError::S3(code, _) => code.clone(),
+            ServerError::Internal(_) => {
+                tracing::error!("{e}");
+                return S3Error::with_message(
+                    S3ErrorCode::InternalError,
+                    "We encountered an internal error. Please try again.",
+                );
+            }
+        };
+        S3Error::with_message(code, e.to_string())
+    }
+}
+
+fn e_code(e: &ServerError) -> S3ErrorCode {
+    match e {
+        ServerError::S3(code, _) => code.clone(),
+        _ => S3ErrorCode::InternalError,
+    }
+}
+
+impl From<object_store::Error> for ServerError {
+    fn from(e: object_store::Error) -> ServerError {
+        ServerError::Internal(format!("blob store: {e}"))
+    }
+}
+
+impl From<coffer_format::Error> for ServerError {
+    fn from(e: coffer_format::Error) -> ServerError {
+        match e {
+            coffer_format::Error::Integrity(_) | coffer_format::Error::Malformed(_) => {
+                ServerError::Integrity(e.to_string())
+            }
+            e => ServerError::Internal(format!("encryption: {e}")),
+        }
+    }
+}
+
+/// KMS errors as S3 reports them for SSE-KMS requests.
+impl From<coffer_kms::KmsError> for ServerError {
+    fn from(e: coffer_kms::KmsError) -> ServerError {
+        use coffer_kms::KmsError as K;
+        match &e {
+            K::NotFound(_) | K::InvalidArn(_) | K::InvalidAliasName(_) => ServerError::S3(
+                S3ErrorCode::Custom("KMS.NotFoundException".into()),
+                format!("Invalid keyId: {e}"),
+            ),
+            K::Disabled(_) => ServerError::S3(
+                S3ErrorCode::Custom("KMS.DisabledException".into()),
+                e.to_string(),
+            ),
+            K::InvalidState(_) => ServerError::S3(
+                S3ErrorCode::Custom("KMS.KMSInvalidStateException".into()),
+                e.to_string(),
+            ),
+            K::InvalidCiphertext | K::IncorrectKey => {
+                ServerError::Integrity(format!("data key did not unwrap: {e}"))
+            }
+            K::Validation(_) => ServerError::invalid_argument(e.to_string()),
+            _ => ServerError::Internal(format!("kms: {e}")),
+        }
+    }
+}

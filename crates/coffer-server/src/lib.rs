@@ -1,0 +1,334 @@
+//! `coffer server`: S3-compatible object storage where every object is encrypted at rest
+//! (SSE-S3, SSE-KMS, SSE-C), served over HTTPS by default.
+//!
+//! - [`s3`]: the S3 operations, through the `s3s` crate (routing, XML, SigV4, aws-chunked);
+//! - [`sse`]: the three key models and their S3 headers;
+//! - [`blob`]: encrypted blobs on `object_store` (local filesystem now);
+//! - [`meta`]: bucket/object/upload metadata in a page-encrypted SQLite (SQLCipher) database;
+//! - [`tls`]: generated CA + certificate, or the operator's own.
+//!
+//! docs/server.md describes the whole.
+
+pub mod blob;
+pub mod error;
+pub mod meta;
+pub mod s3;
+pub mod sse;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_kms::{KeyFileSealer, Kms, KmsConfig, PassphraseSealer, Sealer, SystemClock};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use tokio::net::TcpListener;
+use zeroize::Zeroizing;
+
+pub use error::{ServerError, ServerResult};
+
+/// The default listen address (HTTPS).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9443";
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Use this certificate chain and key instead of generating a local CA.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (no TLS). SSE-C is refused in this mode.
+    pub insecure_http: bool,
+    /// Where the root sealing key file lives (key-file sealer), default `<data>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+    /// Seal the root key with this passphrase (Argon2id) instead of a key file.
+    pub root_passphrase: Option<Zeroizing<String>>,
+    /// Base domains for virtual-host-style requests (`bucket.<domain>`).
+    pub domains: Vec<String>,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| ([127, 0, 0, 1], 9443).into()),
+            tls_cert: None,
+            tls_key: None,
+            insecure_http: false,
+            root_key_file: None,
+            root_passphrase: None,
+            domains: vec!["localhost".to_owned()],
+        }
+    }
+}
+
+/// Root credentials: from the environment on first start, else generated (and printed once).
+fn ensure_root_credentials(meta: &meta::MetaStore) -> ServerResult<Option<(String, String)>> {
+    if !meta.credentials()?.is_empty() {
+        return Ok(None);
+    }
+    let access = std::env::var("COFFER_ROOT_ACCESS_KEY").ok();
+    let secret = std::env::var("COFFER_ROOT_SECRET_KEY").ok();
+    let (access, secret, generated) = match (access, secret) {
+        (Some(a), Some(s)) => {
+            if a.len() < 3 || s.len() < 8 {
+                return Err(ServerError::Internal(
+                    "COFFER_ROOT_ACCESS_KEY must be ≥ 3 characters and COFFER_ROOT_SECRET_KEY ≥ 8"
+                        .into(),
+                ));
+            }
+            (a, s, false)
+        }
+        (None, None) => {
+            let mut raw = [0u8; 30];
+            coffer_format::secret::random_fill(&mut raw)?;
+            let access = format!("CF{}", &hex::encode_upper(&raw[..9]));
+            let secret = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                &raw[9..],
+            );
+            (access, secret, true)
+        }
+        _ => {
+            return Err(ServerError::Internal(
+                "set both COFFER_ROOT_ACCESS_KEY and COFFER_ROOT_SECRET_KEY, or neither".into(),
+            ))
+        }
+    };
+    meta.put_credentials(&access, &secret, "root")?;
+    Ok(generated.then_some((access, secret)))
+}
+
+/// Opens everything under the data directory. Returns the S3 implementation and what to
+/// print at start.
+pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
+    let data = &config.data_dir;
+    std::fs::create_dir_all(data)
+        .map_err(|e| ServerError::Internal(format!("create {}: {e}", data.display())))?;
+    let mut notes = Vec::new();
+    let sealer: Box<dyn Sealer> = match &config.root_passphrase {
+        Some(p) => Box::new(PassphraseSealer::new(
+            coffer_format::SecretBytes::new(p.as_bytes().to_vec()),
+            Default::default(),
+        )),
+        None => Box::new(KeyFileSealer::new(
+            config
+                .root_key_file
+                .clone()
+                .unwrap_or_else(|| data.join("root.key")),
+        )),
+    };
+    let kms = Kms::open(
+        KmsConfig::new(data.join("kms")),
+        sealer.as_ref(),
+        Arc::new(SystemClock),
+    )?;
+    notes.extend(kms.warnings().iter().map(|w| format!("warning: {w}")));
+    let kms = Arc::new(kms);
+    let meta = meta::MetaStore::open(
+        &data.join("server.db"),
+        &kms.derive_subsystem_key("server/metadata-db/v1")?,
+    )?;
+    if let Some((a, s)) = ensure_root_credentials(&meta)? {
+        notes.push("root credentials (shown once; stored encrypted):".to_owned());
+        notes.push(format!("  AWS_ACCESS_KEY_ID={a}"));
+        notes.push(format!("  AWS_SECRET_ACCESS_KEY={s}"));
+    }
+    let blob_dir = data.join("blobs");
+    let blobs = blob::BlobStore::open_local(&blob_dir)?;
+    let (staging, orphans) = blob::sweep_local(&blob_dir, &meta.referenced_blobs()?)?;
+    if staging + orphans > 0 {
+        notes.push(format!(
+            "removed {staging} interrupted write(s) and {orphans} uncommitted blob(s)"
+        ));
+    }
+    let keys = sse::Keys::new(Arc::clone(&kms))?;
+    let coffer = s3::Coffer {
+        meta: Arc::new(meta),
+        blobs: Arc::new(blobs),
+        keys: Arc::new(keys),
+        secure: !config.insecure_http,
+    };
+    Ok((coffer, notes))
+}
+
+fn build_service(
+    coffer: s3::Coffer,
+    config: &ServerConfig,
+) -> ServerResult<s3s::service::S3Service> {
+    let creds = coffer.meta.credentials()?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(coffer);
+    let mut auth = s3s::auth::SimpleAuth::new();
+    for (access, secret) in creds {
+        auth.register(access, s3s::auth::SecretKey::from(secret.as_str()));
+    }
+    builder.set_auth(auth);
+    if !config.domains.is_empty() {
+        let domains: Vec<&str> = config.domains.iter().map(String::as_str).collect();
+        let host = s3s::host::MultiDomain::new(&domains)
+            .map_err(|e| ServerError::Internal(format!("--domain: {e}")))?;
+        builder.set_host(host);
+    }
+    Ok(builder.build())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains connections (up to 30 s).
+pub async fn run(config: ServerConfig) -> ServerResult<()> {
+    let (coffer, notes) = open(&config)?;
+    let tls = if config.insecure_http {
+        None
+    } else {
+        let files = match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => tls::TlsFiles {
+                cert: c.clone(),
+                key: k.clone(),
+                ca: None,
+            },
+            (None, None) => {
+                let mut extra = Vec::new();
+                if !config.listen.ip().is_unspecified() && !config.listen.ip().is_loopback() {
+                    extra.push(config.listen.ip().to_string());
+                }
+                tls::ensure_generated(&config.data_dir.join("tls"), &extra)?
+            }
+            _ => {
+                return Err(ServerError::Internal(
+                    "--tls-cert and --tls-key go together".into(),
+                ))
+            }
+        };
+        Some((tls::server_config(&files.cert, &files.key)?, files))
+    };
+    let service = build_service(coffer, &config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Internal(format!("listen on {}: {e}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
+    let endpoint = format!("{scheme}://{host}:{}", local.port());
+    for n in &notes {
+        println!("{n}");
+    }
+    println!("data-dir: {}", abs(&config.data_dir).display());
+    println!("endpoint: {endpoint}");
+    match &tls {
+        Some((_, files)) => {
+            let ca = files.ca.as_ref().map(|p| abs(p));
+            if let Some(ca) = &ca {
+                println!("ca-bundle: {}", ca.display());
+                println!(
+                    "try: aws s3 ls --endpoint-url {endpoint} --ca-bundle {}",
+                    ca.display()
+                );
+            } else {
+                println!("try: aws s3 ls --endpoint-url {endpoint}");
+            }
+        }
+        None => {
+            println!(
+                "warning: --insecure-http: plain HTTP, credentials and data cross the network unencrypted; SSE-C is refused"
+            );
+            println!("try: aws s3 ls --endpoint-url {endpoint}");
+        }
+    }
+    println!("ready");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.map(|(cfg, _)| tokio_rustls::TlsAcceptor::from(cfg));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        match &acceptor {
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        _ => return,
+                    };
+                    let builder = ConnBuilder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                });
+            }
+            None => {
+                let builder = ConnBuilder::new(TokioExecutor::new());
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!("connections still open after 30 s; exiting");
+        }
+    }
+    Ok(())
+}
+
+fn abs(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

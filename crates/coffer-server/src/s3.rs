@@ -1,0 +1,2159 @@
+//! The S3 operations (s3s's `S3` trait) over the metadata store and encrypted blobs.
+
+// s3s's DTOs are filled field by field from `Default`: many have dozens of optional fields.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use coffer_format::Metadata;
+use futures::Stream;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
+use tokio::sync::mpsc;
+
+use crate::blob::{BlobStore, WrittenBlob};
+use crate::error::{ServerError, ServerResult};
+use crate::meta::{
+    BucketEncryption, Checksums, MetaStore, ObjectHeaders, ObjectRecord, PartRecord, Segment,
+    SseRecord, UploadRecord,
+};
+use crate::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// S3's single-PUT limit.
+const MAX_OBJECT: u64 = 5 << 30;
+const MIN_PART: u64 = 5 << 20;
+const MAX_PARTS: i32 = 10_000;
+const MAX_KEY_LEN: usize = 1024;
+
+pub struct Coffer {
+    pub meta: Arc<MetaStore>,
+    pub blobs: Arc<BlobStore>,
+    pub keys: Arc<Keys>,
+    /// Whether requests arrive over TLS (SSE-C is refused otherwise).
+    pub secure: bool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Whole seconds: S3 dates have second precision, and conditional requests compare at that
+/// precision.
+fn secs(t: &Timestamp) -> i64 {
+    let t: time::OffsetDateTime = t.clone().into();
+    t.unix_timestamp()
+}
+
+fn check_key(key: &str) -> ServerResult<()> {
+    if key.is_empty() {
+        return Err(ServerError::invalid_argument(
+            "The object key must not be empty.",
+        ));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(ServerError::s3(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(ServerError::invalid_argument(
+            "Object key contains a NUL character, which is not allowed.",
+        ));
+    }
+    Ok(())
+}
+
+fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+fn sse_algorithm(rec: &SseRecord) -> Option<ServerSideEncryption> {
+    match rec {
+        SseRecord::S3 => Some(ServerSideEncryption::from_static(
+            ServerSideEncryption::AES256,
+        )),
+        SseRecord::Kms { .. } => Some(ServerSideEncryption::from_static(
+            ServerSideEncryption::AWS_KMS,
+        )),
+        SseRecord::C { .. } => None,
+    }
+}
+
+fn kms_key(rec: &SseRecord) -> Option<String> {
+    match rec {
+        SseRecord::Kms { key_arn, .. } => Some(key_arn.clone()),
+        _ => None,
+    }
+}
+
+/// The SSE fields every object response carries.
+struct SseOut {
+    sse: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+    c_algorithm: Option<String>,
+    c_key_md5: Option<String>,
+    bucket_key: Option<bool>,
+}
+
+fn sse_out(rec: &SseRecord, customer: Option<&CustomerKey>, bucket_key: bool) -> SseOut {
+    SseOut {
+        sse: sse_algorithm(rec),
+        kms_key_id: kms_key(rec),
+        c_algorithm: customer.map(|_| "AES256".to_owned()),
+        c_key_md5: customer.map(|c| c.key_md5.clone()),
+        bucket_key: matches!(rec, SseRecord::Kms { .. }).then_some(bucket_key),
+    }
+}
+
+fn header_metadata(h: &ObjectHeaders) -> ServerResult<Metadata> {
+    let mut m = Metadata::new();
+    if let Some(ct) = &h.content_type {
+        m.insert("content-type", ct.clone())?;
+    }
+    for (k, v) in &h.user_metadata {
+        m.insert(format!("x-amz-meta-{k}"), v.clone())?;
+    }
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn object_headers(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+    website_redirect_location: Option<String>,
+    metadata: Option<s3s::dto::Metadata>,
+) -> ObjectHeaders {
+    let expires = expires.and_then(|t| {
+        let mut buf = Vec::new();
+        t.format(TimestampFormat::HttpDate, &mut buf).ok()?;
+        String::from_utf8(buf).ok()
+    });
+    // `aws-chunked` describes the request's transfer framing, not the object (S3 strips it).
+    let content_encoding = content_encoding.and_then(|ce| {
+        let kept: Vec<&str> = ce
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
+    ObjectHeaders {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires,
+        website_redirect_location,
+        user_metadata: metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+    }
+}
+
+fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
+    s.as_deref()
+        .and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
+}
+
+/// Which checksums a write computes: those the request names or sends.
+#[derive(Default, Clone)]
+struct ChecksumRequest {
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+    algorithm: Option<String>,
+}
+
+impl ChecksumRequest {
+    fn hasher(&self) -> ServerResult<s3s::checksum::ChecksumHasher> {
+        let mut h = s3s::checksum::ChecksumHasher::default();
+        if self.crc32.is_some() {
+            h.crc32 = Some(Default::default());
+        }
+        if self.crc32c.is_some() {
+            h.crc32c = Some(Default::default());
+        }
+        if self.crc64nvme.is_some() {
+            h.crc64nvme = Some(Default::default());
+        }
+        if self.sha1.is_some() {
+            h.sha1 = Some(Default::default());
+        }
+        if self.sha256.is_some() {
+            h.sha256 = Some(Default::default());
+        }
+        match self
+            .algorithm
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None => {}
+            Some("CRC32") => h.crc32 = Some(Default::default()),
+            Some("CRC32C") => h.crc32c = Some(Default::default()),
+            Some("CRC64NVME") => h.crc64nvme = Some(Default::default()),
+            Some("SHA1") => h.sha1 = Some(Default::default()),
+            Some("SHA256") => h.sha256 = Some(Default::default()),
+            Some(other) => {
+                return Err(ServerError::invalid_argument(format!(
+                    "Checksum algorithm {other} is not supported"
+                )))
+            }
+        }
+        Ok(h)
+    }
+
+    /// Folds in checksums sent as aws-chunked trailers.
+    fn add_trailers(&mut self, trailers: Option<s3s::TrailingHeaders>) -> ServerResult<()> {
+        let Some(map) = trailers.and_then(|t| t.take()) else {
+            return Ok(());
+        };
+        let get = |name: &str| -> ServerResult<Option<String>> {
+            map.get(name)
+                .map(|v| {
+                    v.to_str().map(str::to_owned).map_err(|_| {
+                        ServerError::invalid_argument(format!("invalid trailer {name}"))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(v) = get("x-amz-checksum-crc32")? {
+            self.crc32 = Some(v);
+        }
+        if let Some(v) = get("x-amz-checksum-crc32c")? {
+            self.crc32c = Some(v);
+        }
+        if let Some(v) = get("x-amz-checksum-crc64nvme")? {
+            self.crc64nvme = Some(v);
+        }
+        if let Some(v) = get("x-amz-checksum-sha1")? {
+            self.sha1 = Some(v);
+        }
+        if let Some(v) = get("x-amz-checksum-sha256")? {
+            self.sha256 = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Compares what the client claimed with what was computed over the plaintext.
+    fn verify(&self, got: &s3s::dto::Checksum) -> ServerResult<Checksums> {
+        let pairs = [
+            ("CRC32", &self.crc32, &got.checksum_crc32),
+            ("CRC32C", &self.crc32c, &got.checksum_crc32c),
+            ("CRC64NVME", &self.crc64nvme, &got.checksum_crc64nvme),
+            ("SHA1", &self.sha1, &got.checksum_sha1),
+            ("SHA256", &self.sha256, &got.checksum_sha256),
+        ];
+        for (name, want, got) in pairs {
+            if let (Some(want), Some(got)) = (want, got) {
+                if want != got {
+                    return Err(ServerError::s3(
+                        S3ErrorCode::BadDigest,
+                        format!("The {name} you specified did not match the calculated checksum."),
+                    ));
+                }
+            }
+        }
+        Ok(Checksums {
+            crc32: got.checksum_crc32.clone(),
+            crc32c: got.checksum_crc32c.clone(),
+            crc64nvme: got.checksum_crc64nvme.clone(),
+            sha1: got.checksum_sha1.clone(),
+            sha256: got.checksum_sha256.clone(),
+            kind: None,
+        })
+    }
+}
+
+fn verify_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> ServerResult<()> {
+    let Some(given) = content_md5 else {
+        return Ok(());
+    };
+    let given = B64.decode(given.trim()).map_err(|_| {
+        ServerError::s3(
+            S3ErrorCode::InvalidDigest,
+            "The Content-MD5 you specified is not valid.",
+        )
+    })?;
+    if given.len() != 16 {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidDigest,
+            "The Content-MD5 you specified is not valid.",
+        ));
+    }
+    if given != md5 {
+        return Err(ServerError::s3(
+            S3ErrorCode::BadDigest,
+            "The Content-MD5 you specified did not match what we received.",
+        ));
+    }
+    Ok(())
+}
+
+/// A response body fed by a decrypting task.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, StdError>>);
+
+impl Stream for ChannelBody {
+    type Item = Result<Bytes, StdError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[derive(Debug)]
+struct BodyError(String);
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BodyError {}
+
+/// Conditional-request evaluation for GET and HEAD (RFC 9110 §13.2.2 order, as S3).
+fn check_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> ServerResult<()> {
+    let current = etag(&rec.etag);
+    let modified = rec.last_modified / 1000;
+    if let Some(cond) = if_match {
+        let ok = match cond {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(e) => current.strong_cmp(e),
+        };
+        if !ok {
+            return Err(ServerError::PreconditionFailed);
+        }
+    } else if let Some(t) = if_unmodified_since {
+        if modified > secs(t) {
+            return Err(ServerError::PreconditionFailed);
+        }
+    }
+    if let Some(cond) = if_none_match {
+        let matched = match cond {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(e) => current.weak_cmp(e),
+        };
+        if matched {
+            return Err(ServerError::s3(S3ErrorCode::NotModified, "Not Modified"));
+        }
+    } else if let Some(t) = if_modified_since {
+        if modified <= secs(t) {
+            return Err(ServerError::s3(S3ErrorCode::NotModified, "Not Modified"));
+        }
+    }
+    Ok(())
+}
+
+fn multipart_etag(md5s: &[String]) -> ServerResult<String> {
+    let mut h = Md5::new();
+    for m in md5s {
+        h.update(hex::decode(m).map_err(|_| ServerError::Internal("stored etag".into()))?);
+    }
+    Ok(format!("{}-{}", hex::encode(h.finalize()), md5s.len()))
+}
+
+impl Coffer {
+    fn bucket_default(&self, bucket: &str) -> ServerResult<Option<BucketEncryption>> {
+        self.meta.bucket_encryption(bucket)
+    }
+
+    fn object(&self, bucket: &str, key: &str) -> ServerResult<ObjectRecord> {
+        match self.meta.get_object(bucket, key)? {
+            Some(r) => Ok(r),
+            None => {
+                if self.meta.bucket_exists(bucket)? {
+                    Err(ServerError::NoSuchKey)
+                } else {
+                    Err(ServerError::NoSuchBucket)
+                }
+            }
+        }
+    }
+
+    async fn delete_blobs(&self, segments: impl IntoIterator<Item = Segment>) {
+        for s in segments {
+            self.blobs.delete(&s.blob).await;
+        }
+    }
+
+    /// Encrypts a body into one blob of (bucket, key, version, part).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_blob<S>(
+        &self,
+        body: S,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        part: u32,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+        headers: &ObjectHeaders,
+        hasher: s3s::checksum::ChecksumHasher,
+        max_len: u64,
+    ) -> ServerResult<(Segment, WrittenBlob)>
+    where
+        S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+    {
+        let ctx = sse::blob_context(bucket, key, version, part)?;
+        let bk = self.keys.new_blob_key(sse, customer, &ctx)?;
+        let written = self
+            .blobs
+            .write(body, bk, &ctx, &header_metadata(headers)?, hasher, max_len)
+            .await?;
+        let seg = Segment {
+            blob: written.name.clone(),
+            version: version.to_owned(),
+            part_number: part,
+            plain_len: written.plain_len,
+            blob_len: written.blob_len,
+            header_len: written.header_len,
+            etag: hex::encode(written.md5),
+        };
+        Ok((seg, written))
+    }
+
+    /// Streams the plaintext `range` of an object. The first segment is opened (key
+    /// unwrapped, commitment and trailer checked) before this returns, so a wrong key or a
+    /// damaged header is an error response rather than a cut body.
+    async fn read_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        customer: Option<CustomerKey>,
+        range: Range<u64>,
+    ) -> ServerResult<ChannelBody> {
+        // (segment, its plaintext range within the segment)
+        let mut plan = Vec::new();
+        let mut offset = 0u64;
+        for seg in &rec.segments {
+            let seg_range = offset..offset + seg.plain_len;
+            let lo = range.start.max(seg_range.start);
+            let hi = range.end.min(seg_range.end);
+            if lo < hi || (seg.plain_len == 0 && range.is_empty() && plan.is_empty()) {
+                plan.push((seg.clone(), lo - offset..hi.max(lo) - offset));
+            }
+            offset += seg.plain_len;
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let mut plan = plan.into_iter();
+        let Some((first_seg, first_range)) = plan.next() else {
+            drop(tx);
+            return Ok(ChannelBody(rx));
+        };
+        let ctx = sse::blob_context(bucket, key, &first_seg.version, first_seg.part_number)?;
+        let first = self
+            .blobs
+            .open(&first_seg, &self.keys, &rec.sse, customer.as_ref(), &ctx)
+            .await?;
+        let (blobs, keys) = (Arc::clone(&self.blobs), Arc::clone(&self.keys));
+        let (bucket, key, sse) = (bucket.to_owned(), key.to_owned(), rec.sse.clone());
+        tokio::spawn(async move {
+            let result: ServerResult<()> = async {
+                if !blobs.stream_range(&first, first_range, &tx).await? {
+                    return Ok(());
+                }
+                drop(first);
+                for (seg, r) in plan {
+                    let ctx = sse::blob_context(&bucket, &key, &seg.version, seg.part_number)?;
+                    let blob = blobs
+                        .open(&seg, &keys, &sse, customer.as_ref(), &ctx)
+                        .await?;
+                    if !blobs.stream_range(&blob, r, &tx).await? {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(bucket, key, "read aborted: {e}");
+                let _ = tx
+                    .send(Err(Box::new(BodyError(format!("object read failed: {e}")))))
+                    .await;
+            }
+        });
+        Ok(ChannelBody(rx))
+    }
+
+    fn customer_key(
+        &self,
+        algorithm: Option<&str>,
+        key: Option<&str>,
+        md5: Option<&str>,
+    ) -> ServerResult<Option<CustomerKey>> {
+        sse::parse_customer_key(algorithm, key, md5, self.secure)
+    }
+
+    /// Reads a copy source: checks conditions and the source's SSE-C key, returns its record.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_source(
+        &self,
+        source: &CopySource,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+        if_modified_since: Option<&Timestamp>,
+        if_unmodified_since: Option<&Timestamp>,
+        customer: Option<&CustomerKey>,
+    ) -> ServerResult<(String, String, ObjectRecord)> {
+        let (bucket, key) = match source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => {
+                if version_id.as_deref().is_some_and(|v| v != "null") {
+                    return Err(ServerError::invalid_argument(
+                        "Invalid version id specified",
+                    ));
+                }
+                (bucket.to_string(), key.to_string())
+            }
+            _ => {
+                return Err(ServerError::s3(
+                    S3ErrorCode::NotImplemented,
+                    "Access point copy sources are not supported",
+                ))
+            }
+        };
+        let rec = self.object(&bucket, &key)?;
+        // Copy-source conditions fail with 412 in every case (S3 CopyObject docs).
+        check_conditions(
+            &rec,
+            if_match,
+            if_none_match,
+            if_modified_since,
+            if_unmodified_since,
+        )
+        .map_err(|e| match e {
+            ServerError::S3(S3ErrorCode::NotModified, _) => ServerError::PreconditionFailed,
+            e => e,
+        })?;
+        self.keys.check_read_key(&rec.sse, customer)?;
+        Ok((bucket, key, rec))
+    }
+
+    fn write_choice(
+        &self,
+        h: &SseHeaders<'_>,
+        bucket: &str,
+        key: &str,
+    ) -> ServerResult<(SseRecord, Option<CustomerKey>, bool)> {
+        let default = self.bucket_default(bucket)?;
+        let choice = sse::choose(h, default.as_ref(), self.secure)?;
+        let rec = self.keys.resolve(&choice, bucket, key)?;
+        let bucket_key = default.as_ref().is_some_and(|d| d.bucket_key_enabled);
+        let customer = match choice {
+            SseChoice::C(c) => Some(c),
+            _ => None,
+        };
+        Ok((rec, customer, bucket_key))
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn list_page<T>(
+    rows: &mut dyn FnMut(&str, usize) -> ServerResult<Vec<(String, T)>>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: &str,
+    max_keys: usize,
+) -> ServerResult<(Vec<(String, T)>, Vec<String>, bool, Option<String>)> {
+    let mut contents = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut cursor = after.to_owned();
+    let mut last = None;
+    let mut truncated = false;
+    if max_keys == 0 {
+        return Ok((contents, prefixes, false, None));
+    }
+    'outer: loop {
+        let batch = rows(&cursor, 1000)?;
+        let n = batch.len();
+        for (key, item) in batch {
+            cursor = key.clone();
+            let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                key[prefix.len()..]
+                    .find(d)
+                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
+            });
+            match rolled {
+                Some(cp) => {
+                    if prefixes.last() == Some(&cp) || cp.as_str() <= after {
+                        continue;
+                    }
+                    if contents.len() + prefixes.len() == max_keys {
+                        truncated = true;
+                        break 'outer;
+                    }
+                    last = Some(cp.clone());
+                    prefixes.push(cp);
+                }
+                None => {
+                    if contents.len() + prefixes.len() == max_keys {
+                        truncated = true;
+                        break 'outer;
+                    }
+                    last = Some(key.clone());
+                    contents.push((key, item));
+                }
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok((
+        contents,
+        prefixes,
+        truncated,
+        if truncated { last } else { None },
+    ))
+}
+
+fn to_object(key: String, rec: &ObjectRecord) -> Object {
+    let mut o = Object::default();
+    o.key = Some(key);
+    o.e_tag = Some(etag(&rec.etag));
+    o.last_modified = Some(ts(rec.last_modified));
+    o.size = Some(rec.size as i64);
+    o.storage_class = Some(ObjectStorageClass::from_static(
+        ObjectStorageClass::STANDARD,
+    ));
+    o
+}
+
+fn owner() -> Owner {
+    let mut o = Owner::default();
+    o.id = Some("coffer".to_owned());
+    o.display_name = Some("coffer".to_owned());
+    o
+}
+
+fn max_keys(v: Option<i32>) -> usize {
+    v.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000)
+}
+
+fn s3<T>(r: ServerResult<T>) -> S3Result<T> {
+    r.map_err(Into::into)
+}
+
+#[async_trait::async_trait]
+impl S3 for Coffer {
+    // ---------------- buckets ----------------
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let bucket = req.input.bucket;
+        if !s3(self.meta.create_bucket(&bucket, now_ms()))? {
+            return Err(ServerError::s3(
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            )
+            .into());
+        }
+        let mut out = CreateBucketOutput::default();
+        out.location = Some(format!("/{bucket}"));
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        s3(self.meta.delete_bucket(&req.input.bucket))?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let mut out = HeadBucketOutput::default();
+        out.bucket_region = Some("us-east-1".to_owned());
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = s3(self.meta.list_buckets())?
+            .into_iter()
+            .map(|(name, created)| {
+                let mut b = Bucket::default();
+                b.name = Some(name);
+                b.creation_date = Some(ts(created));
+                b.bucket_region = Some("us-east-1".to_owned());
+                b
+            })
+            .collect();
+        let mut out = ListBucketsOutput::default();
+        out.buckets = Some(buckets);
+        out.owner = Some(owner());
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        // us-east-1 is reported as an empty LocationConstraint, as AWS does.
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let input = req.input;
+        let rule = input
+            .server_side_encryption_configuration
+            .rules
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServerError::s3(S3ErrorCode::MalformedXML, "No encryption rule"))?;
+        let default = rule
+            .apply_server_side_encryption_by_default
+            .ok_or_else(|| {
+                ServerError::s3(
+                    S3ErrorCode::MalformedXML,
+                    "ApplyServerSideEncryptionByDefault is required",
+                )
+            })?;
+        let algorithm = default.sse_algorithm.as_str().to_owned();
+        match algorithm.as_str() {
+            "AES256" => {
+                if default.kms_master_key_id.is_some() {
+                    return Err(ServerError::invalid_argument(
+                        "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms",
+                    )
+                    .into());
+                }
+            }
+            "aws:kms" => {
+                if let Some(k) = &default.kms_master_key_id {
+                    // The key must exist (AWS checks it when the bucket is used; Coffer checks
+                    // it now so a typo is caught at configuration time).
+                    s3(self.keys.kms.describe_key(k).map_err(ServerError::from))?;
+                }
+            }
+            other => {
+                return Err(ServerError::invalid_argument(format!(
+                    "The encryption algorithm {other} is not supported"
+                ))
+                .into())
+            }
+        }
+        let enc = BucketEncryption {
+            algorithm,
+            kms_key_id: default.kms_master_key_id,
+            bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
+        };
+        s3(self.meta.set_bucket_encryption(&input.bucket, Some(&enc)))?;
+        Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        // Every bucket has default encryption: SSE-S3 unless configured (as on AWS since 2023).
+        let enc = s3(self.meta.bucket_encryption(&req.input.bucket))?.unwrap_or(BucketEncryption {
+            algorithm: "AES256".into(),
+            kms_key_id: None,
+            bucket_key_enabled: false,
+        });
+        let by_default = ServerSideEncryptionByDefault {
+            sse_algorithm: ServerSideEncryption::from(enc.algorithm),
+            kms_master_key_id: enc.kms_key_id,
+        };
+        let mut rule = ServerSideEncryptionRule::default();
+        rule.apply_server_side_encryption_by_default = Some(by_default);
+        rule.bucket_key_enabled = Some(enc.bucket_key_enabled);
+        let mut conf = ServerSideEncryptionConfiguration::default();
+        conf.rules = vec![rule];
+        let mut out = GetBucketEncryptionOutput::default();
+        out.server_side_encryption_configuration = Some(conf);
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        s3(self.meta.set_bucket_encryption(&req.input.bucket, None))?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+    }
+
+    // ---------------- objects ----------------
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        s3(check_key(&input.key))?;
+        let (sse_rec, customer, bucket_key) = s3(self.write_choice(
+            &SseHeaders {
+                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                kms_key_id: input.ssekms_key_id.as_deref(),
+                kms_context: input.ssekms_encryption_context.as_deref(),
+                c_algorithm: input.sse_customer_algorithm.as_deref(),
+                c_key: input.sse_customer_key.as_deref(),
+                c_key_md5: input.sse_customer_key_md5.as_deref(),
+            },
+            &input.bucket,
+            &input.key,
+        ))?;
+        let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
+        let mut sums = ChecksumRequest {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_owned()),
+        };
+        let headers = object_headers(
+            input.content_type.clone(),
+            input.content_encoding.clone(),
+            input.content_disposition.clone(),
+            input.content_language.clone(),
+            input.cache_control.clone(),
+            input.expires.clone(),
+            input.website_redirect_location.clone(),
+            input.metadata.clone(),
+        );
+        let version = uuid::Uuid::new_v4().to_string();
+        let body = input
+            .body
+            .unwrap_or_else(|| StreamingBlob::wrap::<_, std::io::Error>(futures::stream::empty()));
+        let (seg, written) = s3(self
+            .write_blob(
+                body,
+                &input.bucket,
+                &input.key,
+                &version,
+                1,
+                &sse_rec,
+                customer.as_ref(),
+                &headers,
+                s3(sums.hasher())?,
+                MAX_OBJECT,
+            )
+            .await)?;
+        let commit = || -> ServerResult<(ObjectRecord, Option<ObjectRecord>)> {
+            verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
+            sums.add_trailers(trailers)?;
+            let checksums = sums.verify(&written.checksums)?;
+            let rec = ObjectRecord {
+                version_id: version.clone(),
+                size: written.plain_len,
+                etag: seg.etag.clone(),
+                last_modified: now_ms(),
+                headers,
+                checksums,
+                sse: sse_rec.clone(),
+                bucket_key_enabled: bucket_key,
+                segments: vec![seg.clone()],
+            };
+            let old = self
+                .meta
+                .put_object(&input.bucket, &input.key, &rec, |cur| {
+                    put_conditions(cur, input.if_match.as_ref(), input.if_none_match.as_ref())
+                })?;
+            Ok((rec, old))
+        };
+        let (rec, old) = match commit() {
+            Ok(v) => v,
+            Err(e) => {
+                self.blobs.delete(&seg.blob).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = old {
+            self.delete_blobs(old.segments).await;
+        }
+        let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+        let mut out = PutObjectOutput::default();
+        out.e_tag = Some(etag(&rec.etag));
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        if let (SseRecord::Kms { context, .. }, Some(_)) =
+            (&rec.sse, input.ssekms_encryption_context.as_ref())
+        {
+            out.ssekms_encryption_context = Some(sse::format_kms_context(context));
+        }
+        out.checksum_crc32 = rec.checksums.crc32;
+        out.checksum_crc32c = rec.checksums.crc32c;
+        out.checksum_crc64nvme = rec.checksums.crc64nvme;
+        out.checksum_sha1 = rec.checksums.sha1;
+        out.checksum_sha256 = rec.checksums.sha256;
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let rec = s3(self.object(&input.bucket, &input.key))?;
+        if req.headers.contains_key("x-amz-server-side-encryption")
+            || req
+                .headers
+                .contains_key("x-amz-server-side-encryption-aws-kms-key-id")
+        {
+            return Err(ServerError::invalid_argument(
+                "x-amz-server-side-encryption header is not supported for this operation.",
+            )
+            .into());
+        }
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+        s3(check_conditions(
+            &rec,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        ))?;
+        if input
+            .version_id
+            .as_deref()
+            .is_some_and(|v| v != "null" && v != rec.version_id)
+        {
+            return Err(ServerError::s3(
+                S3ErrorCode::NoSuchVersion,
+                "The specified version does not exist.",
+            )
+            .into());
+        }
+        let total = rec.size;
+        let (range, partial, parts_count) = match (input.part_number, input.range) {
+            (Some(_), Some(_)) => {
+                return Err(ServerError::invalid_request(
+                    "Cannot specify both Range header and partNumber query parameter",
+                )
+                .into())
+            }
+            (Some(n), None) => {
+                let n = usize::try_from(n).unwrap_or(0);
+                if n == 0 || n > rec.segments.len() {
+                    return Err(ServerError::s3(
+                        S3ErrorCode::Custom("InvalidPartNumber".into()),
+                        "The requested partnumber is not satisfiable",
+                    )
+                    .into());
+                }
+                let start: u64 = rec.segments[..n - 1].iter().map(|s| s.plain_len).sum();
+                let r = start..start + rec.segments[n - 1].plain_len;
+                let multipart = rec.etag.contains('-');
+                (r, multipart, multipart.then_some(rec.segments.len() as i32))
+            }
+            (None, Some(r)) => {
+                let r = r.check(total).map_err(|_| {
+                    ServerError::s3(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable",
+                    )
+                })?;
+                (r, true, None)
+            }
+            (None, None) => (0..total, false, None),
+        };
+        let body = s3(self
+            .read_stream(&input.bucket, &input.key, &rec, customer, range.clone())
+            .await)?;
+        let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
+        let mut out = GetObjectOutput::default();
+        out.body = Some(StreamingBlob::wrap(body_stream(body)));
+        out.content_length = Some((range.end - range.start) as i64);
+        if partial && total > 0 {
+            out.content_range = Some(format!("bytes {}-{}/{}", range.start, range.end - 1, total));
+        }
+        out.parts_count = parts_count;
+        out.accept_ranges = Some("bytes".to_owned());
+        fill_headers(&rec, &mut HeaderFields::Get(&mut out));
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.bucket_key_enabled = s.bucket_key;
+        if let SseRecord::C { .. } = rec.sse {
+            out.sse_customer_algorithm = Some("AES256".to_owned());
+            out.sse_customer_key_md5 = input.sse_customer_key_md5.clone();
+        }
+        if input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && !partial
+        {
+            out.checksum_crc32 = rec.checksums.crc32.clone();
+            out.checksum_crc32c = rec.checksums.crc32c.clone();
+            out.checksum_crc64nvme = rec.checksums.crc64nvme.clone();
+            out.checksum_sha1 = rec.checksums.sha1.clone();
+            out.checksum_sha256 = rec.checksums.sha256.clone();
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let rec = s3(self.object(&input.bucket, &input.key))?;
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+        s3(check_conditions(
+            &rec,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        ))?;
+        let mut out = HeadObjectOutput::default();
+        let (len, parts) = match input.part_number {
+            Some(n) => {
+                let n = usize::try_from(n).unwrap_or(0);
+                if n == 0 || n > rec.segments.len() {
+                    return Err(ServerError::s3(
+                        S3ErrorCode::Custom("InvalidPartNumber".into()),
+                        "The requested partnumber is not satisfiable",
+                    )
+                    .into());
+                }
+                (
+                    rec.segments[n - 1].plain_len,
+                    rec.etag.contains('-').then_some(rec.segments.len() as i32),
+                )
+            }
+            None => (rec.size, None),
+        };
+        out.content_length = Some(len as i64);
+        out.parts_count = parts;
+        out.accept_ranges = Some("bytes".to_owned());
+        fill_headers(&rec, &mut HeaderFields::Head(&mut out));
+        let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        if input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+        {
+            out.checksum_crc32 = rec.checksums.crc32.clone();
+            out.checksum_crc32c = rec.checksums.crc32c.clone();
+            out.checksum_crc64nvme = rec.checksums.crc64nvme.clone();
+            out.checksum_sha1 = rec.checksums.sha1.clone();
+            out.checksum_sha256 = rec.checksums.sha256.clone();
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        // Deleting a missing key succeeds (204), as on S3.
+        if let Some(old) = s3(self.meta.delete_object(&input.bucket, &input.key))? {
+            self.delete_blobs(old.segments).await;
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        if input.delete.objects.len() > 1000 {
+            return Err(ServerError::s3(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema",
+            )
+            .into());
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for id in input.delete.objects {
+            match self.meta.delete_object(&input.bucket, &id.key) {
+                Ok(old) => {
+                    if let Some(old) = old {
+                        self.delete_blobs(old.segments).await;
+                    }
+                    if !quiet {
+                        let mut d = DeletedObject::default();
+                        d.key = Some(id.key);
+                        deleted.push(d);
+                    }
+                }
+                Err(e) => {
+                    let e: s3s::S3Error = e.into();
+                    let mut err = Error::default();
+                    err.key = Some(id.key);
+                    err.code = Some(e.code().as_str().to_owned());
+                    err.message = e.message().map(str::to_owned);
+                    errors.push(err);
+                }
+            }
+        }
+        let mut out = DeleteObjectsOutput::default();
+        out.deleted = Some(deleted);
+        out.errors = (!errors.is_empty()).then_some(errors);
+        Ok(S3Response::new(out))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        s3(check_key(&input.key))?;
+        let src_customer = s3(self.customer_key(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        ))?;
+        let (src_bucket, src_key, src) = s3(self.copy_source(
+            &input.copy_source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+            src_customer.as_ref(),
+        ))?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let sse_headers = SseHeaders {
+            sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            kms_context: input.ssekms_encryption_context.as_deref(),
+            c_algorithm: input.sse_customer_algorithm.as_deref(),
+            c_key: input.sse_customer_key.as_deref(),
+            c_key_md5: input.sse_customer_key_md5.as_deref(),
+        };
+        let changes_encryption = sse_headers.sse.is_some() || sse_headers.c_key.is_some();
+        if src_bucket == input.bucket && src_key == input.key && !replace && !changes_encryption {
+            return Err(ServerError::invalid_request(
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+            )
+            .into());
+        }
+        let (sse_rec, customer, bucket_key) =
+            s3(self.write_choice(&sse_headers, &input.bucket, &input.key))?;
+        let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
+        let headers = if replace {
+            object_headers(
+                input.content_type.clone(),
+                input.content_encoding.clone(),
+                input.content_disposition.clone(),
+                input.content_language.clone(),
+                input.cache_control.clone(),
+                input.expires.clone(),
+                input.website_redirect_location.clone(),
+                input.metadata.clone(),
+            )
+        } else {
+            src.headers.clone()
+        };
+        let body = s3(self
+            .read_stream(&src_bucket, &src_key, &src, src_customer, 0..src.size)
+            .await)?;
+        let version = uuid::Uuid::new_v4().to_string();
+        let mut sums = ChecksumRequest {
+            algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_owned()),
+            ..Default::default()
+        };
+        if sums.algorithm.is_none() {
+            // Keep the source's checksum algorithm, as S3 does.
+            sums.crc32 = src.checksums.crc32.clone();
+            sums.crc32c = src.checksums.crc32c.clone();
+            sums.crc64nvme = src.checksums.crc64nvme.clone();
+            sums.sha1 = src.checksums.sha1.clone();
+            sums.sha256 = src.checksums.sha256.clone();
+            if src.etag.contains('-') {
+                // Composite part checksums do not carry over to a single-part copy.
+                sums = ChecksumRequest::default();
+            }
+        }
+        let (seg, written) = s3(self
+            .write_blob(
+                body,
+                &input.bucket,
+                &input.key,
+                &version,
+                1,
+                &sse_rec,
+                customer.as_ref(),
+                &headers,
+                s3(sums.hasher())?,
+                MAX_OBJECT,
+            )
+            .await)?;
+        let checksums = Checksums {
+            crc32: written.checksums.checksum_crc32.clone(),
+            crc32c: written.checksums.checksum_crc32c.clone(),
+            crc64nvme: written.checksums.checksum_crc64nvme.clone(),
+            sha1: written.checksums.checksum_sha1.clone(),
+            sha256: written.checksums.checksum_sha256.clone(),
+            kind: None,
+        };
+        if written.plain_len != src.size {
+            self.blobs.delete(&seg.blob).await;
+            return Err(ServerError::Integrity("copy source changed length".into()).into());
+        }
+        let rec = ObjectRecord {
+            version_id: version,
+            size: written.plain_len,
+            etag: seg.etag.clone(),
+            last_modified: now_ms(),
+            headers,
+            checksums,
+            sse: sse_rec,
+            bucket_key_enabled: bucket_key,
+            segments: vec![seg.clone()],
+        };
+        let old = match self
+            .meta
+            .put_object(&input.bucket, &input.key, &rec, |_| Ok(()))
+        {
+            Ok(old) => old,
+            Err(e) => {
+                self.blobs.delete(&seg.blob).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = old {
+            self.delete_blobs(old.segments).await;
+        }
+        let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+        let mut result = CopyObjectResult::default();
+        result.e_tag = Some(etag(&rec.etag));
+        result.last_modified = Some(ts(rec.last_modified));
+        result.checksum_crc32 = rec.checksums.crc32.clone();
+        result.checksum_crc32c = rec.checksums.crc32c.clone();
+        result.checksum_crc64nvme = rec.checksums.crc64nvme.clone();
+        result.checksum_sha1 = rec.checksums.sha1.clone();
+        result.checksum_sha256 = rec.checksums.sha256.clone();
+        let mut out = CopyObjectOutput::default();
+        out.copy_object_result = Some(result);
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let marker = input.marker.clone().unwrap_or_default();
+        let limit = max_keys(input.max_keys);
+        let meta = Arc::clone(&self.meta);
+        let (contents, prefixes, truncated, next) = s3(list_page(
+            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+            &prefix,
+            input.delimiter.as_deref(),
+            &marker,
+            limit,
+        ))?;
+        let mut out = ListObjectsOutput::default();
+        out.name = Some(input.bucket);
+        out.prefix = Some(prefix);
+        out.marker = Some(marker);
+        out.max_keys = Some(limit as i32);
+        out.delimiter = input.delimiter;
+        out.encoding_type = input.encoding_type;
+        out.is_truncated = Some(truncated);
+        // NextMarker is returned only with a delimiter (S3 ListObjects docs); clients use
+        // the last key otherwise.
+        out.next_marker = if out.delimiter.is_some() { next } else { None };
+        out.contents = Some(
+            contents
+                .into_iter()
+                .map(|(k, r)| to_object(k, &r))
+                .collect(),
+        );
+        out.common_prefixes = Some(
+            prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut c = CommonPrefix::default();
+                    c.prefix = Some(p);
+                    c
+                })
+                .collect(),
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let after = match &input.continuation_token {
+            Some(t) => String::from_utf8(B64.decode(t).map_err(|_| {
+                ServerError::invalid_argument("The continuation token provided is incorrect")
+            })?)
+            .map_err(|_| {
+                ServerError::invalid_argument("The continuation token provided is incorrect")
+            })?,
+            None => input.start_after.clone().unwrap_or_default(),
+        };
+        let limit = max_keys(input.max_keys);
+        let meta = Arc::clone(&self.meta);
+        let (contents, prefixes, truncated, next) = s3(list_page(
+            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+            &prefix,
+            input.delimiter.as_deref(),
+            &after,
+            limit,
+        ))?;
+        let fetch_owner = input.fetch_owner.unwrap_or(false);
+        let mut out = ListObjectsV2Output::default();
+        out.name = Some(input.bucket);
+        out.prefix = Some(prefix);
+        out.max_keys = Some(limit as i32);
+        out.key_count = Some((contents.len() + prefixes.len()) as i32);
+        out.delimiter = input.delimiter;
+        out.encoding_type = input.encoding_type;
+        out.start_after = input.start_after;
+        out.continuation_token = input.continuation_token;
+        out.is_truncated = Some(truncated);
+        out.next_continuation_token = next.map(|n| B64.encode(n));
+        out.contents = Some(
+            contents
+                .into_iter()
+                .map(|(k, r)| {
+                    let mut o = to_object(k, &r);
+                    if fetch_owner {
+                        o.owner = Some(owner());
+                    }
+                    o
+                })
+                .collect(),
+        );
+        out.common_prefixes = Some(
+            prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut c = CommonPrefix::default();
+                    c.prefix = Some(p);
+                    c
+                })
+                .collect(),
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        // Versioning is off: every object is its only ("null") version.
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let marker = input.key_marker.clone().unwrap_or_default();
+        let limit = max_keys(input.max_keys);
+        let meta = Arc::clone(&self.meta);
+        let (contents, prefixes, truncated, next) = s3(list_page(
+            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+            &prefix,
+            input.delimiter.as_deref(),
+            &marker,
+            limit,
+        ))?;
+        let mut out = ListObjectVersionsOutput::default();
+        out.name = Some(input.bucket);
+        out.prefix = Some(prefix);
+        out.key_marker = Some(marker);
+        out.max_keys = Some(limit as i32);
+        out.delimiter = input.delimiter;
+        out.encoding_type = input.encoding_type;
+        out.is_truncated = Some(truncated);
+        out.next_key_marker = next;
+        if truncated {
+            out.next_version_id_marker = Some("null".to_owned());
+        }
+        out.versions = Some(
+            contents
+                .into_iter()
+                .map(|(k, r)| {
+                    let mut v = ObjectVersion::default();
+                    v.key = Some(k);
+                    v.e_tag = Some(etag(&r.etag));
+                    v.is_latest = Some(true);
+                    v.last_modified = Some(ts(r.last_modified));
+                    v.size = Some(r.size as i64);
+                    v.version_id = Some("null".to_owned());
+                    v.owner = Some(owner());
+                    v.storage_class = Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    ));
+                    v
+                })
+                .collect(),
+        );
+        out.common_prefixes = Some(
+            prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut c = CommonPrefix::default();
+                    c.prefix = Some(p);
+                    c
+                })
+                .collect(),
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let input = req.input;
+        let rec = s3(self.object(&input.bucket, &input.key))?;
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+        let wants = |a: &str| {
+            input
+                .object_attributes
+                .iter()
+                .any(|x| x.as_str().eq_ignore_ascii_case(a))
+        };
+        let mut out = GetObjectAttributesOutput::default();
+        out.last_modified = Some(ts(rec.last_modified));
+        if wants("ETag") {
+            out.e_tag = Some(etag(rec.etag.split('-').next().unwrap_or(&rec.etag)));
+        }
+        if wants("ObjectSize") {
+            out.object_size = Some(rec.size as i64);
+        }
+        if wants("StorageClass") {
+            out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+        }
+        if wants("Checksum") {
+            let c = &rec.checksums;
+            if c.crc32.is_some()
+                || c.crc32c.is_some()
+                || c.crc64nvme.is_some()
+                || c.sha1.is_some()
+                || c.sha256.is_some()
+            {
+                let mut sum = s3s::dto::Checksum::default();
+                sum.checksum_crc32 = c.crc32.clone();
+                sum.checksum_crc32c = c.crc32c.clone();
+                sum.checksum_crc64nvme = c.crc64nvme.clone();
+                sum.checksum_sha1 = c.sha1.clone();
+                sum.checksum_sha256 = c.sha256.clone();
+                out.checksum = Some(sum);
+            }
+        }
+        if wants("ObjectParts") && rec.etag.contains('-') {
+            let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+            let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+            let all: Vec<&Segment> = rec
+                .segments
+                .iter()
+                .filter(|s| s.part_number > marker)
+                .collect();
+            let page: Vec<ObjectPart> = all
+                .iter()
+                .take(max)
+                .map(|s| {
+                    let mut p = ObjectPart::default();
+                    p.part_number = Some(s.part_number as i32);
+                    p.size = Some(s.plain_len as i64);
+                    p
+                })
+                .collect();
+            let mut parts = GetObjectAttributesParts::default();
+            parts.total_parts_count = Some(rec.segments.len() as i32);
+            parts.part_number_marker = Some(marker as i32);
+            parts.max_parts = Some(max as i32);
+            parts.is_truncated = Some(all.len() > max);
+            parts.next_part_number_marker = page.last().and_then(|p| p.part_number);
+            parts.parts = Some(page);
+            out.object_parts = Some(parts);
+        }
+        Ok(S3Response::new(out))
+    }
+
+    // ---------------- multipart ----------------
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        s3(check_key(&input.key))?;
+        let (sse_rec, customer, bucket_key) = s3(self.write_choice(
+            &SseHeaders {
+                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                kms_key_id: input.ssekms_key_id.as_deref(),
+                kms_context: input.ssekms_encryption_context.as_deref(),
+                c_algorithm: input.sse_customer_algorithm.as_deref(),
+                c_key: input.sse_customer_key.as_deref(),
+                c_key_md5: input.sse_customer_key_md5.as_deref(),
+            },
+            &input.bucket,
+            &input.key,
+        ))?;
+        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let rec = UploadRecord {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            initiated: now_ms(),
+            headers: object_headers(
+                input.content_type.clone(),
+                input.content_encoding.clone(),
+                input.content_disposition.clone(),
+                input.content_language.clone(),
+                input.cache_control.clone(),
+                input.expires.clone(),
+                input.website_redirect_location.clone(),
+                input.metadata.clone(),
+            ),
+            sse: sse_rec,
+            bucket_key_enabled: input.bucket_key_enabled.unwrap_or(bucket_key),
+            checksum_algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_owned()),
+        };
+        s3(self.meta.create_upload(&upload_id, &rec))?;
+        let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+        let mut out = CreateMultipartUploadOutput::default();
+        out.bucket = Some(input.bucket);
+        out.key = Some(input.key);
+        out.upload_id = Some(upload_id);
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        out.checksum_algorithm = input.checksum_algorithm;
+        if let (SseRecord::Kms { context, .. }, Some(_)) =
+            (&rec.sse, input.ssekms_encryption_context.as_ref())
+        {
+            out.ssekms_encryption_context = Some(sse::format_kms_context(context));
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let part = s3(part_number(input.part_number))?;
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+        let mut sums = ChecksumRequest {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| upload.checksum_algorithm.clone()),
+        };
+        let body = input
+            .body
+            .unwrap_or_else(|| StreamingBlob::wrap::<_, std::io::Error>(futures::stream::empty()));
+        let (seg, written) = s3(self
+            .write_blob(
+                body,
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                part,
+                &upload.sse,
+                customer.as_ref(),
+                &upload.headers,
+                s3(sums.hasher())?,
+                MAX_OBJECT,
+            )
+            .await)?;
+        let commit = || -> ServerResult<(PartRecord, Option<PartRecord>)> {
+            verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
+            sums.add_trailers(trailers)?;
+            let checksums = sums.verify(&written.checksums)?;
+            let rec = PartRecord {
+                segment: seg.clone(),
+                last_modified: now_ms(),
+                checksums,
+            };
+            let old = self.meta.put_part(&input.upload_id, part, &rec)?;
+            Ok((rec, old))
+        };
+        let (rec, old) = match commit() {
+            Ok(v) => v,
+            Err(e) => {
+                self.blobs.delete(&seg.blob).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = old {
+            self.blobs.delete(&old.segment.blob).await;
+        }
+        let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+        let mut out = UploadPartOutput::default();
+        out.e_tag = Some(etag(&rec.segment.etag));
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        out.checksum_crc32 = rec.checksums.crc32;
+        out.checksum_crc32c = rec.checksums.crc32c;
+        out.checksum_crc64nvme = rec.checksums.crc64nvme;
+        out.checksum_sha1 = rec.checksums.sha1;
+        out.checksum_sha256 = rec.checksums.sha256;
+        Ok(S3Response::new(out))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let part = s3(part_number(input.part_number))?;
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+        let src_customer = s3(self.customer_key(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        ))?;
+        let (src_bucket, src_key, src) = s3(self.copy_source(
+            &input.copy_source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+            src_customer.as_ref(),
+        ))?;
+        let range = match input.copy_source_range.as_deref() {
+            None => 0..src.size,
+            Some(r) => {
+                let bad = || {
+                    ServerError::s3(
+                        S3ErrorCode::InvalidArgument,
+                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                    )
+                };
+                let (a, b) = r
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .ok_or_else(bad)?;
+                let a: u64 = a.parse().map_err(|_| bad())?;
+                let b: u64 = b.parse().map_err(|_| bad())?;
+                if a > b || b >= src.size {
+                    return Err(ServerError::s3(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable",
+                    )
+                    .into());
+                }
+                a..b + 1
+            }
+        };
+        let want = range.end - range.start;
+        let body = s3(self
+            .read_stream(&src_bucket, &src_key, &src, src_customer, range)
+            .await)?;
+        let sums = ChecksumRequest {
+            algorithm: upload.checksum_algorithm.clone(),
+            ..Default::default()
+        };
+        let (seg, written) = s3(self
+            .write_blob(
+                body,
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                part,
+                &upload.sse,
+                customer.as_ref(),
+                &upload.headers,
+                s3(sums.hasher())?,
+                MAX_OBJECT,
+            )
+            .await)?;
+        if written.plain_len != want {
+            self.blobs.delete(&seg.blob).await;
+            return Err(ServerError::Integrity("copy source changed length".into()).into());
+        }
+        let rec = PartRecord {
+            segment: seg.clone(),
+            last_modified: now_ms(),
+            checksums: Checksums {
+                crc32: written.checksums.checksum_crc32.clone(),
+                crc32c: written.checksums.checksum_crc32c.clone(),
+                crc64nvme: written.checksums.checksum_crc64nvme.clone(),
+                sha1: written.checksums.checksum_sha1.clone(),
+                sha256: written.checksums.checksum_sha256.clone(),
+                kind: None,
+            },
+        };
+        let old = match self.meta.put_part(&input.upload_id, part, &rec) {
+            Ok(old) => old,
+            Err(e) => {
+                self.blobs.delete(&seg.blob).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = old {
+            self.blobs.delete(&old.segment.blob).await;
+        }
+        let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+        let mut result = CopyPartResult::default();
+        result.e_tag = Some(etag(&rec.segment.etag));
+        result.last_modified = Some(ts(rec.last_modified));
+        result.checksum_crc32 = rec.checksums.crc32.clone();
+        result.checksum_crc32c = rec.checksums.crc32c.clone();
+        result.checksum_crc64nvme = rec.checksums.crc64nvme.clone();
+        result.checksum_sha1 = rec.checksums.sha1.clone();
+        result.checksum_sha256 = rec.checksums.sha256.clone();
+        let mut out = UploadPartCopyOutput::default();
+        out.copy_part_result = Some(result);
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.sse_customer_algorithm = s.c_algorithm;
+        out.sse_customer_key_md5 = s.c_key_md5;
+        out.bucket_key_enabled = s.bucket_key;
+        Ok(S3Response::new(out))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let customer = s3(self.customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        ))?;
+        if customer.is_some() {
+            s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+        }
+        let requested = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if requested.is_empty() {
+            return Err(ServerError::s3(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema",
+            )
+            .into());
+        }
+        let mut stored = s3(self.meta.list_parts(&input.upload_id))?;
+        let mut segments = Vec::new();
+        let mut md5s = Vec::new();
+        let mut last_number = 0;
+        let count = requested.len();
+        for (i, p) in requested.into_iter().enumerate() {
+            let n = p.part_number.unwrap_or(0);
+            if n <= last_number {
+                return Err(ServerError::s3(
+                    S3ErrorCode::InvalidPartOrder,
+                    "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+                )
+                .into());
+            }
+            last_number = n;
+            let invalid = || {
+                ServerError::s3(
+                    S3ErrorCode::InvalidPart,
+                    "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+                )
+            };
+            let rec = stored.remove(&(n as u32)).ok_or_else(invalid)?;
+            if let Some(e) = &p.e_tag {
+                if e.value().trim_matches('"') != rec.segment.etag {
+                    return Err(invalid().into());
+                }
+            }
+            if i + 1 < count && rec.segment.plain_len < MIN_PART {
+                return Err(ServerError::s3(
+                    S3ErrorCode::EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                )
+                .into());
+            }
+            md5s.push(rec.segment.etag.clone());
+            segments.push(rec.segment);
+        }
+        let size: u64 = segments.iter().map(|s| s.plain_len).sum();
+        if let Some(expected) = input.mpu_object_size {
+            if expected != size as i64 {
+                return Err(ServerError::invalid_request(
+                    "The provided MpuObjectSize does not match the object's size",
+                )
+                .into());
+            }
+        }
+        let rec = ObjectRecord {
+            version_id: input.upload_id.clone(),
+            size,
+            etag: s3(multipart_etag(&md5s))?,
+            last_modified: now_ms(),
+            headers: upload.headers.clone(),
+            checksums: Checksums::default(),
+            sse: upload.sse.clone(),
+            bucket_key_enabled: upload.bucket_key_enabled,
+            segments,
+        };
+        let old = s3(self.meta.complete_upload(
+            &input.upload_id,
+            &input.bucket,
+            &input.key,
+            &rec,
+            |cur| put_conditions(cur, input.if_match.as_ref(), input.if_none_match.as_ref()),
+        ))?;
+        // Parts uploaded but not named in the request are discarded, as on S3.
+        self.delete_blobs(stored.into_values().map(|p| p.segment))
+            .await;
+        if let Some(old) = old {
+            self.delete_blobs(old.segments).await;
+        }
+        let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
+        let mut out = CompleteMultipartUploadOutput::default();
+        out.bucket = Some(input.bucket.clone());
+        out.key = Some(input.key.clone());
+        out.location = Some(format!("/{}/{}", input.bucket, input.key));
+        out.e_tag = Some(etag(&rec.etag));
+        out.server_side_encryption = s.sse;
+        out.ssekms_key_id = s.kms_key_id;
+        out.bucket_key_enabled = s.bucket_key;
+        Ok(S3Response::new(out))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let parts = s3(self.meta.delete_upload(&input.upload_id))?;
+        self.delete_blobs(parts.into_iter().map(|p| p.segment))
+            .await;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        if !s3(self.meta.bucket_exists(&input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let limit = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+        let rows = s3(self.meta.list_uploads(
+            &input.bucket,
+            &prefix,
+            &key_marker,
+            if input.key_marker.is_some() {
+                &id_marker
+            } else {
+                ""
+            },
+            limit + 1,
+        ))?;
+        let truncated = rows.len() > limit;
+        let rows: Vec<_> = rows.into_iter().take(limit).collect();
+        let mut out = ListMultipartUploadsOutput::default();
+        out.bucket = Some(input.bucket);
+        out.prefix = Some(prefix);
+        out.key_marker = Some(key_marker);
+        out.upload_id_marker = Some(id_marker);
+        out.max_uploads = Some(limit as i32);
+        out.is_truncated = Some(truncated);
+        if truncated {
+            if let Some((id, rec)) = rows.last() {
+                out.next_key_marker = Some(rec.key.clone());
+                out.next_upload_id_marker = Some(id.clone());
+            }
+        }
+        out.uploads = Some(
+            rows.into_iter()
+                .map(|(id, rec)| {
+                    let mut u = MultipartUpload::default();
+                    u.key = Some(rec.key);
+                    u.upload_id = Some(id);
+                    u.initiated = Some(ts(rec.initiated));
+                    u.owner = Some(owner());
+                    u.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+                    u
+                })
+                .collect(),
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let all: Vec<(u32, PartRecord)> = s3(self.meta.list_parts(&input.upload_id))?
+            .into_iter()
+            .filter(|(n, _)| *n > marker)
+            .collect();
+        let truncated = all.len() > max;
+        let page: Vec<Part> = all
+            .into_iter()
+            .take(max)
+            .map(|(n, r)| {
+                let mut p = Part::default();
+                p.part_number = Some(n as i32);
+                p.e_tag = Some(etag(&r.segment.etag));
+                p.size = Some(r.segment.plain_len as i64);
+                p.last_modified = Some(ts(r.last_modified));
+                p.checksum_crc32 = r.checksums.crc32;
+                p.checksum_crc32c = r.checksums.crc32c;
+                p.checksum_crc64nvme = r.checksums.crc64nvme;
+                p.checksum_sha1 = r.checksums.sha1;
+                p.checksum_sha256 = r.checksums.sha256;
+                p
+            })
+            .collect();
+        let mut out = ListPartsOutput::default();
+        out.bucket = Some(input.bucket);
+        out.key = Some(input.key);
+        out.upload_id = Some(input.upload_id);
+        out.part_number_marker = Some(marker as i32);
+        out.max_parts = Some(max as i32);
+        out.is_truncated = Some(truncated);
+        out.next_part_number_marker = page.last().and_then(|p| p.part_number);
+        out.owner = Some(owner());
+        out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+        out.checksum_algorithm = upload.checksum_algorithm.map(ChecksumAlgorithm::from);
+        out.parts = Some(page);
+        Ok(S3Response::new(out))
+    }
+}
+
+impl Coffer {
+    fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> ServerResult<UploadRecord> {
+        match self.meta.get_upload(upload_id)? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => {
+                if !self.meta.bucket_exists(bucket)? {
+                    return Err(ServerError::NoSuchBucket);
+                }
+                Err(ServerError::NoSuchUpload)
+            }
+        }
+    }
+}
+
+fn part_number(n: i32) -> ServerResult<u32> {
+    if !(1..=MAX_PARTS).contains(&n) {
+        return Err(ServerError::invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ));
+    }
+    Ok(n as u32)
+}
+
+/// Conditional writes (If-Match / If-None-Match on PUT and CompleteMultipartUpload).
+fn put_conditions(
+    current: Option<&ObjectRecord>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> ServerResult<()> {
+    if let Some(cond) = if_none_match {
+        if current.is_some() && matches!(cond, ETagCondition::Any) {
+            return Err(ServerError::PreconditionFailed);
+        }
+    }
+    if let Some(cond) = if_match {
+        let Some(cur) = current else {
+            return Err(ServerError::NoSuchKey);
+        };
+        if let ETagCondition::ETag(e) = cond {
+            if !etag(&cur.etag).strong_cmp(e) {
+                return Err(ServerError::PreconditionFailed);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn body_stream(
+    body: ChannelBody,
+) -> impl Stream<Item = Result<Bytes, BodyStreamError>> + Send + Sync + Unpin + 'static {
+    futures::StreamExt::map(body, |r| r.map_err(BodyStreamError))
+}
+
+/// A body error surfaced to hyper (the connection is cut; no altered bytes are sent).
+#[derive(Debug)]
+pub struct BodyStreamError(StdError);
+impl std::fmt::Display for BodyStreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl std::error::Error for BodyStreamError {}
+
+enum HeaderFields<'a> {
+    Get(&'a mut GetObjectOutput),
+    Head(&'a mut HeadObjectOutput),
+}
+
+fn fill_headers(rec: &ObjectRecord, out: &mut HeaderFields<'_>) {
+    let h = &rec.headers;
+    let meta: Option<s3s::dto::Metadata> = (!h.user_metadata.is_empty()).then(|| {
+        h.user_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    let ct = Some(
+        h.content_type
+            .clone()
+            .unwrap_or_else(|| "binary/octet-stream".to_owned()),
+    );
+    macro_rules! fill {
+        ($o:expr) => {{
+            $o.e_tag = Some(etag(&rec.etag));
+            $o.last_modified = Some(ts(rec.last_modified));
+            $o.content_type = ct;
+            $o.content_encoding = h.content_encoding.clone();
+            $o.content_disposition = h.content_disposition.clone();
+            $o.content_language = h.content_language.clone();
+            $o.cache_control = h.cache_control.clone();
+            $o.expires = parse_expires(&h.expires);
+            $o.website_redirect_location = h.website_redirect_location.clone();
+            $o.metadata = meta;
+        }};
+    }
+    match out {
+        HeaderFields::Get(o) => fill!(o),
+        HeaderFields::Head(o) => fill!(o),
+    }
+}

@@ -1,0 +1,396 @@
+//! Server-side encryption: which key protects each data key, and the S3 headers that choose
+//! it (SSE-S3, SSE-KMS, SSE-C).
+//!
+//! Every blob (a whole object or one multipart part) gets a fresh 256-bit data key (DEK),
+//! stored only wrapped in the blob's header:
+//! - SSE-S3: wrapped by the service key (derived from the KMS root key), kind `Service`;
+//! - SSE-KMS: a KMS `GenerateDataKey` under the CMK, bound to the S3 encryption context
+//!   (`aws:s3:arn` plus the caller's context), kind `Kms`;
+//! - SSE-C: wrapped by HKDF(customer key), kind `CustomerProvided`, whose key id is a keyed
+//!   fingerprint (HMAC-SHA256 under a root-derived key) of the customer key. The customer key
+//!   is never stored; the fingerprint recognises it on later requests.
+//!
+//! The payload's C2SP context binds bucket, key, version (or upload id) and part number, so a
+//! blob moved to another object or part fails to decrypt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lc_rs::{hkdf, hmac};
+use base64::Engine;
+use coffer_format::{Context, KeyKind, KeyReference, SecretKey, WrappedKey};
+use coffer_kms::Kms;
+use md5::{Digest, Md5};
+use s3s::S3ErrorCode;
+use zeroize::Zeroizing;
+
+use crate::error::{ServerError, ServerResult};
+use crate::meta::{BucketEncryption, SseRecord};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The owner recorded on the AWS-managed key Coffer creates for SSE-KMS.
+pub const SERVICE_PRINCIPAL: &str = "coffer:s3";
+/// The alias of the default SSE-KMS key, as on AWS.
+pub const DEFAULT_KMS_ALIAS: &str = "alias/aws/s3";
+const SSE_S3_KEY_ID: &str = "sse-s3";
+const SSE_C_KEK_INFO: &[u8] = b"coffer-server/v1/sse-c-kek";
+
+/// A customer-provided key from the SSE-C headers, checked against its MD5.
+pub struct CustomerKey {
+    key: SecretKey,
+    /// Base64 MD5 of the key, as the client sent it (echoed in responses).
+    pub key_md5: String,
+}
+
+/// What a write asked for, after validation.
+pub enum SseChoice {
+    S3,
+    Kms {
+        key: Option<String>,
+        /// Base64 JSON object from `x-amz-server-side-encryption-context`.
+        context: Option<String>,
+    },
+    C(CustomerKey),
+}
+
+/// Raw SSE headers of a write request.
+#[derive(Default)]
+pub struct SseHeaders<'a> {
+    pub sse: Option<&'a str>,
+    pub kms_key_id: Option<&'a str>,
+    pub kms_context: Option<&'a str>,
+    pub c_algorithm: Option<&'a str>,
+    pub c_key: Option<&'a str>,
+    pub c_key_md5: Option<&'a str>,
+}
+
+/// Parses the three SSE-C headers: none → None; all three and consistent → the key.
+pub fn parse_customer_key(
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    key_md5: Option<&str>,
+    secure: bool,
+) -> ServerResult<Option<CustomerKey>> {
+    if algorithm.is_none() && key.is_none() && key_md5.is_none() {
+        return Ok(None);
+    }
+    if !secure {
+        return Err(ServerError::invalid_request(
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.",
+        ));
+    }
+    let Some(algorithm) = algorithm else {
+        return Err(ServerError::invalid_argument(
+            "Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.",
+        ));
+    };
+    if algorithm != "AES256" {
+        return Err(ServerError::invalid_argument(
+            "The encryption algorithm specified is not valid: only AES256 is supported.",
+        ));
+    }
+    let (Some(key), Some(key_md5)) = (key, key_md5) else {
+        return Err(ServerError::invalid_argument(
+            "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key and its MD5.",
+        ));
+    };
+    let raw = Zeroizing::new(B64.decode(key.trim()).map_err(|_| {
+        ServerError::invalid_argument("The secret key was invalid for the specified algorithm.")
+    })?);
+    let key = SecretKey::from_slice(&raw).map_err(|_| {
+        ServerError::invalid_argument("The secret key was invalid for the specified algorithm.")
+    })?;
+    let md5 = Md5::digest(key.expose());
+    let given = B64.decode(key_md5.trim()).unwrap_or_default();
+    if !coffer_format::secret::ct_eq(&md5, &given) {
+        return Err(ServerError::invalid_argument(
+            "The calculated MD5 hash of the key did not match the hash that was provided.",
+        ));
+    }
+    Ok(Some(CustomerKey {
+        key,
+        key_md5: B64.encode(md5),
+    }))
+}
+
+/// Validates a write's SSE headers and picks the key model (bucket default when none).
+pub fn choose(
+    h: &SseHeaders<'_>,
+    bucket_default: Option<&BucketEncryption>,
+    secure: bool,
+) -> ServerResult<SseChoice> {
+    let customer = parse_customer_key(h.c_algorithm, h.c_key, h.c_key_md5, secure)?;
+    match (h.sse, customer) {
+        (Some(_), Some(_)) => Err(ServerError::invalid_argument(
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+        )),
+        (None, Some(c)) => {
+            if h.kms_key_id.is_some() || h.kms_context.is_some() {
+                return Err(ServerError::invalid_argument(
+                    "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+                ));
+            }
+            Ok(SseChoice::C(c))
+        }
+        (Some("AES256"), None) => {
+            if h.kms_key_id.is_some() || h.kms_context.is_some() {
+                return Err(ServerError::invalid_argument(
+                    "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+                ));
+            }
+            Ok(SseChoice::S3)
+        }
+        (Some("aws:kms"), None) => Ok(SseChoice::Kms {
+            key: h.kms_key_id.map(str::to_owned),
+            context: h.kms_context.map(str::to_owned),
+        }),
+        (Some(other), None) => Err(ServerError::invalid_argument(format!(
+            "The encryption method specified is not supported: {other}"
+        ))),
+        (None, None) => {
+            if h.kms_key_id.is_some() || h.kms_context.is_some() {
+                return Err(ServerError::invalid_argument(
+                    "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+                ));
+            }
+            Ok(match bucket_default {
+                Some(d) if d.algorithm == "aws:kms" => SseChoice::Kms {
+                    key: d.kms_key_id.clone(),
+                    context: None,
+                },
+                _ => SseChoice::S3,
+            })
+        }
+    }
+}
+
+/// The key material for one blob: its DEK and the wrapped form that goes in the header.
+pub struct BlobKey {
+    pub dek: SecretKey,
+    pub wrapped: WrappedKey,
+}
+
+/// The C2SP context of one blob.
+pub fn blob_context(bucket: &str, key: &str, version: &str, part: u32) -> ServerResult<Context> {
+    Ok(Context::from_pairs([
+        ("bucket", bucket.to_owned()),
+        ("key", key.to_owned()),
+        ("part", part.to_string()),
+        ("version", version.to_owned()),
+    ])?)
+}
+
+/// The object's ARN, S3's default KMS encryption context.
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+struct Len32;
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+pub struct Keys {
+    pub kms: Arc<Kms>,
+    sse_s3: SecretKey,
+    fingerprint: hmac::Key,
+}
+
+impl Keys {
+    pub fn new(kms: Arc<Kms>) -> ServerResult<Keys> {
+        let sse_s3 = kms.derive_subsystem_key("server/sse-s3-key/v1")?;
+        let fp = kms.derive_subsystem_key("server/sse-c-fingerprint/v1")?;
+        Ok(Keys {
+            fingerprint: hmac::Key::new(hmac::HMAC_SHA256, fp.expose()),
+            kms,
+            sse_s3,
+        })
+    }
+
+    /// The keyed fingerprint that recognises a customer key (hex, 128 bits).
+    pub fn fingerprint(&self, c: &CustomerKey) -> String {
+        let tag = hmac::sign(&self.fingerprint, c.key.expose());
+        hex::encode(&tag.as_ref()[..16])
+    }
+
+    fn sse_c_kek(c: &CustomerKey) -> ServerResult<SecretKey> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Salt::new(hkdf::HKDF_SHA256, SSE_C_KEK_INFO)
+            .extract(c.key.expose())
+            .expand(&[SSE_C_KEK_INFO], Len32)
+            .and_then(|okm| okm.fill(&mut out[..]))
+            .map_err(|_| ServerError::Internal("HKDF failed".into()))?;
+        Ok(SecretKey::from_bytes(&mut out))
+    }
+
+    /// Resolves a write's choice into what is stored: for SSE-KMS the key's ARN (the
+    /// AWS-managed `aws/s3` key when none is named) and the full encryption context.
+    pub fn resolve(&self, choice: &SseChoice, bucket: &str, key: &str) -> ServerResult<SseRecord> {
+        Ok(match choice {
+            SseChoice::S3 => SseRecord::S3,
+            SseChoice::C(c) => SseRecord::C {
+                fingerprint: self.fingerprint(c),
+            },
+            SseChoice::Kms {
+                key: key_id,
+                context,
+            } => {
+                let id = match key_id.as_deref() {
+                    Some(k) if !k.is_empty() => k.to_owned(),
+                    _ => self.kms.ensure_managed_key(
+                        DEFAULT_KMS_ALIAS,
+                        SERVICE_PRINCIPAL,
+                        "Default key that protects my S3 objects when no other key is defined",
+                    )?,
+                };
+                let meta = self.kms.describe_key(&id)?;
+                if !meta.enabled {
+                    return Err(coffer_kms::KmsError::Disabled(meta.arn).into());
+                }
+                let mut ctx = match context {
+                    Some(b64) => parse_kms_context(b64)?,
+                    None => BTreeMap::new(),
+                };
+                ctx.entry("aws:s3:arn".to_owned())
+                    .or_insert_with(|| object_arn(bucket, key));
+                SseRecord::Kms {
+                    key_arn: meta.arn,
+                    context: ctx,
+                }
+            }
+        })
+    }
+
+    /// A fresh data key for one blob under `sse`.
+    pub fn new_blob_key(
+        &self,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+        blob_ctx: &Context,
+    ) -> ServerResult<BlobKey> {
+        match sse {
+            SseRecord::S3 => {
+                let dek = SecretKey::generate()?;
+                let wrapped = WrappedKey::wrap(
+                    KeyReference::new(KeyKind::Service, SSE_S3_KEY_ID, 1)?,
+                    &self.sse_s3,
+                    dek.expose(),
+                    blob_ctx,
+                )?;
+                Ok(BlobKey { dek, wrapped })
+            }
+            SseRecord::Kms { key_arn, context } => {
+                let dk = self.kms.generate_data_key(key_arn, &to_context(context)?)?;
+                let wrapped = WrappedKey::decode(&dk.ciphertext_blob)?;
+                Ok(BlobKey {
+                    dek: dk.plaintext,
+                    wrapped,
+                })
+            }
+            SseRecord::C { fingerprint } => {
+                let c = customer.ok_or_else(|| {
+                    ServerError::invalid_request("The SSE-C key is required for this object.")
+                })?;
+                let fp = hex::decode(fingerprint)
+                    .map_err(|_| ServerError::Internal("stored fingerprint is not hex".into()))?;
+                let dek = SecretKey::generate()?;
+                let wrapped = WrappedKey::wrap(
+                    KeyReference::new(KeyKind::CustomerProvided, fp, 1)?,
+                    &Self::sse_c_kek(c)?,
+                    dek.expose(),
+                    blob_ctx,
+                )?;
+                Ok(BlobKey { dek, wrapped })
+            }
+        }
+    }
+
+    /// Checks that a read presents what the object needs: the SSE-C key for SSE-C objects
+    /// (and the right one), no SSE-C key otherwise.
+    pub fn check_read_key(
+        &self,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+    ) -> ServerResult<()> {
+        match (sse, customer) {
+            (SseRecord::C { fingerprint }, Some(c)) => {
+                let fp = self.fingerprint(c);
+                if coffer_format::secret::ct_eq(fp.as_bytes(), fingerprint.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(ServerError::s3(S3ErrorCode::AccessDenied, "Access Denied"))
+                }
+            }
+            (SseRecord::C { .. }, None) => Err(ServerError::invalid_request(
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+            )),
+            (_, Some(_)) => Err(ServerError::invalid_request(
+                "The encryption parameters are not applicable to this object.",
+            )),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Unwraps a blob's DEK from its header's wrapped key.
+    pub fn unwrap_dek(
+        &self,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+        wrapped: &WrappedKey,
+        blob_ctx: &Context,
+    ) -> ServerResult<SecretKey> {
+        let expect_kind = match sse {
+            SseRecord::S3 => KeyKind::Service,
+            SseRecord::Kms { .. } => KeyKind::Kms,
+            SseRecord::C { .. } => KeyKind::CustomerProvided,
+        };
+        if wrapped.reference().kind != expect_kind {
+            return Err(ServerError::Integrity(
+                "the blob's key reference does not match the object's encryption".into(),
+            ));
+        }
+        let bytes = match sse {
+            SseRecord::S3 => wrapped.unwrap(&self.sse_s3, blob_ctx)?,
+            SseRecord::Kms { key_arn, context } => {
+                self.kms
+                    .decrypt(&wrapped.encode(), &to_context(context)?, Some(key_arn))?
+                    .plaintext
+            }
+            SseRecord::C { .. } => {
+                let c = customer.ok_or_else(|| {
+                    ServerError::invalid_request("The SSE-C key is required for this object.")
+                })?;
+                wrapped.unwrap(&Self::sse_c_kek(c)?, blob_ctx)?
+            }
+        };
+        bytes
+            .into_key()
+            .map_err(|_| ServerError::Integrity("data key is not 32 bytes".into()))
+    }
+}
+
+fn to_context(map: &BTreeMap<String, String>) -> ServerResult<Context> {
+    Ok(Context::from_pairs(
+        map.iter().map(|(k, v)| (k.clone(), v.clone())),
+    )?)
+}
+
+/// Parses `x-amz-server-side-encryption-context`: base64 of a JSON object of strings.
+pub fn parse_kms_context(b64: &str) -> ServerResult<BTreeMap<String, String>> {
+    let bad = || {
+        ServerError::invalid_argument(
+            "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map",
+        )
+    };
+    let json = B64.decode(b64.trim()).map_err(|_| bad())?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| bad())?;
+    Ok(map)
+}
+
+/// The base64 JSON form of an encryption context, as S3 returns it.
+pub fn format_kms_context(map: &BTreeMap<String, String>) -> String {
+    B64.encode(serde_json::to_vec(map).unwrap_or_default())
+}
