@@ -266,37 +266,46 @@ impl BlobStore {
     pub async fn stream_range(
         &self,
         blob: &OpenBlob,
-        plain: Range<u64>,
+        mut plain: Range<u64>,
         tx: &mpsc::Sender<Result<Bytes, StdError>>,
     ) -> ServerResult<bool> {
-        if plain.start >= plain.end {
-            return Ok(true);
-        }
-        let layout = *blob.dec.layout();
-        let (first, last) = layout.chunks_for(&plain);
-        let mut chunk = first;
-        while chunk <= last {
-            let end = (chunk + READ_CHUNKS - 1).min(last);
-            let span = layout.chunk_span(chunk, end);
-            let ciphertext = match &blob.whole {
-                Some(b) => b.slice(span.start as usize..span.end as usize),
-                None => self.get(&blob.path, span).await?,
-            };
-            let window_start = chunk * CHUNK_SIZE as u64;
-            let data = cpu(|| -> ServerResult<Bytes> {
-                let mut out = Vec::with_capacity(ciphertext.len());
-                blob.dec.open_chunks(chunk, &ciphertext, &mut out)?;
-                let lo = plain.start.saturating_sub(window_start) as usize;
-                let hi = ((plain.end - window_start) as usize).min(out.len());
-                let out = Bytes::from(out);
-                Ok(out.slice(lo.min(hi)..hi))
-            })?;
+        while let Some(data) = self.next_window(blob, &mut plain).await? {
             if tx.send(Ok(data)).await.is_err() {
                 return Ok(false);
             }
-            chunk = end + 1;
         }
         Ok(true)
+    }
+
+    /// Decrypts the next window (up to 4 MiB) of `plain` and advances it; None when done.
+    /// Every chunk is authenticated before any of its bytes are returned.
+    pub async fn next_window(
+        &self,
+        blob: &OpenBlob,
+        plain: &mut Range<u64>,
+    ) -> ServerResult<Option<Bytes>> {
+        if plain.start >= plain.end {
+            return Ok(None);
+        }
+        let layout = *blob.dec.layout();
+        let (chunk, last) = layout.chunks_for(plain);
+        let end = (chunk + READ_CHUNKS - 1).min(last);
+        let span = layout.chunk_span(chunk, end);
+        let ciphertext = match &blob.whole {
+            Some(b) => b.slice(span.start as usize..span.end as usize),
+            None => self.get(&blob.path, span).await?,
+        };
+        let window_start = chunk * CHUNK_SIZE as u64;
+        let data = cpu(|| -> ServerResult<Bytes> {
+            let mut out = Vec::with_capacity(ciphertext.len());
+            blob.dec.open_chunks(chunk, &ciphertext, &mut out)?;
+            let lo = (plain.start - window_start) as usize;
+            let hi = ((plain.end - window_start) as usize).min(out.len());
+            let out = Bytes::from(out);
+            Ok(out.slice(lo.min(hi)..hi))
+        })?;
+        plain.start = (window_start + (end + 1 - chunk) * CHUNK_SIZE as u64).min(plain.end);
+        Ok(Some(data))
     }
 }
 

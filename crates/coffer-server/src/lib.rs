@@ -110,6 +110,9 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
     let data = &config.data_dir;
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Internal(format!("create {}: {e}", data.display())))?;
+    // Only the server's user may enter the data directory.
+    std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| ServerError::Internal(format!("chmod {}: {e}", data.display())))?;
     let mut notes = Vec::new();
     let sealer: Box<dyn Sealer> = match &config.root_passphrase {
         Some(p) => Box::new(PassphraseSealer::new(

@@ -475,6 +475,14 @@ impl Coffer {
             .blobs
             .open(&first_seg, &self.keys, &rec.sse, customer.as_ref(), &ctx)
             .await?;
+        // The first window is decrypted before the response starts: a small object is fully
+        // authenticated before its status line, and damage is an error response, not a cut
+        // body.
+        let mut first_range = first_range;
+        if let Some(data) = self.blobs.next_window(&first, &mut first_range).await? {
+            tx.try_send(Ok(data))
+                .map_err(|_| ServerError::Internal("response channel".into()))?;
+        }
         let (blobs, keys) = (Arc::clone(&self.blobs), Arc::clone(&self.keys));
         let (bucket, key, sse) = (bucket.to_owned(), key.to_owned(), rec.sse.clone());
         tokio::spawn(async move {
