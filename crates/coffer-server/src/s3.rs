@@ -2165,3 +2165,121 @@ fn fill_headers(rec: &ObjectRecord, out: &mut HeaderFields<'_>) {
         HeaderFields::Head(o) => fill!(o),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(
+        keys: &[&str],
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: &str,
+        max: usize,
+    ) -> (Vec<String>, Vec<String>, bool, Option<String>) {
+        let mut sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        sorted.sort();
+        let mut rows = |after: &str, n: usize| -> ServerResult<Vec<(String, ())>> {
+            Ok(sorted
+                .iter()
+                .filter(|k| k.as_str() > after && k.starts_with(prefix))
+                .take(n)
+                .map(|k| (k.clone(), ()))
+                .collect())
+        };
+        let (c, p, t, n) = list_page(&mut rows, prefix, delimiter, after, max).unwrap();
+        (c.into_iter().map(|(k, ())| k).collect(), p, t, n)
+    }
+
+    #[test]
+    fn delimiter_rolls_up_common_prefixes() {
+        let keys = ["a/1", "a/2", "b", "c/x/y", "c/z", "d"];
+        let (c, p, t, _) = page(&keys, "", Some("/"), "", 1000);
+        assert_eq!(c, ["b", "d"]);
+        assert_eq!(p, ["a/", "c/"]);
+        assert!(!t);
+        let (c, p, _, _) = page(&keys, "c/", Some("/"), "", 1000);
+        assert_eq!(c, ["c/z"]);
+        assert_eq!(p, ["c/x/"]);
+    }
+
+    #[test]
+    fn pagination_resumes_after_a_common_prefix_without_repeating_it() {
+        let keys = ["a/1", "a/2", "a/3", "b", "c/1"];
+        let (c, p, t, next) = page(&keys, "", Some("/"), "", 1);
+        assert!(c.is_empty());
+        assert_eq!(p, ["a/"]);
+        assert!(t);
+        let next = next.unwrap();
+        assert_eq!(next, "a/");
+        let (c, p, t, next) = page(&keys, "", Some("/"), &next, 1);
+        assert_eq!(c, ["b"]);
+        assert!(p.is_empty());
+        assert!(t);
+        let (c, p, t, next) = page(&keys, "", Some("/"), &next.unwrap(), 1);
+        assert!(c.is_empty());
+        assert_eq!(p, ["c/"]);
+        // The last entry fills the page exactly: S3 reports no truncation when nothing follows.
+        assert!(!t, "nothing follows c/");
+        assert!(next.is_none());
+    }
+
+    #[test]
+    fn pagination_without_delimiter_visits_every_key_once() {
+        let keys: Vec<String> = (0..2500).map(|i| format!("k{i:05}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (c, p, t, next) = page(&refs, "", None, &after, 1000);
+            assert!(p.is_empty());
+            seen.extend(c);
+            if !t {
+                break;
+            }
+            after = next.unwrap();
+        }
+        assert_eq!(seen, keys);
+    }
+
+    #[test]
+    fn aws_chunked_is_not_a_stored_content_encoding() {
+        let h = object_headers(
+            None,
+            Some("aws-chunked".into()),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
+        assert_eq!(h.content_encoding, None);
+        let h = object_headers(
+            None,
+            Some("gzip, aws-chunked".into()),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
+        assert_eq!(h.content_encoding.as_deref(), Some("gzip"));
+    }
+
+    #[test]
+    fn content_md5_is_checked() {
+        let md5: [u8; 16] = Md5::digest(b"hello").into();
+        assert!(verify_content_md5(Some(&B64.encode(md5)), &md5).is_ok());
+        let other: [u8; 16] = Md5::digest(b"hellO").into();
+        assert!(matches!(
+            verify_content_md5(Some(&B64.encode(other)), &md5),
+            Err(ServerError::S3(S3ErrorCode::BadDigest, _))
+        ));
+        assert!(matches!(
+            verify_content_md5(Some("not base64!"), &md5),
+            Err(ServerError::S3(S3ErrorCode::InvalidDigest, _))
+        ));
+    }
+}

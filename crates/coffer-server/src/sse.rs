@@ -394,3 +394,124 @@ pub fn parse_kms_context(b64: &str) -> ServerResult<BTreeMap<String, String>> {
 pub fn format_kms_context(map: &BTreeMap<String, String>) -> String {
     B64.encode(serde_json::to_vec(map).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_headers(key: &[u8; 32]) -> (String, String) {
+        (B64.encode(key), B64.encode(Md5::digest(key)))
+    }
+
+    fn code(r: ServerResult<SseChoice>) -> S3ErrorCode {
+        match r {
+            Err(ServerError::S3(c, _)) => c,
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn choice_follows_headers_then_bucket_default() {
+        let none = SseHeaders::default();
+        assert!(matches!(choose(&none, None, true), Ok(SseChoice::S3)));
+        let kms_default = BucketEncryption {
+            algorithm: "aws:kms".into(),
+            kms_key_id: Some("alias/x".into()),
+            bucket_key_enabled: false,
+        };
+        assert!(matches!(
+            choose(&none, Some(&kms_default), true),
+            Ok(SseChoice::Kms { key: Some(k), .. }) if k == "alias/x"
+        ));
+        let s3 = SseHeaders {
+            sse: Some("AES256"),
+            ..Default::default()
+        };
+        assert!(matches!(
+            choose(&s3, Some(&kms_default), true),
+            Ok(SseChoice::S3)
+        ));
+    }
+
+    #[test]
+    fn misuse_gets_aws_error_codes() {
+        let (k, md5) = key_headers(&[7u8; 32]);
+        let (_, wrong_md5) = key_headers(&[8u8; 32]);
+        let ssec = |md5: &'static str| SseHeaders {
+            c_algorithm: Some("AES256"),
+            c_key: Some(Box::leak(k.clone().into_boxed_str())),
+            c_key_md5: Some(md5),
+            ..Default::default()
+        };
+        let md5: &'static str = Box::leak(md5.into_boxed_str());
+        let wrong_md5: &'static str = Box::leak(wrong_md5.into_boxed_str());
+        assert!(matches!(
+            choose(&ssec(md5), None, true),
+            Ok(SseChoice::C(_))
+        ));
+        assert_eq!(
+            code(choose(&ssec(wrong_md5), None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+        // SSE-C over plain HTTP.
+        assert_eq!(
+            code(choose(&ssec(md5), None, false)),
+            S3ErrorCode::InvalidRequest
+        );
+        // SSE-C together with aws:kms.
+        let mut both = ssec(md5);
+        both.sse = Some("aws:kms");
+        assert_eq!(
+            code(choose(&both, None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+        // A KMS key id without aws:kms.
+        let stray = SseHeaders {
+            sse: Some("AES256"),
+            kms_key_id: Some("alias/x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(choose(&stray, None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+        // Key without its MD5; a short key; an unknown algorithm.
+        let partial = SseHeaders {
+            c_algorithm: Some("AES256"),
+            c_key: Some(Box::leak(k.clone().into_boxed_str())),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(choose(&partial, None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+        let short = SseHeaders {
+            c_algorithm: Some("AES256"),
+            c_key: Some("AAAA"),
+            c_key_md5: Some(md5),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(choose(&short, None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+        let unknown = SseHeaders {
+            sse: Some("aws:kms:dsse"),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(choose(&unknown, None, true)),
+            S3ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn kms_context_header_must_be_base64_json_strings() {
+        let ok = B64.encode(br#"{"team":"blue"}"#);
+        assert_eq!(parse_kms_context(&ok).unwrap()["team"], "blue");
+        for bad in ["%%%", &B64.encode(b"[1,2]"), &B64.encode(br#"{"n":1}"#)] {
+            assert!(parse_kms_context(bad).is_err(), "{bad}");
+        }
+    }
+}
