@@ -163,6 +163,7 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
 fn build_service(
     coffer: s3::Coffer,
     config: &ServerConfig,
+    port: u16,
 ) -> ServerResult<s3s::service::S3Service> {
     let creds = coffer.meta.credentials()?;
     let mut builder = s3s::service::S3ServiceBuilder::new(coffer);
@@ -172,7 +173,13 @@ fn build_service(
     }
     builder.set_auth(auth);
     if !config.domains.is_empty() {
-        let domains: Vec<&str> = config.domains.iter().map(String::as_str).collect();
+        // Host headers carry the port unless it is the scheme's default: match both forms,
+        // or `localhost:9443` would be taken for a bucket name.
+        let domains: Vec<String> = config
+            .domains
+            .iter()
+            .flat_map(|d| [d.clone(), format!("{d}:{port}")])
+            .collect();
         let host = s3s::host::MultiDomain::new(&domains)
             .map_err(|e| ServerError::Internal(format!("--domain: {e}")))?;
         builder.set_host(host);
@@ -230,13 +237,13 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         };
         Some((tls::server_config(&files.cert, &files.key)?, files))
     };
-    let service = build_service(coffer, &config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Internal(format!("listen on {}: {e}", config.listen)))?;
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let service = build_service(coffer, &config, local.port())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
