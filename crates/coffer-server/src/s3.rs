@@ -1378,6 +1378,7 @@ impl S3 for Coffer {
                 })
                 .collect(),
         );
+        url_encode_v1(&mut out);
         Ok(S3Response::new(out))
     }
 
@@ -1442,6 +1443,7 @@ impl S3 for Coffer {
                 })
                 .collect(),
         );
+        url_encode_v2(&mut out);
         Ok(S3Response::new(out))
     }
 
@@ -1506,6 +1508,7 @@ impl S3 for Coffer {
                 })
                 .collect(),
         );
+        url_encode_versions(&mut out);
         Ok(S3Response::new(out))
     }
 
@@ -2128,6 +2131,73 @@ impl std::fmt::Display for BodyStreamError {
 }
 impl std::error::Error for BodyStreamError {}
 
+/// `EncodingType=url`: keys, prefixes and markers are percent-encoded in the response (the
+/// client decodes them), so keys with characters XML 1.0 cannot carry survive the listing.
+fn url_encode(v: &mut Option<String>) {
+    if let Some(s) = v.as_mut() {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        *s = out;
+    }
+}
+
+fn wants_url(e: &Option<EncodingType>) -> bool {
+    e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
+fn url_encode_common(prefixes: &mut Option<Vec<CommonPrefix>>) {
+    for p in prefixes.iter_mut().flatten() {
+        url_encode(&mut p.prefix);
+    }
+}
+
+fn url_encode_v1(out: &mut ListObjectsOutput) {
+    if !wants_url(&out.encoding_type) {
+        return;
+    }
+    for o in out.contents.iter_mut().flatten() {
+        url_encode(&mut o.key);
+    }
+    url_encode_common(&mut out.common_prefixes);
+    url_encode(&mut out.prefix);
+    url_encode(&mut out.delimiter);
+    url_encode(&mut out.marker);
+    url_encode(&mut out.next_marker);
+}
+
+fn url_encode_v2(out: &mut ListObjectsV2Output) {
+    if !wants_url(&out.encoding_type) {
+        return;
+    }
+    for o in out.contents.iter_mut().flatten() {
+        url_encode(&mut o.key);
+    }
+    url_encode_common(&mut out.common_prefixes);
+    url_encode(&mut out.prefix);
+    url_encode(&mut out.delimiter);
+    url_encode(&mut out.start_after);
+}
+
+fn url_encode_versions(out: &mut ListObjectVersionsOutput) {
+    if !wants_url(&out.encoding_type) {
+        return;
+    }
+    for v in out.versions.iter_mut().flatten() {
+        url_encode(&mut v.key);
+    }
+    url_encode_common(&mut out.common_prefixes);
+    url_encode(&mut out.prefix);
+    url_encode(&mut out.delimiter);
+    url_encode(&mut out.key_marker);
+    url_encode(&mut out.next_key_marker);
+}
+
 enum HeaderFields<'a> {
     Get(&'a mut GetObjectOutput),
     Head(&'a mut HeadObjectOutput),
@@ -2266,6 +2336,13 @@ mod tests {
             None,
         );
         assert_eq!(h.content_encoding.as_deref(), Some("gzip"));
+    }
+
+    #[test]
+    fn url_encoding_keeps_unreserved_and_slash() {
+        let mut v = Some("a b+c/ü%".to_owned());
+        url_encode(&mut v);
+        assert_eq!(v.as_deref(), Some("a%20b%2Bc/%C3%BC%25"));
     }
 
     #[test]
