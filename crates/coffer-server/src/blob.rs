@@ -100,12 +100,7 @@ impl BlobStore {
                 let next = body.next().await;
                 let done = next.is_none();
                 if let Some(item) = next {
-                    let bytes = item.map_err(|e| {
-                        ServerError::s3(
-                            s3s::S3ErrorCode::IncompleteBody,
-                            format!("request body: {e}"),
-                        )
-                    })?;
+                    let bytes = item.map_err(|e| body_error(&*e))?;
                     plain_len += bytes.len() as u64;
                     if plain_len > max_len {
                         return Err(ServerError::s3(
@@ -342,6 +337,30 @@ pub fn sweep_local(
         }
     }
     Ok((staging, orphans))
+}
+
+/// Maps a request-body error to S3's error. s3s's body error types are private, so this goes
+/// by their messages (their variant names).
+fn body_error(e: &(dyn std::error::Error + 'static)) -> ServerError {
+    let msg = e.to_string();
+    if msg.contains("Sha256Mismatch") {
+        ServerError::s3(
+            s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    } else if msg.contains("SignatureMismatch") {
+        ServerError::s3(
+            s3s::S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    } else if msg.contains("FormatError") || msg.contains("TooLarge") || msg.contains("TooMany") {
+        ServerError::invalid_request(format!("malformed aws-chunked body: {msg}"))
+    } else {
+        ServerError::s3(
+            s3s::S3ErrorCode::IncompleteBody,
+            format!("You did not provide the number of bytes specified by the Content-Length HTTP header: {msg}"),
+        )
+    }
 }
 
 fn finished() -> ServerError {

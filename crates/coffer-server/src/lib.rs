@@ -167,11 +167,12 @@ fn build_service(
 ) -> ServerResult<s3s::service::S3Service> {
     let creds = coffer.meta.credentials()?;
     let mut builder = s3s::service::S3ServiceBuilder::new(coffer);
-    let mut auth = s3s::auth::SimpleAuth::new();
-    for (access, secret) in creds {
-        auth.register(access, s3s::auth::SecretKey::from(secret.as_str()));
-    }
-    builder.set_auth(auth);
+    builder.set_auth(Credentials(
+        creds
+            .into_iter()
+            .map(|(a, s)| (a, s3s::auth::SecretKey::from(s.as_str())))
+            .collect(),
+    ));
     if !config.domains.is_empty() {
         // Host headers carry the port unless it is the scheme's default: match both forms,
         // or `localhost:9443` would be taken for a bucket name.
@@ -185,6 +186,53 @@ fn build_service(
         builder.set_host(host);
     }
     Ok(builder.build())
+}
+
+/// Access keys and their secrets (root only, until identities arrive).
+struct Credentials(std::collections::HashMap<String, s3s::auth::SecretKey>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Credentials {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        self.0.get(access_key).cloned().ok_or_else(|| {
+            s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+        })
+    }
+}
+
+/// S3 refuses request header sections over 8 KB (`400 RequestHeaderSectionTooLarge`).
+pub const MAX_HEADER_BYTES: usize = 8192;
+
+/// The S3 service behind a check of the request's header size.
+#[derive(Clone)]
+struct Limits(s3s::service::S3Service);
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Limits {
+    type Response = hyper::Response<s3s::Body>;
+    type Error = s3s::HttpError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let size: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if size > MAX_HEADER_BYTES {
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestHeaderSectionTooLarge</Code><Message>Your request header section exceeds the maximum allowed size.</Message></Error>";
+            let mut resp = hyper::Response::new(s3s::Body::from(body.to_owned()));
+            *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/xml"),
+            );
+            return Box::pin(async move { Ok(resp) });
+        }
+        hyper::service::Service::call(&self.0, req)
+    }
 }
 
 async fn shutdown_signal() {
@@ -243,7 +291,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let service = build_service(coffer, &config, local.port())?;
+    let service = Limits(build_service(coffer, &config, local.port())?);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()

@@ -173,6 +173,20 @@ fn object_headers(
     }
 }
 
+/// S3 limits user-defined metadata to 2 KB (names and values, as sent).
+fn check_metadata(m: Option<&s3s::dto::Metadata>) -> ServerResult<()> {
+    let size: usize = m
+        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .unwrap_or(0);
+    if size > 2048 {
+        return Err(ServerError::s3(
+            S3ErrorCode::MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        ));
+    }
+    Ok(())
+}
+
 fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
     s.as_deref()
         .and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
@@ -850,6 +864,7 @@ impl S3 for Coffer {
         let trailers = req.trailing_headers;
         let input = req.input;
         s3(check_key(&input.key))?;
+        s3(check_metadata(input.metadata.as_ref()))?;
         let (sse_rec, customer, bucket_key) = s3(self.write_choice(
             &SseHeaders {
                 sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
@@ -960,6 +975,7 @@ impl S3 for Coffer {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
+        s3(check_key(&input.key))?;
         let rec = s3(self.object(&input.bucket, &input.key))?;
         if req.headers.contains_key("x-amz-server-side-encryption")
             || req
@@ -1068,6 +1084,7 @@ impl S3 for Coffer {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
+        s3(check_key(&input.key))?;
         let rec = s3(self.object(&input.bucket, &input.key))?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
@@ -1129,6 +1146,7 @@ impl S3 for Coffer {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
+        s3(check_key(&input.key))?;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
         }
@@ -1191,6 +1209,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
+        s3(check_metadata(input.metadata.as_ref()))?;
         let src_customer = s3(self.customer_key(
             input.copy_source_sse_customer_algorithm.as_deref(),
             input.copy_source_sse_customer_key.as_deref(),
@@ -1517,6 +1536,7 @@ impl S3 for Coffer {
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
+        s3(check_key(&input.key))?;
         let rec = s3(self.object(&input.bucket, &input.key))?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
@@ -1596,6 +1616,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
+        s3(check_metadata(input.metadata.as_ref()))?;
         let (sse_rec, customer, bucket_key) = s3(self.write_choice(
             &SseHeaders {
                 sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
