@@ -24,14 +24,17 @@ use crate::meta::Segment;
 use crate::meta::SseRecord;
 use crate::sse::{BlobKey, CustomerKey, Keys};
 
-/// Plaintext gathered before one encryption step.
-const BATCH: usize = 4 << 20;
+// Sizes bound the memory of one request (the server's RSS target is 64 MiB while it moves a
+// 5 GiB object): a PUT holds about 3 batches + one part being filled + 2 parts in flight; a
+// GET one window of ciphertext, one of plaintext and 2 queued for the client.
+/// Plaintext gathered before one hash-and-encrypt step.
+const BATCH: usize = 1 << 20;
 /// Size of each backend multipart part, and the largest blob written with a single put.
-const PART: usize = 8 << 20;
-/// Chunks decrypted per read step (4 MiB of plaintext).
-const READ_CHUNKS: u64 = 256;
+const PART: usize = 4 << 20;
+/// Chunks decrypted per read step (2 MiB of plaintext).
+const READ_CHUNKS: u64 = 128;
 /// Blobs up to this size are read with one request.
-const SMALL_BLOB: u64 = 8 << 20;
+const SMALL_BLOB: u64 = 4 << 20;
 
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
@@ -71,113 +74,78 @@ impl BlobStore {
 
     /// Encrypts `body` into a new blob. Nothing is visible under the blob's name unless the
     /// whole body was read and written; on any error the staging data is removed.
+    ///
+    /// Two stages overlap: this task receives the body (TLS decryption happens here) and
+    /// gathers batches; a worker task hashes (MD5 for the ETag, requested checksums) and
+    /// encrypts each batch and writes it to the backend.
     pub async fn write<S>(
         &self,
         mut body: S,
         key: BlobKey,
         context: &Context,
         metadata: &Metadata,
-        mut hasher: ChecksumHasher,
+        hasher: ChecksumHasher,
         max_len: u64,
     ) -> ServerResult<WrittenBlob>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
         let name = Self::new_name();
-        let path = blob_path(&name);
-        let (enc, mut out) = ObjectEncryptor::new(&key.dek, &key.wrapped, context, metadata)?;
+        let (enc, out) = ObjectEncryptor::new(&key.dek, &key.wrapped, context, metadata)?;
         drop(key);
-        let mut enc = Some(enc);
         let header_len =
             coffer_format::header::header_len(&out[..coffer_format::header::FIXED_LEN])? as u64;
-        let mut md5 = Md5::new();
-        let mut upload: Option<WriteMultipart> = None;
+        let (tx, rx) = mpsc::channel::<Batch>(1);
+        let worker = tokio::spawn(write_worker(
+            Arc::clone(&self.store),
+            blob_path(&name),
+            enc,
+            out,
+            hasher,
+            rx,
+        ));
         let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
-        let mut blob_len = 0u64;
         let mut plain_len = 0u64;
-        let result: ServerResult<()> = async {
-            loop {
-                let next = body.next().await;
-                let done = next.is_none();
-                if let Some(item) = next {
-                    let bytes = item.map_err(|e| body_error(&*e))?;
-                    plain_len += bytes.len() as u64;
-                    if plain_len > max_len {
-                        return Err(ServerError::s3(
-                            s3s::S3ErrorCode::EntityTooLarge,
-                            "Your proposed upload exceeds the maximum allowed object size.",
-                        ));
+        let received: ServerResult<()> = async {
+            while let Some(item) = body.next().await {
+                let bytes = item.map_err(|e| body_error(&*e))?;
+                plain_len += bytes.len() as u64;
+                if plain_len > max_len {
+                    return Err(ServerError::s3(
+                        s3s::S3ErrorCode::EntityTooLarge,
+                        "Your proposed upload exceeds the maximum allowed object size.",
+                    ));
+                }
+                batch.extend_from_slice(&bytes);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Batch::Data(full)).await.is_err() {
+                        // The worker failed; its error is reported below.
+                        return Ok(());
                     }
-                    batch.extend_from_slice(&bytes);
-                }
-                if batch.len() >= BATCH || (done && !batch.is_empty()) {
-                    cpu(|| -> ServerResult<()> {
-                        let enc = enc.as_mut().ok_or_else(finished)?;
-                        let (r, ()) = rayon::join(
-                            || enc.update(&batch, &mut out),
-                            || {
-                                md5.update(&batch);
-                                hasher.update(&batch);
-                            },
-                        );
-                        r.map_err(ServerError::from)
-                    })?;
-                    batch.clear();
-                }
-                if out.len() >= PART || (done && upload.is_some()) {
-                    if done {
-                        cpu(|| enc_finish(&mut enc, &mut out))?;
-                    }
-                    let up = match upload.as_mut() {
-                        Some(up) => up,
-                        None => upload.insert(WriteMultipart::new_with_chunk_size(
-                            self.store.put_multipart(&path).await?,
-                            PART,
-                        )),
-                    };
-                    blob_len += out.len() as u64;
-                    up.put(Bytes::from(std::mem::replace(
-                        &mut out,
-                        Vec::with_capacity(PART + BATCH),
-                    )));
-                    up.wait_for_capacity(2).await?;
-                }
-                if done {
-                    break;
                 }
             }
-            match upload.take() {
-                Some(up) => {
-                    up.finish().await?;
-                }
-                None => {
-                    cpu(|| enc_finish(&mut enc, &mut out))?;
-                    blob_len = out.len() as u64;
-                    self.store
-                        .put_opts(
-                            &path,
-                            PutPayload::from(Bytes::from(std::mem::take(&mut out))),
-                            object_store::PutMode::Create.into(),
-                        )
-                        .await?;
-                }
+            if !batch.is_empty() {
+                let _ = tx.send(Batch::Data(std::mem::take(&mut batch))).await;
             }
+            let _ = tx.send(Batch::End).await;
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            if let Some(up) = upload.take() {
-                let _ = up.abort().await;
-            }
-            return Err(e);
-        }
+        // Without `End` the worker aborts the upload.
+        drop(tx);
+        let written = worker
+            .await
+            .map_err(|e| ServerError::Internal(format!("blob writer: {e}")))?;
+        received?;
+        let (md5, checksums, blob_len) = written?;
         Ok(WrittenBlob {
             name,
             plain_len,
             blob_len,
             header_len,
-            md5: md5.finalize().into(),
-            checksums: hasher.finalize(),
+            md5,
+            checksums,
         })
     }
 
@@ -272,7 +240,7 @@ impl BlobStore {
         Ok(true)
     }
 
-    /// Decrypts the next window (up to 4 MiB) of `plain` and advances it; None when done.
+    /// Decrypts the next window (up to 2 MiB) of `plain` and advances it; None when done.
     /// Every chunk is authenticated before any of its bytes are returned.
     pub async fn next_window(
         &self,
@@ -337,6 +305,94 @@ pub fn sweep_local(
         }
     }
     Ok((staging, orphans))
+}
+
+enum Batch {
+    Data(Vec<u8>),
+    End,
+}
+
+type WorkerResult = ServerResult<([u8; 16], s3s::dto::Checksum, u64)>;
+
+/// The second stage of [`BlobStore::write`]: hash, encrypt, write.
+async fn write_worker(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    enc: ObjectEncryptor,
+    mut out: Vec<u8>,
+    mut hasher: ChecksumHasher,
+    mut rx: mpsc::Receiver<Batch>,
+) -> WorkerResult {
+    let mut enc = Some(enc);
+    let mut md5 = Md5::new();
+    let mut upload: Option<WriteMultipart> = None;
+    let mut blob_len = 0u64;
+    let result: ServerResult<()> = async {
+        loop {
+            match rx.recv().await {
+                Some(Batch::Data(batch)) => {
+                    cpu(|| -> ServerResult<()> {
+                        let enc = enc.as_mut().ok_or_else(finished)?;
+                        let (r, ()) = rayon::join(
+                            || enc.update(&batch, &mut out),
+                            || {
+                                md5.update(&batch);
+                                hasher.update(&batch);
+                            },
+                        );
+                        r.map_err(ServerError::from)
+                    })?;
+                    if out.len() >= PART {
+                        let up = match upload.as_mut() {
+                            Some(up) => up,
+                            None => upload.insert(WriteMultipart::new_with_chunk_size(
+                                store.put_multipart(&path).await?,
+                                PART,
+                            )),
+                        };
+                        blob_len += out.len() as u64;
+                        up.put(Bytes::from(std::mem::replace(
+                            &mut out,
+                            Vec::with_capacity(PART + BATCH),
+                        )));
+                        up.wait_for_capacity(2).await?;
+                    }
+                }
+                Some(Batch::End) => {
+                    cpu(|| enc_finish(&mut enc, &mut out))?;
+                    blob_len += out.len() as u64;
+                    let last = Bytes::from(std::mem::take(&mut out));
+                    match upload.take() {
+                        Some(mut up) => {
+                            up.put(last);
+                            up.finish().await?;
+                        }
+                        None => {
+                            store
+                                .put_opts(
+                                    &path,
+                                    PutPayload::from(last),
+                                    object_store::PutMode::Create.into(),
+                                )
+                                .await?;
+                        }
+                    }
+                    return Ok(());
+                }
+                None => {
+                    return Err(ServerError::Internal("upload interrupted".into()));
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        if let Some(up) = upload.take() {
+            let _ = up.abort().await;
+        }
+        return Err(e);
+    }
+    Ok((md5.finalize().into(), hasher.finalize(), blob_len))
 }
 
 /// Maps a request-body error to S3's error. s3s's body error types are private, so this goes
