@@ -34,6 +34,18 @@ pub struct ServerArgs {
     /// Base domain for virtual-host-style requests (bucket.DOMAIN); repeatable.
     #[arg(long = "domain", default_value = "localhost")]
     domains: Vec<String>,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds allowed for a TLS handshake and for each request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may send nothing before it fails with RequestTimeout.
+    #[arg(long, default_value_t = 30)]
+    body_idle_timeout: u64,
+    /// Largest object, copy or part accepted, in bytes (S3's limit: 5 GiB).
+    #[arg(long, default_value_t = 5 << 30)]
+    max_object_size: u64,
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
@@ -54,6 +66,12 @@ pub fn run(args: ServerArgs) -> Result<()> {
     config.insecure_http = args.insecure_http;
     config.root_key_file = args.root_key_file;
     config.domains = args.domains;
+    config.limits = coffer_server::Limits {
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+        body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout.max(1)),
+        max_object_size: args.max_object_size,
+    };
     if let Ok(p) = std::env::var("COFFER_ROOT_PASSPHRASE") {
         if config.root_key_file.is_some() {
             bail!("use either COFFER_ROOT_PASSPHRASE or --root-key-file, not both");

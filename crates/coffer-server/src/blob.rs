@@ -86,6 +86,7 @@ impl BlobStore {
         metadata: &Metadata,
         hasher: ChecksumHasher,
         max_len: u64,
+        idle: std::time::Duration,
     ) -> ServerResult<WrittenBlob>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
@@ -107,7 +108,17 @@ impl BlobStore {
         let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
         let mut plain_len = 0u64;
         let received: ServerResult<()> = async {
-            while let Some(item) = body.next().await {
+            loop {
+                let item = match tokio::time::timeout(idle, body.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(ServerError::s3(
+                            s3s::S3ErrorCode::RequestTimeout,
+                            "Your socket connection to the server was not read from or written to within the timeout period.",
+                        ))
+                    }
+                };
                 let bytes = item.map_err(|e| body_error(&*e))?;
                 plain_len += bytes.len() as u64;
                 if plain_len > max_len {

@@ -48,6 +48,31 @@ pub struct ServerConfig {
     pub root_passphrase: Option<Zeroizing<String>>,
     /// Base domains for virtual-host-style requests (`bucket.<domain>`).
     pub domains: Vec<String>,
+    pub limits: Limits,
+}
+
+/// Connection and request limits (docs/server.md, "Limits").
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections served at once; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for a TLS handshake and for each request's header section.
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long fails with `RequestTimeout`.
+    pub body_idle_timeout: Duration,
+    /// Largest object (single PUT, copy or part) accepted.
+    pub max_object_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            max_object_size: 5 << 30,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -63,6 +88,7 @@ impl ServerConfig {
             root_key_file: None,
             root_passphrase: None,
             domains: vec!["localhost".to_owned()],
+            limits: Limits::default(),
         }
     }
 }
@@ -156,6 +182,7 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
         blobs: Arc::new(blobs),
         keys: Arc::new(keys),
         secure: !config.insecure_http,
+        limits: config.limits,
     };
     Ok((coffer, notes))
 }
@@ -208,9 +235,9 @@ pub const MAX_HEADER_BYTES: usize = 8192;
 
 /// The S3 service behind a check of the request's header size.
 #[derive(Clone)]
-struct Limits(s3s::service::S3Service);
+struct HeaderLimit(s3s::service::S3Service);
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Limits {
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLimit {
     type Response = hyper::Response<s3s::Body>;
     type Error = s3s::HttpError;
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
@@ -291,7 +318,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let service = Limits(build_service(coffer, &config, local.port())?);
+    let service = HeaderLimit(build_service(coffer, &config, local.port())?);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
@@ -330,9 +357,29 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let acceptor = tls.map(|(cfg, _)| tokio_rustls::TlsAcceptor::from(cfg));
+    let limits = config.limits;
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
+    conn_builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    conn_builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let conn_builder = Arc::new(conn_builder);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
+        // At most `max_connections` at once: wait for a slot before accepting.
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -346,32 +393,31 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let builder = Arc::clone(&conn_builder);
         match &acceptor {
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        _ => return,
-                    };
-                    let builder = ConnBuilder::new(TokioExecutor::new());
+                    let _permit = permit;
+                    let tls =
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            _ => return,
+                        };
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
             None => {
-                let builder = ConnBuilder::new(TokioExecutor::new());
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let _ = fut.await;
                 });
             }

@@ -27,8 +27,6 @@ use crate::meta::{
 use crate::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-/// S3's single-PUT limit.
-const MAX_OBJECT: u64 = 5 << 30;
 const MIN_PART: u64 = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
@@ -39,6 +37,7 @@ pub struct Coffer {
     pub keys: Arc<Keys>,
     /// Whether requests arrive over TLS (SSE-C is refused otherwise).
     pub secure: bool,
+    pub limits: crate::Limits,
 }
 
 fn now_ms() -> i64 {
@@ -433,6 +432,7 @@ impl Coffer {
         headers: &ObjectHeaders,
         hasher: s3s::checksum::ChecksumHasher,
         max_len: u64,
+        idle: std::time::Duration,
     ) -> ServerResult<(Segment, WrittenBlob)>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
@@ -441,7 +441,15 @@ impl Coffer {
         let bk = self.keys.new_blob_key(sse, customer, &ctx)?;
         let written = self
             .blobs
-            .write(body, bk, &ctx, &header_metadata(headers)?, hasher, max_len)
+            .write(
+                body,
+                bk,
+                &ctx,
+                &header_metadata(headers)?,
+                hasher,
+                max_len,
+                idle,
+            )
             .await?;
         let seg = Segment {
             blob: written.name.clone(),
@@ -914,7 +922,8 @@ impl S3 for Coffer {
                 customer.as_ref(),
                 &headers,
                 s3(sums.hasher())?,
-                MAX_OBJECT,
+                self.limits.max_object_size,
+                self.limits.body_idle_timeout,
             )
             .await)?;
         let commit = || -> ServerResult<(ObjectRecord, Option<ObjectRecord>)> {
@@ -1293,7 +1302,8 @@ impl S3 for Coffer {
                 customer.as_ref(),
                 &headers,
                 s3(sums.hasher())?,
-                MAX_OBJECT,
+                self.limits.max_object_size,
+                self.limits.body_idle_timeout,
             )
             .await)?;
         let checksums = Checksums {
@@ -1711,7 +1721,8 @@ impl S3 for Coffer {
                 customer.as_ref(),
                 &upload.headers,
                 s3(sums.hasher())?,
-                MAX_OBJECT,
+                self.limits.max_object_size,
+                self.limits.body_idle_timeout,
             )
             .await)?;
         let commit = || -> ServerResult<(PartRecord, Option<PartRecord>)> {
@@ -1822,7 +1833,8 @@ impl S3 for Coffer {
                 customer.as_ref(),
                 &upload.headers,
                 s3(sums.hasher())?,
-                MAX_OBJECT,
+                self.limits.max_object_size,
+                self.limits.body_idle_timeout,
             )
             .await)?;
         if written.plain_len != want {
