@@ -59,10 +59,11 @@ impl From<ServerError> for S3Error {
                 // Codes s3s does not know: InvalidPartNumber is 416 on AWS; the KMS.* family
                 // are client errors (400).
                 let code = e_code(&e);
-                let status = if code.as_str() == "InvalidPartNumber" {
-                    http::StatusCode::RANGE_NOT_SATISFIABLE
-                } else {
-                    http::StatusCode::BAD_REQUEST
+                let status = match code.as_str() {
+                    "InvalidPartNumber" => http::StatusCode::RANGE_NOT_SATISFIABLE,
+                    // Not retried by SDKs (unlike 500/503): a full disk does not clear itself.
+                    "InsufficientStorage" => http::StatusCode::INSUFFICIENT_STORAGE,
+                    _ => http::StatusCode::BAD_REQUEST,
                 };
                 let mut err = S3Error::with_message(code, msg.clone());
                 err.set_status_code(status);
@@ -90,8 +91,29 @@ fn e_code(e: &ServerError) -> S3ErrorCode {
 
 impl From<object_store::Error> for ServerError {
     fn from(e: object_store::Error) -> ServerError {
+        if is_storage_full(&e) {
+            tracing::error!("blob store full: {e}");
+            return ServerError::S3(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                "The server has no space left to store this object; existing objects are unaffected.".into(),
+            );
+        }
         ServerError::Internal(format!("blob store: {e}"))
     }
+}
+
+/// ENOSPC or EDQUOT anywhere in the error's chain.
+fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(28) | Some(122)) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    e.to_string().contains("No space left on device")
 }
 
 impl From<coffer_format::Error> for ServerError {

@@ -131,6 +131,14 @@ pub struct MetaStore {
 }
 
 fn db_err(e: rusqlite::Error) -> ServerError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::DiskFull {
+            return ServerError::S3(
+                s3s::S3ErrorCode::Custom("InsufficientStorage".into()),
+                "The server has no space left to record this change; existing objects are unaffected.".into(),
+            );
+        }
+    }
     ServerError::Internal(format!("metadata database: {e}"))
 }
 
