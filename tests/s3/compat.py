@@ -1,0 +1,879 @@
+#!/usr/bin/env python3
+"""`coffer server` against boto3 and aws-cli from PyPI (issue 4, "It must show").
+
+Starts the real binary on a temporary data directory (HTTPS with the CA it generates), runs
+the SSE checks with boto3 and with `aws s3` / `aws s3api`, then hostile input (malformed XML,
+bad signatures, expired presigned URLs, invalid ranges, oversized headers, `..` and NUL in
+keys, unknown buckets), then stops it with SIGTERM. A second server with --insecure-http
+checks that SSE-C is refused over plain HTTP. Every check runs even when an earlier one
+failed; the last line is `compat: N passed, M failed` and the exit status is 1 on any failure.
+
+Usage: python3 tests/s3/compat.py --coffer path/to/coffer   (tests/s3/run.sh wraps this)
+
+Where the expected AWS behaviour comes from (the Rust test crates/coffer-cli/tests/s3_sdk.rs
+lists the same sources in more detail):
+- SSE-C misuse codes: AWS S3 user guide "Using server-side encryption with customer-provided
+  keys", ErrorResponses; LocalStack's AWS-snapshot-validated S3 provider and MinIO's
+  api-errors.go agree: missing key 400 InvalidRequest, wrong key 403 AccessDenied, key MD5
+  mismatch 400 InvalidArgument, SSE-C + x-amz-server-side-encryption 400 InvalidArgument,
+  SSE-C over plain HTTP 400 InvalidRequest ("…must be made over a secure connection.").
+- Unknown KMS key: 400 KMS.NotFoundException (adobe/S3Mock test verified against S3 in 2022).
+- GetObject API reference: SSE-S3/SSE-KMS headers on GET/HEAD -> 400 (code InvalidArgument).
+- Expired presigned URL: 403 AccessDenied, message "Request has expired".
+- Unsatisfiable range: 416 InvalidRange. Malformed XML body: 400 MalformedXML. Unknown bucket:
+  404 NoSuchBucket. Wrong secret: 403 SignatureDoesNotMatch. Unknown access key: 403
+  InvalidAccessKeyId. Key over 1024 bytes: 400 KeyTooLongError. User metadata over 2 KB:
+  400 MetadataTooLarge (ErrorResponses list of error codes; "Working with object metadata").
+- DeleteBucketEncryption resets the bucket default to SSE-S3; a new bucket's default is SSE-S3
+  (API reference, since January 2023).
+"""
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import boto3
+import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+ACCESS_KEY = "COFFERCOMPATROOTKEY1"
+SECRET_KEY = "coffer-compat-root-secret-0123456789abcdef"
+MIB = 1 << 20
+PART = 5 * MIB
+BIG = 30 * MIB
+SMALL = 100 * 1024 + 7
+
+
+# --------------------------------------------------------------------------------------------
+# Bookkeeping
+# --------------------------------------------------------------------------------------------
+
+
+class Checks:
+    def __init__(self):
+        self.passed = []
+        self.failed = []
+
+    @contextlib.contextmanager
+    def check(self, name):
+        t0 = time.monotonic()
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, the run goes on
+            detail = f"{type(e).__name__}: {e}"
+            if not isinstance(e, AssertionError):
+                detail += "\n" + "".join(traceback.format_exc(limit=4))
+            self.failed.append((name, detail))
+            print(f"FAIL {name}\n     {detail.strip()}", flush=True)
+        else:
+            self.passed.append(name)
+            print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+
+
+CHECKS = Checks()
+check = CHECKS.check
+
+
+def rnd(n):
+    return os.urandom(n)
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+
+class Server:
+    """`coffer server` on `root/data`, working directory `root/cwd` (which must stay empty)."""
+
+    def __init__(self, binary, root, extra_args=()):
+        self.root = Path(root)
+        self.data = self.root / "data"
+        (self.root / "cwd").mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(tempfile.mkdtemp(prefix="coffer-compat-log-")) / "stderr.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))}
+        env["COFFER_ROOT_ACCESS_KEY"] = ACCESS_KEY
+        env["COFFER_ROOT_SECRET_KEY"] = SECRET_KEY
+        self.proc = subprocess.Popen(
+            [binary, "server", "--data-dir", str(self.data), "--listen", "127.0.0.1:0", *extra_args],
+            cwd=self.root / "cwd",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=open(self.log_path, "wb"),
+            text=True,
+        )
+        self.lines = []
+        ready = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if line.strip() == "ready":
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=reader, daemon=True).start()
+        if not ready.wait(120) or not any(l.strip() == "ready" for l in self.lines):
+            self.proc.kill()
+            raise RuntimeError(f"server did not print ready: {self.lines}\n{self.stderr()}")
+        self.endpoint = next(l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("endpoint: "))
+        ca = [l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("ca-bundle: ")]
+        self.ca = ca[0] if ca else None
+        m = re.match(r"^(https?)://([^:/]+):(\d+)$", self.endpoint)
+        assert m, f"endpoint line: {self.endpoint!r}"
+        self.scheme, self.host, self.port = m.group(1), m.group(2), int(m.group(3))
+
+    def stderr(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM; the server must exit 0 within 30 s and must not have panicked."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("no exit within 30 s of SIGTERM")
+        assert code == 0, f"exit status {code} after SIGTERM"
+        assert "panicked" not in self.stderr(), f"the server panicked:\n{self.stderr()[-3000:]}"
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name="us-east-1",
+            verify=self.ca if self.scheme == "https" else False,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1, "mode": "standard"},
+                read_timeout=300,
+            ),
+        )
+
+    # -- raw, exactly-as-written requests (http.client: no path normalisation) --------------
+
+    def raw(self, method, target, headers=None, body=b"", sign=True, secret_key=SECRET_KEY,
+            signed_body=None, signed_target=None):
+        """Sends `target` (path + query, already percent-encoded) verbatim; SigV4-signed with
+        botocore (payload SHA-256 of `signed_body`, default `body`; canonical path of
+        `signed_target`, default `target`) unless sign=False.
+        Returns (status, headers, body) or raises OSError."""
+        headers = dict(headers or {})
+        if sign:
+            data = body if signed_body is None else signed_body
+            req = AWSRequest(method=method, url=f"{self.endpoint}{signed_target or target}", data=data,
+                             headers=headers)
+            S3SigV4Auth(Credentials(ACCESS_KEY, secret_key), "s3", "us-east-1").add_auth(req)
+            headers = dict(req.headers.items())
+            assert headers["X-Amz-Content-SHA256"] == hashlib.sha256(data).hexdigest()
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.ca)
+            conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=60)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+    def raw_head_only(self, request):
+        """Writes `request` bytes as they are, then reads a status line if one comes. Returns
+        the status, or None when the server closed the connection without one."""
+        import socket
+        sock = socket.create_connection((self.host, self.port), timeout=30)
+        if self.scheme == "https":
+            sock = ssl.create_default_context(cafile=self.ca).wrap_socket(sock, server_hostname=self.host)
+        try:
+            try:
+                sock.sendall(request)
+            except OSError:
+                pass  # closed while we were still writing: a response may be waiting
+            data = b""
+            try:
+                while b"\r\n" not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+            return int(m.group(1)) if m else None
+        finally:
+            sock.close()
+
+
+def error_code(body):
+    m = re.search(rb"<Code>([^<]*)</Code>", body or b"")
+    return m.group(1).decode() if m else None
+
+
+def error_message(body):
+    m = re.search(rb"<Message>([^<]*)</Message>", body or b"")
+    return m.group(1).decode() if m else None
+
+
+def expect_client_error(fn, status, code=None, message=None):
+    """fn() must raise a ClientError with this HTTP status and (if given) S3 error code."""
+    try:
+        result = fn()
+    except ClientError as e:
+        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        got_code = e.response["Error"].get("Code")
+        got_message = e.response["Error"].get("Message", "")
+        assert got_status == status and (code is None or got_code == code), (
+            f"expected {status} {code or ''}, got {got_status} {got_code}: {got_message}")
+        if message is not None:
+            assert message in got_message, f"message {got_message!r} lacks {message!r}"
+        return e
+    raise AssertionError(f"expected {status} {code or ''}, got success: {str(result)[:300]}")
+
+
+def expect_raw(result, status, code=None):
+    got_status, _, body = result
+    ok = (got_status == status) if isinstance(status, int) else status(got_status)
+    assert ok and (code is None or error_code(body) == code), (
+        f"expected {status if isinstance(status, int) else 'a 4xx'} {code or ''}, got "
+        f"{got_status} {error_code(body)}: {error_message(body)}")
+
+
+def is_4xx(s):
+    return 400 <= s < 500
+
+
+# --------------------------------------------------------------------------------------------
+# Encryption modes (boto3 parameter sets)
+# --------------------------------------------------------------------------------------------
+
+
+class Mode:
+    def __init__(self, name, write, read=None, copy_source=None, expect=None, key=None):
+        self.name, self.write = name, write
+        self.read = read or {}
+        self.copy_source = copy_source or {}
+        self.expect = expect  # "AES256" | "aws:kms" | "C"
+        self.key = key
+
+
+def mode_default():
+    return Mode("default", {}, expect="AES256")
+
+
+def mode_s3():
+    return Mode("sse-s3", {"ServerSideEncryption": "AES256"}, expect="AES256")
+
+
+def mode_kms(key_id=None, context=None):
+    w = {"ServerSideEncryption": "aws:kms"}
+    if key_id:
+        w["SSEKMSKeyId"] = key_id
+    if context:
+        w["SSEKMSEncryptionContext"] = base64.b64encode(json.dumps(context).encode()).decode()
+    return Mode("sse-kms", w, expect="aws:kms")
+
+
+def mode_c(key=None):
+    key = key or rnd(32)
+    p = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    cs = {"CopySourceSSECustomerAlgorithm": "AES256", "CopySourceSSECustomerKey": key}
+    return Mode("sse-c", dict(p), read=dict(p), copy_source=cs, expect="C", key=key)
+
+
+def key_md5_b64(key):
+    return base64.b64encode(hashlib.md5(key).digest()).decode()
+
+
+def assert_reports(resp, mode, what, bucket_kms=False):
+    expect = "aws:kms" if (mode.name == "default" and bucket_kms) else mode.expect
+    sse = resp.get("ServerSideEncryption")
+    kms_id = resp.get("SSEKMSKeyId")
+    if expect == "C":
+        assert sse is None, f"{what}: SSE-C reports no x-amz-server-side-encryption, got {sse}"
+        assert resp.get("SSECustomerAlgorithm") == "AES256", f"{what}: {resp.get('SSECustomerAlgorithm')}"
+        assert resp.get("SSECustomerKeyMD5") == key_md5_b64(mode.key), f"{what}: key MD5"
+    elif expect == "aws:kms":
+        assert sse == "aws:kms", f"{what}: expected aws:kms, got {sse}"
+        assert kms_id and kms_id.startswith("arn:aws:kms:us-east-1:") and ":key/" in kms_id, (
+            f"{what}: KMS key reported as an ARN, got {kms_id!r}")
+    else:
+        assert sse == "AES256", f"{what}: expected AES256, got {sse}"
+        assert kms_id is None, f"{what}: SSE-S3 reports no KMS key, got {kms_id}"
+        assert resp.get("SSECustomerAlgorithm") is None, f"{what}"
+
+
+def get_body(s3, bucket, key, mode, **kw):
+    r = s3.get_object(Bucket=bucket, Key=key, **mode.read, **kw)
+    return r, r["Body"].read()
+
+
+def multipart_upload(s3, bucket, key, body, part, mode):
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key, **mode.write)
+    assert_reports(up, mode, f"create multipart {key}")
+    parts = []
+    for i in range(0, len(body), part):
+        n = i // part + 1
+        r = s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=n,
+                           Body=body[i:i + part], **mode.read)
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    r = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": parts}, **mode.read)
+    assert r["ETag"].strip('"').endswith(f"-{len(parts)}"), f"multipart ETag {r['ETag']}"
+
+
+def ranges_for(length, part):
+    out = ["bytes=0-0", f"bytes={length - 1}-{length - 1}", "bytes=-1", "bytes=-100",
+           f"bytes=-{length - part + 7}", f"bytes={length - part - 3}-"]
+    edge = part
+    while edge < length:
+        out += [f"bytes={edge - 10}-{edge + 9}", f"bytes={edge - 1}-{edge}",
+                f"bytes={edge}-{min(edge + part - 1, length - 1)}",
+                f"bytes={max(edge - 16385, 0)}-{min(edge + 16385, length - 1)}"]
+        edge += part
+    return out
+
+
+def resolve_range(spec, length):
+    a, b = spec[len("bytes="):].split("-")
+    if a == "":
+        return length - min(int(b), length), length - 1
+    return int(a), (length - 1 if b == "" else min(int(b), length - 1))
+
+
+def check_ranges(s3, bucket, key, body, mode, part):
+    for spec in ranges_for(len(body), part):
+        r, got = get_body(s3, bucket, key, mode, Range=spec)
+        s, e = resolve_range(spec, len(body))
+        assert got == body[s:e + 1], f"{key} {spec}: bytes differ ({len(got)} bytes)"
+        assert r["ContentRange"] == f"bytes {s}-{e}/{len(body)}", f"{key} {spec}: {r['ContentRange']}"
+
+
+# --------------------------------------------------------------------------------------------
+# boto3 checks
+# --------------------------------------------------------------------------------------------
+
+
+def boto3_checks(srv):
+    s3 = srv.client()
+    with check("boto3: create, head, list and locate a bucket"):
+        s3.create_bucket(Bucket="compat")
+        s3.head_bucket(Bucket="compat")
+        assert "compat" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        loc = s3.get_bucket_location(Bucket="compat")["LocationConstraint"]
+        assert loc in (None, ""), f"us-east-1 location is null, got {loc!r}"
+
+    modes = [mode_default(), mode_s3(), mode_kms(),
+             mode_kms("alias/aws/s3", {"app": "compat"}), mode_c()]
+    for m in modes:
+        label = m.name + (" (alias + context)" if "SSEKMSKeyId" in m.write else "")
+        with check(f"boto3 {label}: put/get/head/list/copy/delete"):
+            key = f"obj/{m.name}-{len(m.write)}"
+            body = rnd(SMALL)
+            r = s3.put_object(Bucket="compat", Key=key, Body=body, Metadata={"note": "compat"}, **m.write)
+            assert_reports(r, m, f"put {key}")
+            if m.expect == "AES256":
+                assert r["ETag"] == f'"{hashlib.md5(body).hexdigest()}"', "SSE-S3 ETag is the MD5"
+            g, got = get_body(s3, "compat", key, m)
+            assert got == body, "GET body differs"
+            assert_reports(g, m, f"get {key}")
+            h = s3.head_object(Bucket="compat", Key=key, **m.read)
+            assert h["ContentLength"] == SMALL, f"HEAD length {h['ContentLength']}"
+            assert h["Metadata"] == {"note": "compat"}, h["Metadata"]
+            assert_reports(h, m, f"head {key}")
+            listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="compat", Prefix="obj/")["Contents"]}
+            assert listed.get(key) == SMALL, f"listed size {listed.get(key)}"
+            c = s3.copy_object(Bucket="compat", Key=key + ".copy", CopySource={"Bucket": "compat", "Key": key},
+                               **m.write, **m.copy_source)
+            assert_reports(c, m, f"copy {key}")
+            assert get_body(s3, "compat", key + ".copy", m)[1] == body, "copy body differs"
+            for k in (key, key + ".copy"):
+                s3.delete_object(Bucket="compat", Key=k)
+                expect_client_error(lambda: s3.get_object(Bucket="compat", Key=k, **m.read), 404, "NoSuchKey")
+
+    for m in [mode_s3(), mode_kms(), mode_c()]:
+        for part in (PART, PART + 1):
+            with check(f"boto3 {m.name}: 30 MiB multipart, {part}-byte parts, full + ranged GETs"):
+                key = f"mpu/{m.name}/{part}"
+                body = rnd(BIG)
+                multipart_upload(s3, "compat", key, body, part, m)
+                g, got = get_body(s3, "compat", key, m)
+                assert got == body, "full GET differs"
+                assert_reports(g, m, f"get {key}")
+                check_ranges(s3, "compat", key, body, m, part)
+
+    with check("boto3 upload_fileobj (s3transfer, 5 MiB chunks, SSE-C) and download_fileobj"):
+        import io
+        from boto3.s3.transfer import TransferConfig
+        m = mode_c()
+        body = rnd(BIG + 3)
+        tc = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART)
+        s3.upload_fileobj(io.BytesIO(body), "compat", "transfer/c", ExtraArgs=m.write, Config=tc)
+        out = io.BytesIO()
+        s3.download_fileobj("compat", "transfer/c", out, ExtraArgs=m.read, Config=tc)
+        assert out.getvalue() == body, "download differs"
+
+    with check("boto3: copy between every pair of modes"):
+        mk = [mode_s3, mode_kms, mode_c]
+        for f in mk:
+            src_m = f()
+            body = rnd(SMALL)
+            src = f"pair/src-{src_m.name}"
+            s3.put_object(Bucket="compat", Key=src, Body=body, **src_m.write)
+            for t in mk:
+                dst_m = t()
+                dst = f"pair/{src_m.name}-to-{dst_m.name}"
+                r = s3.copy_object(Bucket="compat", Key=dst, CopySource={"Bucket": "compat", "Key": src},
+                                   **dst_m.write, **src_m.copy_source)
+                assert_reports(r, dst_m, f"copy {dst}")
+                g, got = get_body(s3, "compat", dst, dst_m)
+                assert got == body, f"{dst}: body differs"
+                assert_reports(g, dst_m, f"get {dst}")
+
+    sse_c_error_checks(s3)
+    bucket_encryption_checks(s3)
+
+
+def sse_c_error_checks(s3):
+    m = mode_c()
+    wrong = mode_c()
+    s3.put_object(Bucket="compat", Key="err/c", Body=rnd(SMALL), **m.write)
+    s3.put_object(Bucket="compat", Key="err/kms", Body=rnd(SMALL), ServerSideEncryption="aws:kms")
+    s3.put_object(Bucket="compat", Key="err/s3", Body=rnd(SMALL))
+    with check("SSE-C: GET without key -> 400 InvalidRequest"):
+        expect_client_error(lambda: s3.get_object(Bucket="compat", Key="err/c"), 400, "InvalidRequest")
+    with check("SSE-C: HEAD without key -> 400"):
+        expect_client_error(lambda: s3.head_object(Bucket="compat", Key="err/c"), 400)
+    with check("SSE-C: GET with the wrong key -> 403 AccessDenied"):
+        expect_client_error(lambda: s3.get_object(Bucket="compat", Key="err/c", **wrong.read), 403, "AccessDenied")
+    with check("SSE-C: HEAD with the wrong key -> 403"):
+        expect_client_error(lambda: s3.head_object(Bucket="compat", Key="err/c", **wrong.read), 403)
+    with check("SSE-C: key MD5 mismatch on GET and PUT -> 400 InvalidArgument"):
+        bad = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(m.key).decode(),
+               "SSECustomerKeyMD5": key_md5_b64(wrong.key)}
+        expect_client_error(lambda: s3.get_object(Bucket="compat", Key="err/c", **bad), 400, "InvalidArgument")
+        expect_client_error(lambda: s3.put_object(Bucket="compat", Key="err/md5", Body=b"x", **bad),
+                            400, "InvalidArgument")
+    with check("SSE-C together with aws:kms -> 400 InvalidArgument"):
+        expect_client_error(lambda: s3.put_object(Bucket="compat", Key="err/both", Body=b"x",
+                                                  ServerSideEncryption="aws:kms", **m.write),
+                            400, "InvalidArgument")
+    with check("KMS headers on GET -> 400 InvalidArgument"):
+        def get_with_sse_header(key):
+            def add(request, **_):
+                request.headers["x-amz-server-side-encryption"] = "aws:kms"
+            s3.meta.events.register_first("before-sign.s3.GetObject", add)
+            try:
+                return s3.get_object(Bucket="compat", Key=key)
+            finally:
+                s3.meta.events.unregister("before-sign.s3.GetObject", add)
+        expect_client_error(lambda: get_with_sse_header("err/kms"), 400, "InvalidArgument")
+        expect_client_error(lambda: get_with_sse_header("err/s3"), 400, "InvalidArgument")
+    with check("unknown KMS key alias -> 400 KMS.NotFoundException"):
+        expect_client_error(lambda: s3.put_object(Bucket="compat", Key="err/nokey", Body=b"x",
+                                                  ServerSideEncryption="aws:kms",
+                                                  SSEKMSKeyId="alias/compat-no-such-key"),
+                            400, "KMS.NotFoundException")
+    with check("SSE-C copy source without / with wrong key -> 400 InvalidRequest / 403 AccessDenied"):
+        src = {"Bucket": "compat", "Key": "err/c"}
+        expect_client_error(lambda: s3.copy_object(Bucket="compat", Key="err/cp", CopySource=src),
+                            400, "InvalidRequest")
+        expect_client_error(lambda: s3.copy_object(Bucket="compat", Key="err/cp", CopySource=src,
+                                                   **wrong.copy_source), 403, "AccessDenied")
+    with check("SSE-C: key of 128 bits -> 400 InvalidArgument"):
+        expect_client_error(lambda: s3.put_object(Bucket="compat", Key="err/short", Body=b"x",
+                                                  SSECustomerAlgorithm="AES256", SSECustomerKey=rnd(16)),
+                            400, "InvalidArgument")
+    with check("SSE-C headers on an SSE-S3 object -> 400 InvalidRequest"):
+        expect_client_error(lambda: s3.get_object(Bucket="compat", Key="err/s3", **m.read), 400, "InvalidRequest")
+    with check("SSE-C upload: part without key -> 400 InvalidRequest; part with another key -> 400 InvalidRequest"):
+        up = s3.create_multipart_upload(Bucket="compat", Key="err/mpu", **m.write)
+        try:
+            expect_client_error(lambda: s3.upload_part(Bucket="compat", Key="err/mpu", UploadId=up["UploadId"],
+                                                       PartNumber=1, Body=rnd(1024)), 400, "InvalidRequest")
+            expect_client_error(lambda: s3.upload_part(Bucket="compat", Key="err/mpu", UploadId=up["UploadId"],
+                                                       PartNumber=1, Body=rnd(1024), **wrong.read),
+                                400, "InvalidRequest",
+                                "The provided encryption parameters did not match the ones used originally.")
+        finally:
+            s3.abort_multipart_upload(Bucket="compat", Key="err/mpu", UploadId=up["UploadId"])
+    with check("SSE-C: the object still reads with its key; refused writes stored nothing"):
+        s3.get_object(Bucket="compat", Key="err/c", **m.read)["Body"].read()
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="compat", Prefix="err/")["Contents"]}
+        assert keys == {"err/c", "err/kms", "err/s3"}, keys
+
+
+def bucket_encryption_checks(s3):
+    with check("bucket default encryption: Put/Get/DeleteBucketEncryption, objects follow it"):
+        s3.create_bucket(Bucket="compat-bde")
+        rule = lambda: s3.get_bucket_encryption(Bucket="compat-bde")[  # noqa: E731
+            "ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+        assert rule()["SSEAlgorithm"] == "AES256", f"new bucket default {rule()}"
+        s3.put_bucket_encryption(Bucket="compat-bde", ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+        assert rule()["SSEAlgorithm"] == "aws:kms", rule()
+        body = rnd(SMALL)
+        r = s3.put_object(Bucket="compat-bde", Key="k", Body=body)
+        assert_reports(r, mode_default(), "put into aws:kms bucket", bucket_kms=True)
+        h = s3.head_object(Bucket="compat-bde", Key="k")
+        assert_reports(h, mode_default(), "head in aws:kms bucket", bucket_kms=True)
+        r = s3.put_object(Bucket="compat-bde", Key="explicit", Body=body, ServerSideEncryption="AES256")
+        assert_reports(r, mode_s3(), "explicit AES256 in aws:kms bucket")
+        s3.delete_bucket_encryption(Bucket="compat-bde")
+        assert rule()["SSEAlgorithm"] == "AES256", f"after delete {rule()}"
+        r = s3.put_object(Bucket="compat-bde", Key="after", Body=body)
+        assert_reports(r, mode_default(), "put after DeleteBucketEncryption")
+        assert s3.get_object(Bucket="compat-bde", Key="k")["Body"].read() == body
+
+
+# --------------------------------------------------------------------------------------------
+# aws-cli checks
+# --------------------------------------------------------------------------------------------
+
+
+def cli_checks(srv, work):
+    cfg = work / "aws-config"
+    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_CONFIG_FILE=str(cfg),
+               AWS_SHARED_CREDENTIALS_FILE=str(work / "no-credentials"), AWS_DEFAULT_REGION="us-east-1",
+               AWS_MAX_ATTEMPTS="1")
+
+    def aws(*args, ok=True):
+        cmd = [sys.executable, "-m", "awscli", "--endpoint-url", srv.endpoint, "--ca-bundle", srv.ca, *args]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if ok and p.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} exited {p.returncode}: {p.stderr.strip()[-800:]}")
+        return p
+
+    big = work / "big.bin"
+    big.write_bytes(rnd(BIG))
+    small = work / "small.bin"
+    small.write_bytes(rnd(SMALL))
+    keyfile = work / "ssec.key"
+    keyfile.write_bytes(rnd(32))
+    key = keyfile.read_bytes()
+    sse_c = ["--sse-c", "AES256", "--sse-c-key", f"fileb://{keyfile}"]
+
+    with check("aws s3 mb / ls"):
+        aws("s3", "mb", "s3://cli")
+        assert "cli" in aws("s3", "ls").stdout
+
+    variants = [("none", []), ("AES256", ["--sse", "AES256"]), ("aws:kms", ["--sse", "aws:kms"]), ("sse-c", sse_c)]
+    for name, flags in variants:
+        with check(f"aws s3 cp 30 MiB (multipart) and 100 KiB with {name}; download; head-object"):
+            for f in (big, small):
+                dest = f"s3://cli/{name}/{f.name}"
+                aws("s3", "cp", str(f), dest, *flags)
+                out = work / f"down-{name}-{f.name}"
+                aws("s3", "cp", dest, str(out), *flags)
+                assert out.read_bytes() == f.read_bytes(), f"{dest}: downloaded bytes differ"
+                head = ["s3api", "head-object", "--bucket", "cli", "--key", f"{name}/{f.name}"]
+                if name == "sse-c":
+                    head += ["--sse-customer-algorithm", "AES256", "--sse-customer-key", f"fileb://{keyfile}"]
+                h = json.loads(aws(*head).stdout)
+                assert h["ContentLength"] == f.stat().st_size, h
+                if name == "sse-c":
+                    assert h.get("SSECustomerAlgorithm") == "AES256" and "ServerSideEncryption" not in h, h
+                    assert h.get("SSECustomerKeyMD5") == key_md5_b64(key), h
+                else:
+                    assert h.get("ServerSideEncryption") == ("aws:kms" if name == "aws:kms" else "AES256"), h
+                if f is big:
+                    assert h["ETag"].strip('"').rsplit("-", 1)[-1].isdigit() and "-" in h["ETag"], (
+                        f"aws s3 cp of 30 MiB is a multipart upload: ETag {h['ETag']}")
+
+    with check("aws s3api get-object --range across a part edge (8 MiB aws-cli parts) and a suffix"):
+        data = big.read_bytes()
+        for spec in (f"bytes={8 * MIB - 5}-{8 * MIB + 4}", "bytes=-70000", f"bytes={16 * MIB - 1}-{16 * MIB}"):
+            for name in ("AES256", "sse-c"):
+                out = work / "range.out"
+                args = ["s3api", "get-object", "--bucket", "cli", "--key", f"{name}/big.bin", "--range", spec]
+                if name == "sse-c":
+                    args += ["--sse-customer-algorithm", "AES256", "--sse-customer-key", f"fileb://{keyfile}"]
+                r = json.loads(aws(*args, str(out)).stdout)
+                s, e = resolve_range(spec, len(data))
+                assert out.read_bytes() == data[s:e + 1], f"{name} {spec}: bytes differ"
+                assert r["ContentRange"] == f"bytes {s}-{e}/{len(data)}", r["ContentRange"]
+
+    with check("aws s3 cp s3->s3 (multipart copy) from SSE-C to aws:kms and from aws:kms to SSE-C"):
+        aws("s3", "cp", "s3://cli/sse-c/big.bin", "s3://cli/copied/kms.bin", "--sse-c-copy-source", "AES256",
+            "--sse-c-copy-source-key", f"fileb://{keyfile}", "--sse", "aws:kms")
+        aws("s3", "cp", "s3://cli/copied/kms.bin", "s3://cli/copied/c.bin", *sse_c)
+        for k, flags in (("copied/kms.bin", []), ("copied/c.bin", sse_c)):
+            out = work / "copied.out"
+            aws("s3", "cp", f"s3://cli/{k}", str(out), *flags)
+            assert out.read_bytes() == big.read_bytes(), f"{k}: bytes differ"
+
+    with check("aws s3 cp of an SSE-C object without the key fails"):
+        p = aws("s3", "cp", "s3://cli/sse-c/small.bin", str(work / "nokey.out"), ok=False)
+        assert p.returncode != 0, "download without the SSE-C key succeeded"
+
+    with check("aws s3 ls (recursive sizes are plaintext sizes) and aws s3 rm"):
+        listing = aws("s3", "ls", "--recursive", "s3://cli/").stdout
+        sizes = {line.split()[-1]: int(line.split()[2]) for line in listing.splitlines() if line.strip()}
+        for name, _ in variants:
+            assert sizes.get(f"{name}/big.bin") == BIG, f"{name}/big.bin: {sizes.get(f'{name}/big.bin')}"
+            assert sizes.get(f"{name}/small.bin") == SMALL
+        aws("s3", "rm", "s3://cli/none/small.bin")
+        aws("s3", "rm", "--recursive", "s3://cli/copied/")
+        left = aws("s3", "ls", "--recursive", "s3://cli/").stdout
+        assert "none/small.bin" not in left and "copied/" not in left, left
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile input
+# --------------------------------------------------------------------------------------------
+
+
+def hostile_checks(srv, sentinel_dirs):
+    s3 = srv.client()
+    s3.create_bucket(Bucket="hostile")
+    s3.put_object(Bucket="hostile", Key="small", Body=b"0123456789" * 10)
+
+    with check("malformed XML in CompleteMultipartUpload -> 400 MalformedXML"):
+        up = s3.create_multipart_upload(Bucket="hostile", Key="mpu")
+        s3.upload_part(Bucket="hostile", Key="mpu", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 100)
+        for body in (b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>",
+                     b"this is not xml", b"<CompleteMultipartUpload><Part></Oops></CompleteMultipartUpload>"):
+            expect_raw(srv.raw("POST", f"/hostile/mpu?uploadId={up['UploadId']}", body=body), 400, "MalformedXML")
+        s3.abort_multipart_upload(Bucket="hostile", Key="mpu", UploadId=up["UploadId"])
+
+    with check("malformed XML in DeleteObjects -> 400 MalformedXML"):
+        for body in (b"<Delete><Object><Key>small</Key></Object>", b"\x00\xff garbage",
+                     b"<Delete><Object><Key>small</Key></Objec></Delete>"):
+            md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+            expect_raw(srv.raw("POST", "/hostile?delete", body=body, headers={"Content-MD5": md5}),
+                       400, "MalformedXML")
+        assert s3.get_object(Bucket="hostile", Key="small")["Body"].read() == b"0123456789" * 10
+
+    with check("bad signature (wrong secret) -> 403 SignatureDoesNotMatch, nothing written"):
+        bad = srv.client(secret_key=SECRET_KEY + "x")
+        expect_client_error(lambda: bad.list_buckets(), 403, "SignatureDoesNotMatch")
+        expect_client_error(lambda: bad.put_object(Bucket="hostile", Key="forged", Body=b"x"),
+                            403, "SignatureDoesNotMatch")
+        expect_client_error(lambda: s3.head_object(Bucket="hostile", Key="forged"), 404)
+
+    with check("unknown access key -> 403 InvalidAccessKeyId"):
+        expect_client_error(lambda: srv.client(access_key="AKIANOSUCHKEY0000000").list_buckets(),
+                            403, "InvalidAccessKeyId")
+
+    with check("payload hash mismatch -> 400 XAmzContentSHA256Mismatch, nothing written"):
+        expect_raw(srv.raw("PUT", "/hostile/sha-mismatch", body=b"actual body!",
+                           signed_body=b"signed body!"),
+                   400, "XAmzContentSHA256Mismatch")
+        expect_client_error(lambda: s3.head_object(Bucket="hostile", Key="sha-mismatch"), 404)
+
+    with check("presigned URL: valid works; expired -> 403 AccessDenied 'Request has expired'"):
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "hostile", "Key": "small"}, ExpiresIn=300)
+        r = requests.get(url, verify=srv.ca, timeout=60)
+        assert r.status_code == 200 and r.content == b"0123456789" * 10, f"valid presigned: {r.status_code}"
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "hostile", "Key": "small"}, ExpiresIn=1)
+        time.sleep(2.5)
+        r = requests.get(url, verify=srv.ca, timeout=60)
+        assert r.status_code == 403 and error_code(r.content) == "AccessDenied", (
+            f"expired presigned: {r.status_code} {error_code(r.content)} {error_message(r.content)}")
+        assert "Request has expired" in (error_message(r.content) or ""), error_message(r.content)
+
+    with check("presigned URL with a tampered signature -> 403 SignatureDoesNotMatch"):
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "hostile", "Key": "small"}, ExpiresIn=300)
+        sig = re.search(r"X-Amz-Signature=([0-9a-f]+)", url).group(1)
+        forged = url.replace(sig, ("0" if sig[0] != "0" else "1") + sig[1:])
+        r = requests.get(forged, verify=srv.ca, timeout=60)
+        assert r.status_code == 403 and error_code(r.content) == "SignatureDoesNotMatch", (
+            f"{r.status_code} {error_code(r.content)}")
+
+    with check("unsatisfiable range -> 416 InvalidRange"):
+        expect_client_error(lambda: s3.get_object(Bucket="hostile", Key="small", Range="bytes=1000-2000"),
+                            416, "InvalidRange")
+        m = mode_c()
+        s3.put_object(Bucket="hostile", Key="small-c", Body=b"abc" * 10, **m.write)
+        expect_client_error(lambda: s3.get_object(Bucket="hostile", Key="small-c", Range="bytes=30-", **m.read),
+                            416, "InvalidRange")
+
+    with check("oversized header (64 KiB, signed) -> 4xx"):
+        expect_raw(srv.raw("GET", "/hostile/small", headers={"x-amz-meta-junk": "a" * (64 * 1024)}), is_4xx)
+
+    with check("user metadata over 2 KB -> 400 MetadataTooLarge"):
+        expect_client_error(lambda: s3.put_object(Bucket="hostile", Key="meta", Body=b"x",
+                                                  Metadata={"big": "m" * 3000}), 400, "MetadataTooLarge")
+
+    with check("200 headers -> 4xx; a 1 MiB header -> 4xx or refused connection; server alive after"):
+        many = {f"x-junk-{i}": "v" for i in range(200)}
+        expect_raw(srv.raw("GET", "/hostile/small", headers=many, sign=False), is_4xx)
+        status = srv.raw_head_only(b"GET /hostile/small HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * MIB + b"\r\n\r\n")
+        # A status line must be a 4xx; no status line means the server closed the connection
+        # while the head was still arriving, which is also a refusal.
+        assert status is None or is_4xx(status), f"1 MiB header: got HTTP {status}"
+        assert srv.alive(), "server died"
+        s3.list_buckets()
+
+    with check("key longer than 1024 bytes -> 400 KeyTooLongError"):
+        expect_client_error(lambda: s3.put_object(Bucket="hostile", Key="k" * 1025, Body=b"x"),
+                            400, "KeyTooLongError")
+
+    marker = f"coffer-escape-{os.getpid()}-{int(time.time())}"
+    # (path sent, path signed): S3's canonical URI is the key URI-encoded once, so a key sent
+    # as %2E%2E or ..%2F is signed as a client would sign the key "..", "../".
+    dot_keys = [f"/hostile/../../../{marker}-a", f"/hostile/{'../' * 16}{marker}-b",
+                f"/hostile/a/../../../../{marker}-c",
+                (f"/hostile/%2E%2E/%2E%2E/%2E%2E/{marker}-d", f"/hostile/../../../{marker}-d"),
+                (f"/hostile/..%2F..%2F..%2F{marker}-e", f"/hostile/../../../{marker}-e"),
+                f"/hostile/..%5C..%5C..%5C{marker}-f",
+                f"/hostile/{marker}-g/..", "/hostile/..", "/hostile/./.", f"/hostile/{marker}-h/./x"]
+    # Keys aimed at the server's own files, at every depth a blob path might have.
+    for depth in range(1, 5):
+        for name in ("root.key", "server.db", "tls/ca.pem", "tls/server.pem"):
+            dot_keys.append(f"/hostile/{'../' * depth}{name}")
+    protected = {p: hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in (srv.data / "root.key", srv.data / "tls" / "ca.pem") if p.is_file()}
+    with check("keys with `..` segments: a 4xx, or stored inside the data dir and read back"):
+        for i, target in enumerate(dot_keys):
+            target, signed = target if isinstance(target, tuple) else (target, target)
+            body = f"dot key {i} {marker}".encode()
+            status, _, resp = srv.raw("PUT", target, body=body, signed_target=signed)
+            print(f"     PUT {target.replace(marker, 'M')} -> {status} {error_code(resp) or ''}")
+            assert status < 500, f"PUT {target}: {status} {error_code(resp)} {error_message(resp)}"
+            if status == 200:
+                gs, _, got = srv.raw("GET", target, signed_target=signed)
+                assert gs == 200 and got == body, f"GET {target} after a 200 PUT: {gs} {got[:80]!r}"
+        assert srv.alive()
+        for p, digest in protected.items():
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == digest, f"{p} was overwritten"
+        assert s3.get_object(Bucket="hostile", Key="small")["Body"].read() == b"0123456789" * 10
+
+    with check("keys with NUL -> 400"):
+        for target in ("/hostile/a%00b", "/hostile/%00", f"/hostile/{marker}%00/../x"):
+            status, _, resp = srv.raw("PUT", target, body=b"nul")
+            assert status == 400, f"PUT {target}: {status} {error_code(resp)} {error_message(resp)}"
+            status, _, resp = srv.raw("GET", target)
+            assert status == 400, f"GET {target}: {status} {error_code(resp)}"
+
+    with check("unknown bucket -> 404 NoSuchBucket"):
+        expect_client_error(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"), 404, "NoSuchBucket")
+        expect_client_error(lambda: s3.put_object(Bucket="no-such-bucket", Key="x", Body=b"x"), 404, "NoSuchBucket")
+        expect_client_error(lambda: s3.list_objects_v2(Bucket="no-such-bucket"), 404, "NoSuchBucket")
+        expect_client_error(lambda: s3.head_bucket(Bucket="no-such-bucket"), 404)
+        expect_client_error(lambda: s3.delete_bucket(Bucket="no-such-bucket"), 404, "NoSuchBucket")
+
+    with check("no escape: the marker is nowhere outside the data dir"):
+        hits = []
+        for d in sentinel_dirs:
+            for p in Path(d).glob(f"{marker}*"):
+                hits.append(str(p))
+        for anc in [srv.data, *srv.data.parents]:
+            for p in anc.glob(f"{marker}*"):
+                hits.append(str(p))
+        assert not hits, f"files created outside the data dir: {hits}"
+
+
+def plain_http_checks(binary, root):
+    """SSE-C must be refused over plain HTTP (--insecure-http)."""
+    srv = None
+    with check("--insecure-http: plain HTTP works; SSE-C over HTTP -> 400 InvalidRequest"):
+        srv = Server(binary, root, ["--insecure-http"])
+        assert srv.endpoint.startswith("http://"), srv.endpoint
+        s3 = srv.client()
+        s3.create_bucket(Bucket="plain")
+        s3.put_object(Bucket="plain", Key="k", Body=b"hello")
+        assert s3.get_object(Bucket="plain", Key="k")["Body"].read() == b"hello"
+        key = rnd(32)
+        hdr = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+               "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+               "x-amz-server-side-encryption-customer-key-MD5": key_md5_b64(key)}
+        expect_raw(srv.raw("PUT", "/plain/c", headers=hdr, body=b"secret"), 400, "InvalidRequest")
+        expect_raw(srv.raw("GET", "/plain/k", headers=hdr), 400, "InvalidRequest")
+        expect_client_error(lambda: s3.head_object(Bucket="plain", Key="c"), 404)
+    if srv is not None:
+        with check("--insecure-http server: SIGTERM -> exit 0, no panic"):
+            srv.stop()
+        srv.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--coffer", required=True, help="path to the coffer binary")
+    args = ap.parse_args()
+    binary = str(Path(args.coffer).resolve())
+    base = Path(tempfile.mkdtemp(prefix="coffer-compat-"))
+    # base/ is the sentinel parent: after the run it must hold only what we put there.
+    root, plain_root, work = base / "server", base / "plain", base / "work"
+    work.mkdir()
+    srv = None
+    try:
+        with check("server starts (HTTPS, CA at DIR/tls/ca.pem, try: line, ready)"):
+            srv = Server(binary, root)
+            assert srv.scheme == "https", srv.endpoint
+            assert srv.ca and Path(srv.ca).resolve() == (srv.data / "tls" / "ca.pem").resolve(), srv.ca
+            assert any(l.startswith("try: aws s3 ls --endpoint-url") and "--ca-bundle" in l for l in srv.lines)
+        if srv is not None:
+            boto3_checks(srv)
+            cli_checks(srv, work)
+            hostile_checks(srv, [base, root, root / "cwd", work, Path("/"), Path(tempfile.gettempdir())])
+            with check("SIGTERM -> exit 0, no panic in the log"):
+                srv.stop()
+            with check("restart after all of it: objects still read back"):
+                srv = Server(binary, root)
+                s3 = srv.client()
+                assert s3.get_object(Bucket="hostile", Key="small")["Body"].read() == b"0123456789" * 10
+                keys = {o["Key"] for o in s3.list_objects_v2(Bucket="compat", Prefix="mpu/")["Contents"]}
+                assert len(keys) == 6, keys
+                srv.stop()
+        plain_http_checks(binary, plain_root)
+        with check("nothing written outside the data dirs (sentinel parent and working dirs)"):
+            top = sorted(p.name for p in base.iterdir())
+            assert top == ["plain", "server", "work"], top
+            for r in (root, plain_root):
+                assert sorted(p.name for p in r.iterdir()) == ["cwd", "data"], list(r.iterdir())
+                assert not any((r / "cwd").iterdir()), list((r / "cwd").iterdir())
+    finally:
+        if srv is not None:
+            if CHECKS.failed:
+                print("--- server stderr (tail) ---\n" + srv.stderr()[-4000:])
+            srv.kill()
+        shutil.rmtree(base, ignore_errors=True)
+    print()
+    if CHECKS.failed:
+        print("Failed checks:")
+        for name, detail in CHECKS.failed:
+            print(f"  - {name}: {detail.splitlines()[0]}")
+    print(f"compat: {len(CHECKS.passed)} passed, {len(CHECKS.failed)} failed")
+    return 1 if CHECKS.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
