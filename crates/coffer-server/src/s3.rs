@@ -1694,7 +1694,7 @@ impl S3 for Coffer {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         ))?;
-        s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+        s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -1775,7 +1775,7 @@ impl S3 for Coffer {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         ))?;
-        s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+        s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
         let src_customer = s3(self.customer_key(
             input.copy_source_sse_customer_algorithm.as_deref(),
             input.copy_source_sse_customer_key.as_deref(),
@@ -1894,7 +1894,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         if customer.is_some() {
-            s3(self.keys.check_read_key(&upload.sse, customer.as_ref()))?;
+            s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
         }
         let requested = input
             .multipart_upload

@@ -334,6 +334,28 @@ impl Keys {
         }
     }
 
+    /// Checks a multipart part request's SSE-C key against its upload (S3 answers
+    /// `400 InvalidRequest` for a missing or different key here, not `403`).
+    pub fn check_part_key(
+        &self,
+        sse: &SseRecord,
+        customer: Option<&CustomerKey>,
+    ) -> ServerResult<()> {
+        match (sse, customer) {
+            (SseRecord::C { .. }, None) => Err(ServerError::invalid_request(
+                "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters.",
+            )),
+            (SseRecord::C { .. }, Some(_)) | (_, Some(_)) => {
+                self.check_read_key(sse, customer).map_err(|_| {
+                    ServerError::invalid_request(
+                        "The provided encryption parameters did not match the ones used originally.",
+                    )
+                })
+            }
+            (_, None) => Ok(()),
+        }
+    }
+
     /// Unwraps a blob's DEK from its header's wrapped key.
     pub fn unwrap_dek(
         &self,
