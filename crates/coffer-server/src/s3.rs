@@ -1791,28 +1791,7 @@ impl S3 for Coffer {
         ))?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
-            Some(r) => {
-                let bad = || {
-                    ServerError::s3(
-                        S3ErrorCode::InvalidArgument,
-                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                    )
-                };
-                let (a, b) = r
-                    .strip_prefix("bytes=")
-                    .and_then(|r| r.split_once('-'))
-                    .ok_or_else(bad)?;
-                let a: u64 = a.parse().map_err(|_| bad())?;
-                let b: u64 = b.parse().map_err(|_| bad())?;
-                if a > b || b >= src.size {
-                    return Err(ServerError::s3(
-                        S3ErrorCode::InvalidRange,
-                        "The requested range is not satisfiable",
-                    )
-                    .into());
-                }
-                a..b + 1
-            }
+            Some(r) => s3(parse_copy_source_range(r, src.size))?,
         };
         let want = range.end - range.start;
         let body = s3(self
@@ -2115,6 +2094,31 @@ impl Coffer {
     }
 }
 
+/// Parses `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
+pub fn parse_copy_source_range(r: &str, size: u64) -> ServerResult<Range<u64>> {
+    let bad = || {
+        ServerError::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    };
+    let (a, b) = r
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    if a.is_empty() || b.is_empty() || !a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let a: u64 = a.parse().map_err(|_| bad())?;
+    let b: u64 = b.parse().map_err(|_| bad())?;
+    if a > b || b >= size {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        ));
+    }
+    Ok(a..b + 1)
+}
+
 fn part_number(n: i32) -> ServerResult<u32> {
     if !(1..=MAX_PARTS).contains(&n) {
         return Err(ServerError::invalid_argument(
@@ -2376,6 +2380,41 @@ mod tests {
         let mut v = Some("a b+c/ü%".to_owned());
         url_encode(&mut v);
         assert_eq!(v.as_deref(), Some("a%20b%2Bc/%C3%BC%25"));
+    }
+
+    #[test]
+    fn copy_source_range_is_strict() {
+        assert_eq!(parse_copy_source_range("bytes=0-9", 10).unwrap(), 0..10);
+        assert_eq!(parse_copy_source_range("bytes=5-5", 10).unwrap(), 5..6);
+        for bad in [
+            "bytes=-5",
+            "bytes=5-",
+            "bytes=+1-2",
+            "0-9",
+            "bytes=a-b",
+            "bytes=1-2-3",
+        ] {
+            assert!(
+                matches!(
+                    parse_copy_source_range(bad, 10),
+                    Err(ServerError::S3(S3ErrorCode::InvalidArgument, _))
+                ),
+                "{bad}"
+            );
+        }
+        for unsatisfiable in [
+            "bytes=5-4",
+            "bytes=0-10",
+            "bytes=18446744073709551615-18446744073709551615",
+        ] {
+            assert!(
+                matches!(
+                    parse_copy_source_range(unsatisfiable, 10),
+                    Err(ServerError::S3(S3ErrorCode::InvalidRange, _))
+                ),
+                "{unsatisfiable}"
+            );
+        }
     }
 
     #[test]
