@@ -7,7 +7,9 @@
 # Measures, for nginx and each Coffer mode:
 #   - PUT and GET throughput, 100 x 1 MiB objects on 4 client threads, and 5 x 256 MiB
 #     objects on 1 thread (median of SMALL_ROUNDS / LARGE_ROUNDS rounds), plus the server's
-#     CPU seconds per GiB moved;
+#     CPU seconds per GiB moved. All servers run at once and the rounds are interleaved
+#     (nginx, SSE-S3, SSE-KMS, SSE-C, nginx, ...), so a change in the machine's load hits
+#     every server alike;
 #   - latency of a 1 MiB range GET from a 1 GiB object against a whole 1 MiB object GET
 #     (RANGE_REPS interleaved repetitions each, medians and their ratio);
 #   - Coffer only: server peak RSS (VmHWM after resetting it through /proc/PID/clear_refs,
@@ -120,14 +122,6 @@ done
 NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | paste -sd,)
 [ -n "$NGINX_WORKERS" ] || { echo "nginx did not start:" >&2; cat "$NG/error.log" >&2; exit 1; }
 
-"$BIN/s3bench" --label nginx --endpoint "http://127.0.0.1:$NPORT" --bucket bench \
-  --phases small,large,range --cpu-pids "$NGINX_WORKERS" \
-  --small-rounds "$SMALL_ROUNDS" --large-rounds "$LARGE_ROUNDS" --range-reps "$RANGE_REPS" \
-  "${SIZES[@]}" --json "$RESULTS"
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
-rm -rf "$NG/www"
-
-# ---- coffer server: one data directory on tmpfs, HTTPS, the three modes ----
 start_coffer() { # $1 = data dir, rest = extra flags; sets CPID, ENDPOINT, CA
   local data=$1; shift
   local log="$data.out"
@@ -144,34 +138,51 @@ start_coffer() { # $1 = data dir, rest = extra flags; sets CPID, ENDPOINT, CA
   ENDPOINT=$(sed -n 's/^endpoint: //p' "$log")
   CA=$(sed -n 's/^ca-bundle: //p' "$log")
 }
-stop_coffer() {
-  kill "$CPID"; wait "$CPID" 2>/dev/null || true
-}
+COMMON=(--small-rounds 1 --large-rounds 1 --range-reps "$RANGE_REPS" --json "$RESULTS" "${SIZES[@]}")
+S3AUTH=(--access-key bench --secret-key benchsecret)
 
-# A fresh server (and data directory) for each mode, so each starts from the same state; the
-# 5 GiB memory phase runs first, then the throughput and latency phases.
+# ---- 1. memory: a freshly started server per mode, one 5 GiB multipart PUT and whole GET ----
 for mode in s3 kms c; do
-  start_coffer "$DIR/coffer-$mode"
-  echo "coffer server pid $CPID at $ENDPOINT"
+  start_coffer "$DIR/mem-$mode"
   "$BIN/s3bench" --label "sse-$mode" --sse "$mode" --endpoint "$ENDPOINT" --ca-bundle "$CA" \
-    --access-key bench --secret-key benchsecret --bucket "bench-$mode" \
-    --phases rss,small,large,range --rss-pid "$CPID" --cpu-pids "$CPID" \
-    --small-rounds "$SMALL_ROUNDS" --large-rounds "$LARGE_ROUNDS" --range-reps "$RANGE_REPS" \
-    "${SIZES[@]}" --json "$RESULTS"
-  stop_coffer
-  rm -rf "$DIR/coffer-$mode"
+    "${S3AUTH[@]}" --bucket "mem-$mode" --phases rss --rss-pid "$CPID" --cpu-pids "$CPID" \
+    "${COMMON[@]}"
+  kill "$CPID"; wait "$CPID" 2>/dev/null || true
+  rm -rf "$DIR/mem-$mode"
 done
 
+# ---- 2. throughput and latency: all servers up at once, rounds interleaved across them ----
+# (this shared 2-core VM's load changes by the minute; interleaving puts nginx and every mode
+# under the same conditions, round by round)
+declare -A ARGS
+ARGS[nginx]="--endpoint http://127.0.0.1:$NPORT --bucket bench --cpu-pids $NGINX_WORKERS"
+TARGETS=(nginx)
+for mode in s3 kms c; do
+  start_coffer "$DIR/coffer-$mode"
+  ARGS[sse-$mode]="--sse $mode --endpoint $ENDPOINT --ca-bundle $CA --bucket bench-$mode --rss-pid $CPID --cpu-pids $CPID"
+  TARGETS+=("sse-$mode")
+done
 if [ "$INFO_HTTP" = 1 ]; then
   start_coffer "$DIR/coffer-http" --insecure-http
-  echo "coffer server (plain HTTP) pid $CPID at $ENDPOINT"
-  "$BIN/s3bench" --label "sse-s3-plain-http" --sse s3 --endpoint "$ENDPOINT" \
-    --access-key bench --secret-key benchsecret --bucket bench-http \
-    --phases small,large --cpu-pids "$CPID" \
-    --small-rounds "$SMALL_ROUNDS" --large-rounds "$LARGE_ROUNDS" \
-    "${SIZES[@]}" --json "$RESULTS"
-  stop_coffer
+  ARGS[sse-s3-plain-http]="--sse s3 --endpoint $ENDPOINT --bucket bench-http --rss-pid $CPID --cpu-pids $CPID"
+  TARGETS+=(sse-s3-plain-http)
 fi
+run() { # $1 = target, $2 = phase
+  local auth=()
+  [ "$1" = nginx ] || auth=("${S3AUTH[@]}")
+  # shellcheck disable=SC2086 # ARGS holds words without spaces
+  "$BIN/s3bench" --label "$1" ${ARGS[$1]} "${auth[@]}" --phases "$2" "${COMMON[@]}"
+}
+for r in $(seq "$SMALL_ROUNDS"); do
+  echo "-- 100 x 1 MiB, round $r of $SMALL_ROUNDS"
+  for t in "${TARGETS[@]}"; do run "$t" small; done
+done
+for r in $(seq "$LARGE_ROUNDS"); do
+  echo "-- 5 x 256 MiB, round $r of $LARGE_ROUNDS"
+  for t in "${TARGETS[@]}"; do run "$t" large; done
+done
+echo "-- range GET latency"
+for t in nginx sse-s3 sse-kms sse-c; do run "$t" range; done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== load before: $LOAD_BEFORE, after: $LOAD_AFTER"

@@ -5,7 +5,8 @@ nginx, the target checks and the "S3 server" section of docs/benchmarks.md.
 With --docs FILE, the section "## S3 server" is replaced (or inserted before "## Fuzzing",
 else appended); the rest of the file is kept as it is. The section keeps a table of every
 run made so far (one row per run, newest last) between the markers <!-- runs --> and
-<!-- /runs -->; the detailed tables show the latest run.
+<!-- /runs -->; the detailed tables show the latest run. Text between <!-- analysis --> and
+<!-- /analysis --> (hand-written findings) is kept as it is.
 """
 import argparse
 import datetime
@@ -25,13 +26,62 @@ COLUMNS = [  # (phase, direction, heading)
 TARGET_RATIO, TARGET_SPREAD, TARGET_RSS_MIB, TARGET_RANGE = 0.60, 0.05, 64, 2.0
 
 
+def median(v):
+    s = sorted(v)
+    n = len(s)
+    return float("nan") if n == 0 else (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
+
+
+def latency(v):
+    s = sorted(v)
+    pick = lambda q: s[round((len(s) - 1) * q)]
+    return {"p10_us": pick(0.1), "p50_us": pick(0.5), "p90_us": pick(0.9), "mean_us": sum(s) / len(s)}
+
+
 def load(path):
+    """One dict per label; the phases of several s3bench runs of a label (the interleaved
+    rounds) are merged: rates concatenated, CPU per GiB averaged, peaks maxed."""
     runs = {}
     with open(path) as f:
         for line in f:
-            if line.strip():
-                r = json.loads(line)
-                runs[r["label"]] = r
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            run = runs.setdefault(r["label"], {"label": r["label"], "loads": []})
+            run["loads"].append(r.get("load_start"))
+            if r.get("server_rss_at_start_kib") and "rss" in r:
+                run["server_rss_at_start_kib"] = r["server_rss_at_start_kib"]
+            for ph in ("small", "large"):
+                if ph not in r:
+                    continue
+                m = run.setdefault(ph, {"put_mbps": [], "get_mbps": [], "_cpu": {}, "phase_peak_rss_kib": 0})
+                m["put_mbps"] += r[ph]["put_mbps"]
+                m["get_mbps"] += r[ph]["get_mbps"]
+                for k, v in r[ph].items():
+                    if k.endswith("cpu_s_per_gib"):
+                        m["_cpu"].setdefault(k, []).append(v)
+                m["phase_peak_rss_kib"] = max(m["phase_peak_rss_kib"], r[ph].get("phase_peak_rss_kib") or 0)
+            if "range" in r:
+                g = run.setdefault("range", {"object_mib": r["range"]["object_mib"], "full": [], "ranged": []})
+                g["full"] += r["range"]["full_1mib_all_us"]
+                g["ranged"] += r["range"]["range_1mib_all_us"]
+            if "rss" in r:
+                run["rss"] = r["rss"]
+    for run in runs.values():
+        for ph in ("small", "large"):
+            if ph in run:
+                m = run[ph]
+                m["put_mbps_median"] = median(m["put_mbps"])
+                m["get_mbps_median"] = median(m["get_mbps"])
+                m["rounds"] = len(m["put_mbps"])
+                for k, v in m.pop("_cpu").items():
+                    m[k] = sum(v) / len(v)
+        if "range" in run:
+            g = run["range"]
+            g["reps"] = len(g["full"])
+            g["full_1mib"] = latency(g["full"])
+            g["range_1mib"] = latency(g["ranged"])
+            g["ratio_p50"] = g["range_1mib"]["p50_us"] / g["full_1mib"]["p50_us"]
     return runs
 
 
@@ -213,6 +263,12 @@ def main():
         if rm:
             old_runs = [l for l in rm.group(1).splitlines() if l.startswith("| 2")]
     runs_rows = "\n".join(old_runs + [run_row])
+    # Hand-written findings between <!-- analysis --> markers survive regeneration.
+    analysis = ""
+    if m:
+        am = re.search(r"<!-- analysis -->\n.*?<!-- /analysis -->\n", m.group(0), flags=re.S)
+        if am:
+            analysis = "\n" + am.group(0)
     rss_desc = (f"one {rss_obj['object_mib'] // 1024} GiB object written by multipart upload "
                 f"({rss_obj['object_mib'] // rss_obj['part_mib']} parts of {rss_obj['part_mib']} MiB) on one "
                 f"connection, then read back whole with one GET") if rss_obj else "not measured"
@@ -226,7 +282,9 @@ Baseline: nginx {a.nginx_version} (Debian), `worker_processes auto` (2), `sendfi
 off, PUT and DELETE through its DAV module (`client_max_body_size 0`, `client_body_buffer_size
 1m`, body temp files and the served directory on tmpfs), plain HTTP on loopback. Coffer: `coffer
 server` (release build), HTTPS with its generated CA (TLS 1.3, AES-GCM), data directory on tmpfs,
-a freshly started server for each mode. Client: `s3bench` (crates/coffer-bench), Rust,
+one server per mode. All servers run at once and the throughput rounds are interleaved (nginx,
+SSE-S3, SSE-KMS, SSE-C, plain-HTTP Coffer, then again), so changes in the machine's load hit
+all of them alike. Client: `s3bench` (crates/coffer-bench), Rust,
 hyper + rustls, one keep-alive connection per client thread, SigV4 with `UNSIGNED-PAYLOAD`
 (bodies never hashed), bodies sent from one shared random buffer; the same client and code
 paths for nginx (unsigned). Every response must be 2xx and every GET body the right length
@@ -235,7 +293,9 @@ Client and servers share the 2 cores, so the client's own TLS and the server's w
 
 ### Throughput (MB/s = 10⁶ B/s; median of the rounds; × nginx in the same run)
 
-100 × 1 MiB objects on 4 client threads; 5 × 256 MiB objects on 1 thread.
+100 × 1 MiB objects on 4 client threads ({runs['nginx']['small']['rounds']} rounds); 5 × 256 MiB
+objects on 1 thread ({runs['nginx']['large']['rounds']} rounds). Each round PUTs the objects, then
+GETs them, then deletes them.
 
 {throughput_table}
 
@@ -245,9 +305,9 @@ Server CPU seconds per GiB moved (user + system, from /proc; nginx = its worker 
 
 ### Server memory ({rss_desc})
 
-A freshly started server for each mode. Peak RSS = the larger of VmHWM (reset through
+Measured first, on a freshly started server for each mode. Peak RSS = the larger of VmHWM (reset through
 `/proc/PID/clear_refs` before each phase) and VmRSS sampled every 10 ms. The last two columns
-(information, not a target) are the peaks during the later throughput phases.
+(information, not a target) are the peaks during the throughput rounds, on the other server.
 
 {rss_table}
 
@@ -261,7 +321,7 @@ A 1 MiB range at a random (unaligned) offset of a {range_obj} MiB object, agains
 ### Targets (latest run)
 
 {targets}
-
+{analysis}
 ### Every run
 
 Ratios × nginx in the order 1 MiB PUT / 1 MiB GET / 256 MiB PUT / 256 MiB GET.

@@ -1029,6 +1029,8 @@ impl Bench {
             "full_1mib": latency_summary(&full),
             "range_1mib": latency_summary(&ranged),
             "ratio_p50": ratio,
+            "full_1mib_all_us": full,
+            "range_1mib_all_us": ranged,
         }))
     }
 
