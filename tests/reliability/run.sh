@@ -34,8 +34,10 @@ python3 -c 'import boto3' || {
 
 if [ "$mode" = long ]; then
   CRASH_CYCLES="${CRASH_CYCLES:-60}"
+  LOAD_ARGS=(--long)        # 64 clients x 600 s
 else
   CRASH_CYCLES="${CRASH_CYCLES:-10}"
+  LOAD_ARGS=()              # 32 clients x 60 s
 fi
 
 summary=()
@@ -72,6 +74,10 @@ part "tampering" '^tamper: [0-9]+ tamper cases' \
   python3 "$here/tamper.py" --coffer "$bin"
 part "disk full" '^diskfull: ([0-9]+ writes|SKIPPED)' \
   python3 "$here/diskfull.py" --coffer "$bin"
+part "concurrent load" '^load: [0-9]+ requests' \
+  python3 "$here/load.py" --coffer "$bin" ${LOAD_ARGS[@]+"${LOAD_ARGS[@]}"}
+part "hostile input" '^hostile: [0-9]+ cases' \
+  python3 "$here/hostile.py" --coffer "$bin"
 
 printf '\n=== reliability summary (%s mode, %ss) ===\n' "$mode" $(( $(date +%s) - t0 ))
 printf '%s\n' "${summary[@]}"
