@@ -501,6 +501,7 @@ def main():
         objects = sum(len(w.model) for w in workers)
         print(f"  verified {objects} objects in {time.monotonic() - t_fin:.1f} s", flush=True)
 
+        rss = srv.rss_mib()
         if not srv.alive():
             failures.append(f"the server exited with {srv.proc.returncode}")
         else:
@@ -522,7 +523,7 @@ def main():
         print()
         print(f"load phase: {wall:.1f} s, {ops} operations, {requests_load} requests "
               f"({requests_load / wall:.0f} req/s), {up_mib:.0f} MiB up ({up_mib / wall:.1f} MiB/s), "
-              f"{down_mib:.0f} MiB down ({down_mib / wall:.1f} MiB/s)")
+              f"{down_mib:.0f} MiB down ({down_mib / wall:.1f} MiB/s); server peak RSS {rss:.0f} MiB")
         print(f"CPU during the load phase ({os.cpu_count()} CPUs): client (boto3, Python threads) "
               f"{cpu_client / wall:.2f} cores, server {cpu_server / wall:.2f} cores — client and server "
               f"share the machine, so these figures bound each other")
