@@ -136,7 +136,9 @@ class Server:
             "s3", endpoint_url=self.endpoint, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, region_name=REGION, verify=self.ca,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          retries={"max_attempts": 1, "mode": "standard"},
+                          # No retries: botocore's max_attempts counts retries,
+                          # total_max_attempts counts attempts.
+                          retries={"total_max_attempts": 1, "mode": "standard"},
                           max_pool_connections=pool, connect_timeout=20,
                           read_timeout=read_timeout, tcp_keepalive=True))
 
