@@ -11,6 +11,9 @@
 # passed or failed. Needs python3 with boto3 (tests/s3/requirements.txt) and, for the disk
 # full part, root.
 set -uo pipefail
+# The whole script is one compound command, parsed before it runs, so editing this file while
+# a run is under way cannot break that run (bash otherwise reads a script as it goes).
+{
 mode=short
 bin=""
 for a in "$@"; do
@@ -86,3 +89,5 @@ if [ "$failed" -ne 0 ]; then
   exit 1
 fi
 echo "reliability: passed"
+exit 0
+}
