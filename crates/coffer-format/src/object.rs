@@ -59,6 +59,37 @@ fn group_size(n: usize) -> usize {
     (n / (rayon::current_num_threads() * 4)).max(1)
 }
 
+/// Checksums (into `crc`) and seals each slot of `group` as chunk `first`, `first + 1`, …,
+/// first copying its plaintext from `src` (consecutive `CHUNK_SIZE` pieces) when given.
+fn seal_group(
+    sealer: &ChunkSealer,
+    first: u64,
+    group: &mut [u8],
+    src: Option<&[u8]>,
+    crc: &mut Crc,
+) -> Result<()> {
+    for (i, slot) in group.chunks_exact_mut(ENCRYPTED_CHUNK_SIZE).enumerate() {
+        if let Some(src) = src {
+            slot[..CHUNK_SIZE].copy_from_slice(&src[i * CHUNK_SIZE..(i + 1) * CHUNK_SIZE]);
+        }
+        crc.update(&slot[..CHUNK_SIZE]);
+        sealer.seal_in_place(first + i as u64, slot)?;
+    }
+    Ok(())
+}
+
+/// Opens each full chunk slot of `group` in place as chunk `first`, `first + 1`, …: the
+/// plaintext replaces the ciphertext in the slot's first `CHUNK_SIZE` bytes and is
+/// checksummed into `crc`.
+fn open_group(opener: &ChunkOpener, first: u64, group: &mut [u8], crc: &mut Crc) -> Result<()> {
+    for (i, slot) in group.chunks_exact_mut(ENCRYPTED_CHUNK_SIZE).enumerate() {
+        let (body, tag) = slot.split_at_mut(CHUNK_SIZE);
+        opener.open_detached(first + i as u64, body, tag, false)?;
+        crc.update(body);
+    }
+    Ok(())
+}
+
 impl ObjectEncryptor {
     /// Starts an object encrypted under `dek` (whose wrapped form is `wrapped_dek`), bound to
     /// `context`, carrying `metadata`. Returns the encryptor and the first bytes of the object
@@ -141,56 +172,99 @@ impl ObjectEncryptor {
         Ok(())
     }
 
+    /// Seals whole chunks in place, laid out as they appear in the object.
+    ///
+    /// `slots` is `k × ENCRYPTED_CHUNK_SIZE` bytes: each slot holds the next `CHUNK_SIZE`
+    /// bytes of plaintext followed by `TAG_LEN` bytes of any value. On success every slot holds
+    /// its sealed chunk, so `slots` are the next `k` chunks of the object: exactly the bytes
+    /// [`ObjectEncryptor::update`] would have appended for the same plaintext. This spares
+    /// the copy `update` makes: a reader can read plaintext straight into the slots (for
+    /// example with [`std::io::Read::read_vectored`]) and write the sealed slots out as they
+    /// are. Large calls are sealed across cores unless parallelism is switched off.
+    ///
+    /// Only at a chunk boundary: every earlier `update` must have fed a multiple of
+    /// `CHUNK_SIZE` bytes in total (`Error::InvalidArgument` otherwise, or when `slots.len()`
+    /// is not a multiple of `ENCRYPTED_CHUNK_SIZE`). Mixing the two is fine: feed the
+    /// remainder that does not fill a slot to `update`, then call `finish`. After an error
+    /// the contents of `slots` are unspecified and the object must be abandoned.
+    pub fn seal_slots(&mut self, slots: &mut [u8]) -> Result<()> {
+        if !self.pending.is_empty() {
+            return Err(Error::InvalidArgument(
+                "seal_slots called with a partial chunk pending",
+            ));
+        }
+        let n = slots.len() / ENCRYPTED_CHUNK_SIZE;
+        if n * ENCRYPTED_CHUNK_SIZE != slots.len() {
+            return Err(Error::InvalidArgument(
+                "seal_slots needs a whole number of chunk slots",
+            ));
+        }
+        self.seal_into_slots(slots, None)?;
+        self.plaintext_len += (n * CHUNK_SIZE) as u64;
+        Ok(())
+    }
+
+    /// Checksums and seals every slot of `slots` (chunks `next_chunk`, `next_chunk + 1`, …),
+    /// first copying each slot's plaintext from `src` when given; across cores for large
+    /// calls, each task copying its own chunks so the copy is spread across cores too.
+    fn seal_into_slots(&mut self, slots: &mut [u8], src: Option<&[u8]>) -> Result<()> {
+        let n = slots.len() / ENCRYPTED_CHUNK_SIZE;
+        let first = self.next_chunk;
+        let sealer = &self.sealer;
+        if self.parallel && n >= PARALLEL_MIN_CHUNKS {
+            let g = group_size(n);
+            let crcs = slots
+                .par_chunks_mut(g * ENCRYPTED_CHUNK_SIZE)
+                .enumerate()
+                .map(|(gi, group)| {
+                    let src = src.map(|s| &s[gi * g * CHUNK_SIZE..]);
+                    let mut crc = new_crc();
+                    seal_group(sealer, first + (gi * g) as u64, group, src, &mut crc)?;
+                    Ok(crc)
+                })
+                .collect::<Result<Vec<Crc>>>()?;
+            crcs.iter().for_each(|c| self.crc.combine(c));
+        } else {
+            seal_group(sealer, first, slots, src, &mut self.crc)?;
+        }
+        self.next_chunk += n as u64;
+        Ok(())
+    }
+
     fn seal_full_chunks(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let n = plain.len() / CHUNK_SIZE;
         if n == 0 {
             return Ok(());
         }
         let start = out.len();
-        out.reserve(n * ENCRYPTED_CHUNK_SIZE);
-        let first = self.next_chunk;
-        let sealer = &self.sealer;
         let result = if self.parallel && n >= PARALLEL_MIN_CHUNKS {
-            // Each task copies its own chunks, so the copy is spread across cores too.
             out.resize(start + n * ENCRYPTED_CHUNK_SIZE, 0);
-            let g = group_size(n);
-            out[start..]
-                .par_chunks_mut(g * ENCRYPTED_CHUNK_SIZE)
-                .zip(plain.par_chunks(g * CHUNK_SIZE))
-                .enumerate()
-                .map(|(gi, (group, src))| {
-                    let mut crc = new_crc();
-                    let pairs = group
-                        .chunks_mut(ENCRYPTED_CHUNK_SIZE)
-                        .zip(src.chunks(CHUNK_SIZE));
-                    for (i, (c, p)) in pairs.enumerate() {
-                        c[..CHUNK_SIZE].copy_from_slice(p);
-                        crc.update(p);
-                        sealer.seal_in_place(first + (gi * g + i) as u64, c)?;
-                    }
-                    Ok(crc)
-                })
-                .collect::<Result<Vec<Crc>>>()
-                .map(|crcs| crcs.iter().for_each(|c| self.crc.combine(c)))
+            self.seal_into_slots(&mut out[start..], Some(plain))
         } else {
             // Copy, checksum and seal each chunk while it is in cache.
-            plain
+            out.reserve(n * ENCRYPTED_CHUNK_SIZE);
+            let first = self.next_chunk;
+            let sealer = &self.sealer;
+            let crc = &mut self.crc;
+            let sealed = plain
                 .chunks_exact(CHUNK_SIZE)
                 .enumerate()
                 .try_for_each(|(i, chunk)| {
                     let at = out.len();
                     out.extend_from_slice(chunk);
                     out.extend_from_slice(&[0u8; TAG_LEN]);
-                    self.crc.update(chunk);
+                    crc.update(chunk);
                     sealer.seal_in_place(first + i as u64, &mut out[at..])
-                })
+                });
+            if sealed.is_ok() {
+                self.next_chunk += n as u64;
+            }
+            sealed
         };
-        if let Err(e) = result {
+        if result.is_err() {
             out.truncate(start);
-            return Err(e);
         }
-        self.next_chunk += n as u64;
-        Ok(())
+        result
     }
 
     /// Seals the final (short, possibly empty) chunk and the trailer.
@@ -290,6 +364,61 @@ impl ObjectDecryptor {
         self.buf.drain(..from_buf);
         self.buf.extend_from_slice(&rest[direct..]);
         Ok(())
+    }
+
+    /// How many whole chunks at the start of `len` bytes of payload (beginning at a chunk
+    /// boundary) [`ObjectDecryptor::open_slots`] opens: those certainly not the final chunk,
+    /// because at least an empty final chunk and the trailer follow them.
+    pub fn ready_chunks(len: usize) -> usize {
+        len.saturating_sub(MIN_TAIL) / ENCRYPTED_CHUNK_SIZE
+    }
+
+    /// Opens whole chunks in place, where they lie in the payload.
+    ///
+    /// `payload` continues the payload at a chunk boundary: the salt and commitment were fed
+    /// to [`ObjectDecryptor::update`] and everything fed since ended at a chunk boundary
+    /// (`Error::InvalidArgument` otherwise). Opens the first
+    /// `k = ObjectDecryptor::ready_chunks(payload.len())` chunks and returns `k`; on success
+    /// chunk `i`'s authenticated plaintext is
+    /// `payload[i * ENCRYPTED_CHUNK_SIZE..][..CHUNK_SIZE]` (the tag bytes after it are left as
+    /// they were), the same bytes `update` would have appended. This spares `update`'s copy:
+    /// a writer can write the plaintext pieces out of the slots (for example with
+    /// [`std::io::Write::write_vectored`]). The bytes after the `k` chunks are not consumed
+    /// and left untouched: pass them again at the start of the next call, or to `update` and
+    /// then `finish`. Large calls are opened across cores unless parallelism is switched off.
+    ///
+    /// As with `update`, the object is verified as a whole only by `finish`. After an error
+    /// the contents of `payload` are unspecified and must not be released.
+    pub fn open_slots(&mut self, payload: &mut [u8]) -> Result<usize> {
+        if !self.buf.is_empty() {
+            return Err(Error::InvalidArgument(
+                "open_slots called off a chunk boundary",
+            ));
+        }
+        let opener = self.opener.as_ref().ok_or(Error::InvalidArgument(
+            "open_slots called before the salt and commitment were fed",
+        ))?;
+        let n = Self::ready_chunks(payload.len());
+        let slots = &mut payload[..n * ENCRYPTED_CHUNK_SIZE];
+        let first = self.next_chunk;
+        if self.parallel && n >= PARALLEL_MIN_CHUNKS {
+            let g = group_size(n);
+            let crcs = slots
+                .par_chunks_mut(g * ENCRYPTED_CHUNK_SIZE)
+                .enumerate()
+                .map(|(gi, group)| {
+                    let mut crc = new_crc();
+                    open_group(opener, first + (gi * g) as u64, group, &mut crc)?;
+                    Ok(crc)
+                })
+                .collect::<Result<Vec<Crc>>>()?;
+            crcs.iter().for_each(|c| self.crc.combine(c));
+        } else {
+            open_group(opener, first, slots, &mut self.crc)?;
+        }
+        self.plaintext_len += (n * CHUNK_SIZE) as u64;
+        self.next_chunk += n as u64;
+        Ok(n)
     }
 
     /// Opens whole non-final chunks from `src`, appending their plaintext to `out`. On

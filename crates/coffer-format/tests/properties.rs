@@ -12,7 +12,7 @@ use std::io::{Cursor, Read, Write};
 
 use bytes::Bytes;
 use coffer_format::async_stream::decrypt_stream;
-use coffer_format::chunked::{CHUNK_SIZE, PREFIX_LEN};
+use coffer_format::chunked::{CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, PREFIX_LEN, SALT_LEN, TAG_LEN};
 use coffer_format::header::{header_len, FIXED_LEN, TRAILER_LEN};
 use coffer_format::{
     decrypt_from_slice, decrypt_range, encrypt_to_vec, ByteRange, Context, DecryptReader,
@@ -592,4 +592,229 @@ proptest! {
             prop_assert!(p == plain);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. In-place slots: `seal_slots` / `open_slots` give the same bytes as `update`
+// ---------------------------------------------------------------------------------------------
+
+const SLOT: usize = ENCRYPTED_CHUNK_SIZE;
+const SALT: [u8; SALT_LEN] = [0x5a; SALT_LEN];
+
+/// Encrypts `plain` with a fixed salt through `update` in one call.
+fn encrypt_by_update(
+    plain: &[u8],
+    dek: &SecretKey,
+    wrapped: &WrappedKey,
+    context: &Context,
+    metadata: &Metadata,
+) -> (Vec<u8>, coffer_format::Summary) {
+    let (mut enc, mut object) =
+        ObjectEncryptor::with_salt(dek, wrapped, context, metadata, SALT).unwrap();
+    enc.update(plain, &mut object).unwrap();
+    let summary = enc.finish(&mut object).unwrap();
+    (object, summary)
+}
+
+/// Encrypts `plain` with a fixed salt: `lead` whole chunks through `update`, then whole
+/// chunks through `seal_slots` in batches whose chunk counts (≥ 1) cycle through `batches` (the
+/// plaintext copied into slots whose tag bytes hold garbage), the remainder through `update`.
+#[allow(clippy::too_many_arguments)]
+fn encrypt_by_slots(
+    plain: &[u8],
+    dek: &SecretKey,
+    wrapped: &WrappedKey,
+    context: &Context,
+    metadata: &Metadata,
+    lead: usize,
+    batches: &[usize],
+    parallel: bool,
+) -> (Vec<u8>, coffer_format::Summary) {
+    let (mut enc, mut object) =
+        ObjectEncryptor::with_salt(dek, wrapped, context, metadata, SALT).unwrap();
+    enc.set_parallel(parallel);
+    let whole = plain.len() / CHUNK_SIZE;
+    let lead = lead.min(whole);
+    enc.update(&plain[..lead * CHUNK_SIZE], &mut object)
+        .unwrap();
+    enc.seal_slots(&mut []).unwrap();
+    let mut at = lead;
+    let mut slots = Vec::new();
+    for &k in batches.iter().cycle() {
+        if at == whole {
+            break;
+        }
+        let k = k.clamp(1, whole - at);
+        slots.clear();
+        slots.resize(k * SLOT, 0xA5);
+        for (i, slot) in slots.chunks_exact_mut(SLOT).enumerate() {
+            let piece = &plain[(at + i) * CHUNK_SIZE..(at + i + 1) * CHUNK_SIZE];
+            slot[..CHUNK_SIZE].copy_from_slice(piece);
+        }
+        enc.seal_slots(&mut slots).unwrap();
+        object.extend_from_slice(&slots);
+        at += k;
+    }
+    enc.update(&plain[whole * CHUNK_SIZE..], &mut object)
+        .unwrap();
+    let summary = enc.finish(&mut object).unwrap();
+    (object, summary)
+}
+
+/// Decrypts as a pipelined reader does with `open_slots`: windows of `window` bytes of
+/// payload (after the salt and commitment, fed to `update`), the unopened rest of each window
+/// starting the next one; what is left at the end goes to `update` and `finish`.
+fn decrypt_by_slots(
+    object: &[u8],
+    context: &Context,
+    window: usize,
+    parallel: bool,
+) -> coffer_format::Result<Vec<u8>> {
+    let h = header_len(&object[..FIXED_LEN])?;
+    let header = Header::parse(&object[..h])?;
+    let dek = coffer_format::DekUnwrapper::unwrap_dek(
+        &mut LocalKek(&kek()),
+        header.wrapped_dek(),
+        context,
+    )?;
+    let (mut dec, _) = ObjectDecryptor::new(dek, context, &header)?;
+    dec.set_parallel(parallel);
+    let mut out = Vec::new();
+    dec.update(&object[h..h + PREFIX_LEN], &mut out)?;
+    assert!(out.is_empty());
+    let payload = &object[h + PREFIX_LEN..];
+    let mut at = 0;
+    let mut buf = Vec::new();
+    loop {
+        let end = (at + window).min(payload.len());
+        buf.clear();
+        buf.extend_from_slice(&payload[at..end]);
+        let n = dec.open_slots(&mut buf)?;
+        assert_eq!(n, ObjectDecryptor::ready_chunks(buf.len()));
+        for slot in buf.chunks_exact(SLOT).take(n) {
+            out.extend_from_slice(&slot[..CHUNK_SIZE]);
+        }
+        // The bytes after the opened chunks are left as they were.
+        assert!(buf[n * SLOT..] == payload[at + n * SLOT..end]);
+        at += n * SLOT;
+        if end == payload.len() {
+            break;
+        }
+    }
+    dec.update(&payload[at..], &mut out)?;
+    dec.finish(&mut out)?;
+    Ok(out)
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn seal_slots_and_open_slots_match_update(
+        len in prop_oneof![
+            plain_len(70_000),
+            (16 * CHUNK_SIZE - 2)..=(40 * CHUNK_SIZE + 2),
+        ],
+        seed in any::<u64>(),
+        context in string_map(),
+        metadata in string_map(),
+        lead in 0usize..3,
+        batches in prop::collection::vec(prop_oneof![1usize..=3, 15usize..=24], 1..4),
+        window_chunks in prop_oneof![1usize..=3, 16usize..=24],
+        window_extra in 0usize..(SLOT + 100),
+        parallel in any::<bool>(),
+    ) {
+        let plain = plaintext(len, seed);
+        let (dek, wrapped) = new_dek(&context);
+        let (reference, ref_summary) =
+            encrypt_by_update(&plain, &dek, &wrapped, &context, &metadata);
+        let (object, summary) = encrypt_by_slots(
+            &plain, &dek, &wrapped, &context, &metadata, lead, &batches, parallel,
+        );
+        // The header's metadata block and the trailer are sealed under random nonces; the
+        // salt, commitment and chunks in between must be the same bytes.
+        let h = header_len(&object[..FIXED_LEN]).unwrap();
+        prop_assert_eq!(h, header_len(&reference[..FIXED_LEN]).unwrap());
+        prop_assert_eq!(object.len(), reference.len());
+        let chunks = h..object.len() - TRAILER_LEN;
+        prop_assert!(
+            object[chunks.clone()] == reference[chunks],
+            "seal_slots bytes differ from update's"
+        );
+        prop_assert_eq!(summary, ref_summary);
+        prop_assert_eq!(summary.crc32c, crc32c::crc32c(&plain));
+
+        // A window shorter than a chunk plus the smallest tail opens nothing; keep progress.
+        let window = (window_chunks * SLOT + window_extra).max(SLOT + TAG_LEN + TRAILER_LEN);
+        let p = decrypt_by_slots(&object, &context, window, parallel).unwrap();
+        prop_assert!(p == plain, "open_slots plaintext differs");
+    }
+
+    #[test]
+    fn open_slots_rejects_any_flipped_bit(
+        len in (16 * CHUNK_SIZE)..=(20 * CHUNK_SIZE),
+        seed in any::<u64>(),
+        at in any::<Index>(),
+        bit in 0u8..8,
+        parallel in any::<bool>(),
+    ) {
+        let context = Context::new();
+        let (plain, mut object) = encrypt(len, seed, &context, &Metadata::new());
+        let h = header_len(&object[..FIXED_LEN]).unwrap();
+        // Anywhere in the payload: salt, commitment, chunks, trailer.
+        let i = h + at.index(object.len() - h);
+        object[i] ^= 1 << bit;
+        prop_assert!(decrypt_by_slots(&object, &context, 20 * SLOT, parallel).is_err());
+        object[i] ^= 1 << bit;
+        prop_assert!(decrypt_by_slots(&object, &context, 20 * SLOT, parallel).unwrap() == plain);
+    }
+}
+
+#[test]
+fn slot_calls_out_of_place_are_refused() {
+    let context = Context::new();
+    let (dek, wrapped) = new_dek(&context);
+    let (mut enc, mut object) =
+        ObjectEncryptor::with_salt(&dek, &wrapped, &context, &Metadata::new(), SALT).unwrap();
+    let mut slots = vec![0u8; 2 * SLOT];
+    assert!(matches!(
+        enc.seal_slots(&mut slots[..SLOT + 1]),
+        Err(Error::InvalidArgument(_))
+    ));
+    enc.update(b"partial", &mut object).unwrap();
+    assert!(matches!(
+        enc.seal_slots(&mut slots),
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let plain = plaintext(3 * CHUNK_SIZE, 7);
+    let object = encrypt_to_vec(&dek, &wrapped, &context, &Metadata::new(), &plain).unwrap();
+    let h = header_len(&object[..FIXED_LEN]).unwrap();
+    let header = Header::parse(&object[..h]).unwrap();
+    let (mut dec, _) = ObjectDecryptor::new(dek, &context, &header).unwrap();
+    let mut payload = object[h + PREFIX_LEN..].to_vec();
+    // Before the salt and commitment.
+    assert!(matches!(
+        dec.open_slots(&mut payload),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Off a chunk boundary.
+    let mut out = Vec::new();
+    dec.update(&object[h..h + PREFIX_LEN + 1], &mut out)
+        .unwrap();
+    assert!(matches!(
+        dec.open_slots(&mut payload[1..]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn ready_chunks_holds_back_what_may_be_the_final_chunk() {
+    let tail = TAG_LEN + TRAILER_LEN;
+    assert_eq!(ObjectDecryptor::ready_chunks(0), 0);
+    assert_eq!(ObjectDecryptor::ready_chunks(SLOT), 0);
+    assert_eq!(ObjectDecryptor::ready_chunks(SLOT + tail - 1), 0);
+    assert_eq!(ObjectDecryptor::ready_chunks(SLOT + tail), 1);
+    assert_eq!(ObjectDecryptor::ready_chunks(3 * SLOT + tail), 3);
+    assert_eq!(ObjectDecryptor::ready_chunks(4 * SLOT), 3);
 }
