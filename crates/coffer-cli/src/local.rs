@@ -37,8 +37,9 @@ pub struct CryptArgs {
     #[arg(short = 'c', long = "context", value_name = "NAME=VALUE")]
     context: Vec<String>,
     /// Output file (default: standard output). A file appears only once the whole input
-    /// verified; standard output receives each chunk as it verifies, and a failure at the end
-    /// (truncation, wrong checksum) is reported by a non-zero exit status.
+    /// verified; standard output (or a device or FIFO named here, such as /dev/null) receives
+    /// each chunk as it verifies, and a failure at the end (truncation, wrong checksum) is
+    /// reported by a non-zero exit status.
     #[arg(short, long, value_name = "OUTPUT")]
     output: Option<PathBuf>,
     /// Input file (default or `-`: standard input).
@@ -108,12 +109,16 @@ fn input_name(input: &Option<PathBuf>) -> String {
     }
 }
 
-/// Where output goes: a temporary file renamed into place on success, or stdout.
+/// Where output goes: a temporary file renamed into place on success, a device or FIFO
+/// written in place, or stdout.
 enum Sink {
     File {
         tmp: tempfile::NamedTempFile,
         dest: PathBuf,
     },
+    /// An existing OUTPUT that is neither a regular file nor a directory (`/dev/null`, a FIFO):
+    /// renaming a temporary file over it would replace the device node or FIFO itself.
+    Special(File),
     Stdout(io::StdoutLock<'static>),
 }
 
@@ -121,6 +126,13 @@ impl Sink {
     fn open(output: &Option<PathBuf>, binary: bool) -> Result<Sink> {
         match output {
             Some(p) if p.as_os_str() != "-" => {
+                if std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(p)
+                        .with_context(|| format!("cannot open {}", p.display()))?;
+                    return Ok(Sink::Special(file));
+                }
                 let dir = match p.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                     _ => PathBuf::from("."),
@@ -148,6 +160,7 @@ impl Sink {
     fn writer(&mut self) -> &mut dyn Write {
         match self {
             Sink::File { tmp, .. } => tmp.as_file_mut(),
+            Sink::Special(f) => f,
             Sink::Stdout(s) => s,
         }
     }
@@ -161,6 +174,7 @@ impl Sink {
                     .map_err(|e| anyhow!("cannot write {}: {}", dest.display(), e.error))?;
                 Ok(())
             }
+            Sink::Special(mut f) => Ok(f.flush()?),
             Sink::Stdout(mut s) => Ok(s.flush()?),
         }
     }
@@ -343,4 +357,18 @@ fn integrity_error(name: &str, e: &dyn std::fmt::Display) -> anyhow::Error {
          (altered, truncated, or encrypted with other --context values); nothing was written \
          to the output file ({e})"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_output_is_written_in_place_not_replaced() -> Result<()> {
+        // Opening the sink is harmless even if this regresses: an uncommitted temporary file
+        // is deleted on drop, so /dev/null is never replaced by the test itself.
+        let sink = Sink::open(&Some(PathBuf::from("/dev/null")), false)?;
+        assert!(matches!(sink, Sink::Special(_)));
+        sink.commit()
+    }
 }
