@@ -9,6 +9,7 @@ its stderr log, and the files under the data directory.
 
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -82,6 +83,7 @@ class Server:
             if code is None:
                 self.proc.kill()
                 code = self.proc.wait()
+            shutil.rmtree(self.cwd, ignore_errors=True)
             raise StartError(f"server did not start (exit {code})", code, list(self.lines),
                              self.stderr())
         self.ready_seconds = time.monotonic() - self.started_at
@@ -116,16 +118,19 @@ class Server:
         if self.alive():
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        shutil.rmtree(self.cwd, ignore_errors=True)
 
     def stop(self, timeout=30):
         """SIGTERM, then wait; returns the exit status (SIGKILL after `timeout`)."""
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return None
+        shutil.rmtree(self.cwd, ignore_errors=True)
+        return code
 
     def client(self, read_timeout=120):
         return client(self.endpoint, self.ca, read_timeout=read_timeout)
