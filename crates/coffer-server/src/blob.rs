@@ -178,10 +178,27 @@ impl BlobStore {
     ) -> ServerResult<OpenBlob> {
         let path = blob_path(&seg.blob);
         let layout = ObjectLayout::new(seg.header_len, seg.blob_len)?;
+        // The file must be exactly as long as recorded: bytes appended to a blob are damage
+        // too (spec/object-format.md §7), even though the layout would never read them.
         let whole = if seg.blob_len <= SMALL_BLOB {
-            let bytes = self.get(&path, 0..seg.blob_len).await?;
+            let got = self.store.get(&path).await.map_err(|e| missing(&path, e))?;
+            if got.meta.size != seg.blob_len {
+                return Err(length_mismatch(&path, got.meta.size, seg.blob_len));
+            }
+            let bytes = got.bytes().await?;
+            if bytes.len() as u64 != seg.blob_len {
+                return Err(length_mismatch(&path, bytes.len() as u64, seg.blob_len));
+            }
             Some(bytes)
         } else {
+            let meta = self
+                .store
+                .head(&path)
+                .await
+                .map_err(|e| missing(&path, e))?;
+            if meta.size != seg.blob_len {
+                return Err(length_mismatch(&path, meta.size, seg.blob_len));
+            }
             None
         };
         let head = match &whole {
@@ -223,12 +240,7 @@ impl BlobStore {
             .store
             .get_range(path, range)
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    ServerError::Integrity(format!("blob {path} is missing"))
-                }
-                e => e.into(),
-            })?;
+            .map_err(|e| missing(path, e))?;
         if bytes.len() as u64 != want {
             return Err(ServerError::Integrity(format!("blob {path} is truncated")));
         }
@@ -316,6 +328,21 @@ pub fn sweep_local(
         }
     }
     Ok((staging, orphans))
+}
+
+fn missing(path: &Path, e: object_store::Error) -> ServerError {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            ServerError::Integrity(format!("blob {path} is missing"))
+        }
+        e => e.into(),
+    }
+}
+
+fn length_mismatch(path: &Path, got: u64, want: u64) -> ServerError {
+    ServerError::Integrity(format!(
+        "blob {path} is {got} bytes long, {want} were written"
+    ))
 }
 
 enum Batch {

@@ -183,6 +183,7 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
         keys: Arc::new(keys),
         secure: !config.insecure_http,
         limits: config.limits,
+        reserve: s3::Reserve::new(data.join("reserve")),
     };
     Ok((coffer, notes))
 }

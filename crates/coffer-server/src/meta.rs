@@ -176,6 +176,30 @@ impl MetaStore {
             }
             e => db_err(e),
         })?;
+        // Every page's HMAC, before anything is trusted: damage anywhere in the file (even in
+        // pages no request would read) stops the start with a clear message.
+        let problems: Vec<String> = {
+            let mut stmt = conn
+                .prepare("PRAGMA cipher_integrity_check")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)?
+        };
+        if !problems.is_empty() {
+            return Err(ServerError::Internal(format!(
+                "{} failed its integrity check ({} damaged page(s): {}); restore it from a backup",
+                path.display(),
+                problems.len(),
+                problems
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
         let version: Option<i64> = conn
             .query_row("SELECT version FROM schema", [], |r| r.get(0))
             .optional()

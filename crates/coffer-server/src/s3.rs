@@ -38,6 +38,54 @@ pub struct Coffer {
     /// Whether requests arrive over TLS (SSE-C is refused otherwise).
     pub secure: bool,
     pub limits: crate::Limits,
+    pub reserve: Reserve,
+}
+
+/// Space held back on the data directory's filesystem so that deletes (which must write to
+/// the database's log) still work on a full disk: released when a delete hits a full disk,
+/// taken back once deletes have freed space.
+pub struct Reserve {
+    path: std::path::PathBuf,
+}
+
+impl Reserve {
+    pub const SIZE: usize = 8 << 20;
+
+    pub fn new(path: std::path::PathBuf) -> Reserve {
+        let r = Reserve { path };
+        r.ensure();
+        r
+    }
+
+    /// Creates the reserve file if it is missing (best effort: not on a full disk).
+    pub fn ensure(&self) {
+        if self.path.exists() {
+            return;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let ok = std::fs::write(&tmp, vec![0u8; Self::SIZE]).is_ok()
+            && std::fs::rename(&tmp, &self.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    fn release(&self) -> bool {
+        std::fs::remove_file(&self.path).is_ok()
+    }
+
+    /// Runs a metadata change; on a full disk, releases the reserve and tries once more.
+    fn run<T>(&self, mut f: impl FnMut() -> ServerResult<T>) -> ServerResult<T> {
+        match f() {
+            Err(ServerError::S3(S3ErrorCode::Custom(c), _))
+                if &*c == "InsufficientStorage" && self.release() =>
+            {
+                tracing::warn!("disk full: released the space reserve for a delete");
+                f()
+            }
+            r => r,
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -1160,8 +1208,12 @@ impl S3 for Coffer {
             return Err(ServerError::NoSuchBucket.into());
         }
         // Deleting a missing key succeeds (204), as on S3.
-        if let Some(old) = s3(self.meta.delete_object(&input.bucket, &input.key))? {
+        if let Some(old) = s3(self
+            .reserve
+            .run(|| self.meta.delete_object(&input.bucket, &input.key)))?
+        {
             self.delete_blobs(old.segments).await;
+            self.reserve.ensure();
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -1185,7 +1237,10 @@ impl S3 for Coffer {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for id in input.delete.objects {
-            match self.meta.delete_object(&input.bucket, &id.key) {
+            match self
+                .reserve
+                .run(|| self.meta.delete_object(&input.bucket, &id.key))
+            {
                 Ok(old) => {
                     if let Some(old) = old {
                         self.delete_blobs(old.segments).await;
@@ -1206,6 +1261,7 @@ impl S3 for Coffer {
                 }
             }
         }
+        self.reserve.ensure();
         let mut out = DeleteObjectsOutput::default();
         out.deleted = Some(deleted);
         out.errors = (!errors.is_empty()).then_some(errors);
@@ -1974,9 +2030,12 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
-        let parts = s3(self.meta.delete_upload(&input.upload_id))?;
+        let parts = s3(self
+            .reserve
+            .run(|| self.meta.delete_upload(&input.upload_id)))?;
         self.delete_blobs(parts.into_iter().map(|p| p.segment))
             .await;
+        self.reserve.ensure();
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
