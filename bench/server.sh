@@ -29,7 +29,7 @@
 #                                         writes the "S3 server" section of docs/benchmarks.md
 #        QUICK=1 bash bench/server.sh    small sizes, quick smoke run, docs left alone
 #        NO_DOCS=1 bash bench/server.sh  full run, docs left alone
-# Other knobs: SMALL_ROUNDS (7), LARGE_ROUNDS (3), RANGE_REPS (300), INFO_HTTP=0 (skip the
+# Other knobs: SMALL_ROUNDS (11), LARGE_ROUNDS (3), RANGE_REPS (300), INFO_HTTP=0 (skip the
 # plain-HTTP Coffer row). Honors CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ cargo build --release -q -p coffer-cli -p coffer-bench
 BIN="${CARGO_TARGET_DIR:-target}/release"
 export RUST_LIB_BACKTRACE=0 # s3bench errors: one line, no backtrace
 
-SMALL_ROUNDS=${SMALL_ROUNDS:-7}
+SMALL_ROUNDS=${SMALL_ROUNDS:-11}
 LARGE_ROUNDS=${LARGE_ROUNDS:-3}
 RANGE_REPS=${RANGE_REPS:-300}
 INFO_HTTP=${INFO_HTTP:-1}
