@@ -146,6 +146,69 @@ class Case:
         self.deadline = deadline
 
 
+# Server defects this corpus found that are not fixed yet, each tracked in docs/reliability.md
+# ("Open defects"). Their cases still run and are reported; they do not fail the run, but a
+# listed case that starts passing does (so this list is always exactly the open ones).
+# (category, case name) -> why
+KNOWN_OPEN = {
+    ('xml', 'CompleteMultipartUpload: NUL byte in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: control byte 0x01 in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: invalid UTF-8 at start'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: invalid UTF-8 inside'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: attribute without value'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: unquoted attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: duplicate attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: text after the root'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: XML declaration after content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CompleteMultipartUpload: Content-MD5 of another body'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'DeleteObjects: NUL byte in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: control byte 0x01 in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: invalid UTF-8 at start'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: invalid UTF-8 inside'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: attribute without value'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: unquoted attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: duplicate attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: text after the root'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: XML declaration after content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'DeleteObjects: Content-MD5 of another body'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'DeleteObjects: Content-MD5 not base64'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'DeleteObjects: x-amz-checksum-crc32 of another body'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'DeleteObjects: no Content-MD5 and no checksum'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'PutBucketEncryption: NUL byte in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: control byte 0x01 in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: invalid UTF-8 at start'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: invalid UTF-8 inside'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: attribute without value'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: unquoted attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: duplicate attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: text after the root'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: XML declaration after content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'PutBucketEncryption: Content-MD5 of another body'): 'D2: Content-MD5 / x-amz-checksum-* of XML bodies are not verified',
+    ('xml', 'CreateBucket: NUL byte in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: control byte 0x01 in content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: invalid UTF-8 at start'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: invalid UTF-8 inside'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: attribute without value'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: unquoted attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: duplicate attribute'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: text after the root'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('xml', 'CreateBucket: XML declaration after content'): "D1: s3s's XML reader accepts bodies that are not well-formed",
+    ('ranges', "plain: unit 'items=0-1'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
+    ('ranges', "plain: unit 'pages=0-'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
+    ('ranges', "plain: unit 'Bytes=0-1'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
+    ('ranges', "plain: unit 'BYTES=0-1'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
+    ('aws-chunked', 'final chunk missing'): 'D5: s3s accepts an aws-chunked body without its final chunk',
+    ('aws-chunked', 'trailer: two checksum trailers'): 'D6: a second checksum trailer is not refused',
+    ('slow', 'DeleteObjects XML body stalls'): 'D3: XML bodies are read by s3s without the body idle timeout',
+    ('slow', 'PutBucketEncryption XML body stalls'): 'D3: XML bodies are read by s3s without the body idle timeout',
+    ('slow', 'CompleteMultipartUpload XML body stalls'): 'D3: XML bodies are read by s3s without the body idle timeout',
+}
+
+
+def known_open(case):
+    return KNOWN_OPEN.get((case.cat, case.name))
+
+
 # --------------------------------------------------------------------------------------------
 # The context: server, trusted client, request builders
 # --------------------------------------------------------------------------------------------
@@ -1989,7 +2052,11 @@ def main():
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
-    failed = [(c, p, o) for c, p, o, _ in runner.results if p]
+    failed_all = [(c, p, o) for c, p, o, _ in runner.results if p]
+    known = [(c, p, o, known_open(c)) for c, p, o in failed_all if known_open(c)]
+    failed = [(c, p, o) for c, p, o in failed_all if not known_open(c)]
+    # Strict: a known-open case that now passes must leave the list, so it stays true.
+    fixed = [c for c, p, _, _ in runner.results if p is None and known_open(c)]
     print()
     by_cat = {}
     for c, p, _, _ in runner.results:
@@ -2002,12 +2069,18 @@ def main():
         print("\nFailed cases:")
         for c, p, o in failed:
             print(f"  - [{c.cat}] {c.name}: expected {c.expect.describe()}; {p}")
+    if known:
+        print("\nKnown open server defects (docs/reliability.md, 'Open defects'; not counted as passed):")
+        for c, p, o, why in known:
+            print(f"  ~ [{c.cat}] {c.name}: {why}")
     extra_fail = health_failures + escapes + ([stop_problem] if stop_problem else [])
+    extra_fail += [f"[{c.cat}] {c.name} now passes: remove it from KNOWN_OPEN" for c in fixed]
     for e in extra_fail:
         print(f"  - {e}")
     total = len(runner.results)
     passed = total - len(failed)
-    print(f"\nhostile: {total} cases, {passed} passed, {len(failed)} failed, server crashes {len(runner.crashes)}"
+    passed = total - len(failed_all)
+    print(f"\nhostile: {total} cases, {passed} passed, {len(failed)} failed, {len(known)} known open, server crashes {len(runner.crashes)}"
           f" ({time.monotonic() - t_start:.0f} s)")
     return 1 if failed or runner.crashes or extra_fail else 0
 

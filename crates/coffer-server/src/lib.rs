@@ -250,16 +250,307 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLi
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if size > MAX_HEADER_BYTES {
-            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestHeaderSectionTooLarge</Code><Message>Your request header section exceeds the maximum allowed size.</Message></Error>";
-            let mut resp = hyper::Response::new(s3s::Body::from(body.to_owned()));
-            *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
-            resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/xml"),
+            return refuse(
+                hyper::StatusCode::BAD_REQUEST,
+                "RequestHeaderSectionTooLarge",
+                "Your request header section exceeds the maximum allowed size.",
             );
-            return Box::pin(async move { Ok(resp) });
+        }
+        if let Err((status, code, msg)) = check_sigv4_scope(&req) {
+            return refuse(status, code, &msg);
+        }
+        if let Some(alg) = req.headers().get("x-amz-sdk-checksum-algorithm") {
+            let known = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
+            if !alg
+                .to_str()
+                .is_ok_and(|a| known.iter().any(|k| k.eq_ignore_ascii_case(a.trim())))
+            {
+                return refuse(
+                    hyper::StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    "Value for x-amz-sdk-checksum-algorithm header is invalid.",
+                );
+            }
         }
         hyper::service::Service::call(&self.0, req)
+    }
+}
+
+fn refuse(
+    status: hyper::StatusCode,
+    code: &str,
+    msg: &str,
+) -> futures::future::BoxFuture<'static, Result<hyper::Response<s3s::Body>, s3s::HttpError>> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
+        esc(code),
+        esc(msg)
+    );
+    let mut resp = hyper::Response::new(s3s::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    Box::pin(async move { Ok(resp) })
+}
+
+type Refusal = (hyper::StatusCode, &'static str, String);
+
+/// SigV4 rules s3s leaves to the service: one auth mechanism, the algorithm, the credential
+/// scope (this region, service `s3`), `host` and every `x-amz-*` header signed (so nothing
+/// can be added to a signed or presigned request), presigned URLs valid at most 7 days.
+fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
+    const REGION: &str = "us-east-1";
+    let bad = hyper::StatusCode::BAD_REQUEST;
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((pct_decode(k)?, pct_decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let q = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let header_auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let query_alg = q("X-Amz-Algorithm");
+    let (algorithm, credential, signed, presigned) = match (header_auth, query_alg) {
+        (Some(_), Some(_)) => {
+            return Err((
+                bad,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified".into(),
+            ))
+        }
+        (Some(h), None) => {
+            let Some((alg, rest)) = h.trim().split_once(' ') else {
+                return Ok(()); // s3s answers malformed headers itself
+            };
+            if alg == "AWS" {
+                return Ok(()); // SigV2 signs every x-amz-* header by construction
+            }
+            let mut cred = None;
+            let mut sh = None;
+            for part in rest.split(',') {
+                let part = part.trim();
+                if let Some(v) = part.strip_prefix("Credential=") {
+                    cred = Some(v.to_owned());
+                } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+                    sh = Some(v.to_owned());
+                }
+            }
+            (alg.to_owned(), cred, sh, false)
+        }
+        (None, Some(alg)) => (
+            alg.to_owned(),
+            q("X-Amz-Credential").map(str::to_owned),
+            q("X-Amz-SignedHeaders").map(str::to_owned),
+            true,
+        ),
+        (None, None) => return Ok(()),
+    };
+    let malformed = if presigned {
+        "AuthorizationQueryParametersError"
+    } else {
+        "AuthorizationHeaderMalformed"
+    };
+    if algorithm != "AWS4-HMAC-SHA256" {
+        return Err((
+            bad,
+            malformed,
+            format!("Unsupported signing algorithm {algorithm}: only AWS4-HMAC-SHA256"),
+        ));
+    }
+    if let Some(cred) = &credential {
+        let parts: Vec<&str> = cred.split('/').collect();
+        if parts.len() == 5 {
+            if parts[2] != REGION {
+                return Err((
+                    bad,
+                    malformed,
+                    format!(
+                        "The authorization header is malformed; the region '{}' is wrong; expecting '{REGION}'",
+                        parts[2]
+                    ),
+                ));
+            }
+            if parts[3] != "s3" || parts[4] != "aws4_request" {
+                return Err((
+                    bad,
+                    malformed,
+                    "The authorization header is malformed; the credential scope must end in s3/aws4_request".into(),
+                ));
+            }
+        }
+    }
+    if presigned {
+        if let Some(exp) = q("X-Amz-Expires") {
+            match exp.parse::<u64>() {
+                Ok(e) if e <= 604_800 => {}
+                _ => {
+                    return Err((
+                        bad,
+                        "AuthorizationQueryParametersError",
+                        "X-Amz-Expires must be less than a week (in seconds) that is; 604800"
+                            .into(),
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(signed) = signed {
+        let signed: Vec<String> = signed
+            .split(';')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        if !signed.iter().any(|h| h == "host") {
+            return Err((
+                hyper::StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "The host header must be signed".into(),
+            ));
+        }
+        let unsigned: Vec<&str> = req
+            .headers()
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| k.starts_with("x-amz-") && !signed.iter().any(|s| s == k))
+            .collect();
+        if !unsigned.is_empty() {
+            return Err((
+                hyper::StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "There were headers present in the request which were not signed: {}",
+                    unsigned.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn pct_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A connection must send its first request byte within the header timeout: hyper's header
+/// timer starts only once a request begins, so a client that connects (and finishes the TLS
+/// handshake) but sends nothing would otherwise hold a connection slot forever.
+struct FirstByteDeadline<S> {
+    inner: S,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FirstByteDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        FirstByteDeadline {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => {
+                if let Some(d) = this.deadline.as_mut() {
+                    if std::future::Future::poll(d.as_mut(), cx).is_ready() {
+                        return std::task::Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no request within the header timeout",
+                        )));
+                    }
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -408,13 +699,15 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
                             Ok(Ok(s)) => s,
                             _ => return,
                         };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let io = FirstByteDeadline::new(tls, limits.header_timeout);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
             None => {
+                let io = FirstByteDeadline::new(stream, limits.header_timeout);
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(io), service)
                     .into_owned();
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {

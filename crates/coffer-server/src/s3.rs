@@ -252,6 +252,21 @@ struct ChecksumRequest {
 
 impl ChecksumRequest {
     fn hasher(&self) -> ServerResult<s3s::checksum::ChecksumHasher> {
+        let given = [
+            &self.crc32,
+            &self.crc32c,
+            &self.crc64nvme,
+            &self.sha1,
+            &self.sha256,
+        ]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+        if given > 1 {
+            return Err(ServerError::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
         let mut h = s3s::checksum::ChecksumHasher::default();
         if self.crc32.is_some() {
             h.crc32 = Some(Default::default());
@@ -290,10 +305,55 @@ impl ChecksumRequest {
     }
 
     /// Folds in checksums sent as aws-chunked trailers.
-    fn add_trailers(&mut self, trailers: Option<s3s::TrailingHeaders>) -> ServerResult<()> {
-        let Some(map) = trailers.and_then(|t| t.take()) else {
+    fn add_trailers(
+        &mut self,
+        headers: &http::HeaderMap,
+        trailers: Option<s3s::TrailingHeaders>,
+    ) -> ServerResult<()> {
+        // What `x-amz-trailer` declares must arrive (and is then verified like a header).
+        let declared: Vec<String> = headers
+            .get_all("x-amz-trailer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        for name in &declared {
+            if !matches!(
+                name.as_str(),
+                "x-amz-checksum-crc32"
+                    | "x-amz-checksum-crc32c"
+                    | "x-amz-checksum-crc64nvme"
+                    | "x-amz-checksum-sha1"
+                    | "x-amz-checksum-sha256"
+            ) {
+                return Err(ServerError::invalid_request(format!(
+                    "The trailer {name} is not supported"
+                )));
+            }
+        }
+        let map = trailers.and_then(|t| t.take());
+        if let Some(name) = declared
+            .iter()
+            .find(|n| map.as_ref().is_none_or(|m| m.get(n.as_str()).is_none()))
+        {
+            return Err(ServerError::invalid_request(format!(
+                "The request declared the trailer {name} but did not send it"
+            )));
+        }
+        let Some(map) = map else {
             return Ok(());
         };
+        if let Some(other) = map
+            .keys()
+            .map(|k| k.as_str())
+            .find(|k| k.starts_with("x-amz-checksum-") && !declared.iter().any(|d| d == k))
+        {
+            return Err(ServerError::invalid_request(format!(
+                "The trailer {other} was not declared in x-amz-trailer"
+            )));
+        }
         let get = |name: &str| -> ServerResult<Option<String>> {
             map.get(name)
                 .map(|v| {
@@ -349,6 +409,26 @@ impl ChecksumRequest {
             kind: None,
         })
     }
+}
+
+/// A streaming (aws-chunked) body must decode to exactly `x-amz-decoded-content-length`.
+fn check_body_complete(headers: &http::HeaderMap, got: u64) -> ServerResult<()> {
+    if let Some(v) = headers.get("x-amz-decoded-content-length") {
+        let want: u64 = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ServerError::invalid_argument("x-amz-decoded-content-length is not a number")
+            })?;
+        if want != got {
+            return Err(ServerError::s3(
+                S3ErrorCode::IncompleteBody,
+                format!("The request body decoded to {got} bytes; x-amz-decoded-content-length says {want}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn verify_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> ServerResult<()> {
@@ -741,6 +821,28 @@ fn max_keys(v: Option<i32>) -> usize {
     v.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000)
 }
 
+/// Listing parameters S3 validates: counts are not negative, encoding is `url`.
+fn check_list_params(
+    counts: &[(&str, Option<i32>)],
+    encoding: Option<&EncodingType>,
+) -> ServerResult<()> {
+    for (name, v) in counts {
+        if v.is_some_and(|v| v < 0) {
+            return Err(ServerError::invalid_argument(format!(
+                "Argument {name} must be an integer between 0 and 2147483647"
+            )));
+        }
+    }
+    if let Some(e) = encoding {
+        if e.as_str() != EncodingType::URL {
+            return Err(ServerError::invalid_argument(
+                "Invalid Encoding Method specified in Request",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn s3<T>(r: ServerResult<T>) -> S3Result<T> {
     r.map_err(Into::into)
 }
@@ -754,6 +856,24 @@ impl S3 for Coffer {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let bucket = req.input.bucket;
+        s3(check_new_bucket_name(&bucket))?;
+        if let Some(loc) = req
+            .input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .filter(|loc| loc.as_str() != "us-east-1")
+        {
+            // This server is one region, us-east-1.
+            return Err(ServerError::s3(
+                S3ErrorCode::InvalidLocationConstraint,
+                format!(
+                    "The specified location-constraint is not valid: {}",
+                    loc.as_str()
+                ),
+            )
+            .into());
+        }
         if !s3(self.meta.create_bucket(&bucket, now_ms()))? {
             return Err(ServerError::s3(
                 S3ErrorCode::BucketAlreadyOwnedByYou,
@@ -918,6 +1038,7 @@ impl S3 for Coffer {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailers = req.trailing_headers;
+        let req_headers = req.headers;
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
@@ -975,8 +1096,9 @@ impl S3 for Coffer {
             )
             .await)?;
         let commit = || -> ServerResult<(ObjectRecord, Option<ObjectRecord>)> {
+            check_body_complete(&req_headers, written.plain_len)?;
             verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
-            sums.add_trailers(trailers)?;
+            sums.add_trailers(&req_headers, trailers)?;
             let checksums = sums.verify(&written.checksums)?;
             let rec = ObjectRecord {
                 version_id: version.clone(),
@@ -1422,6 +1544,10 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
+        s3(check_list_params(
+            &[("max-keys", input.max_keys)],
+            input.encoding_type.as_ref(),
+        ))?;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
         }
@@ -1472,6 +1598,10 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
+        s3(check_list_params(
+            &[("max-keys", input.max_keys)],
+            input.encoding_type.as_ref(),
+        ))?;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
         }
@@ -1538,6 +1668,10 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         // Versioning is off: every object is its only ("null") version.
         let input = req.input;
+        s3(check_list_params(
+            &[("max-keys", input.max_keys)],
+            input.encoding_type.as_ref(),
+        ))?;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
         }
@@ -1742,6 +1876,7 @@ impl S3 for Coffer {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let trailers = req.trailing_headers;
+        let req_headers = req.headers;
         let input = req.input;
         let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
         let part = s3(part_number(input.part_number))?;
@@ -1782,8 +1917,9 @@ impl S3 for Coffer {
             )
             .await)?;
         let commit = || -> ServerResult<(PartRecord, Option<PartRecord>)> {
+            check_body_complete(&req_headers, written.plain_len)?;
             verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
-            sums.add_trailers(trailers)?;
+            sums.add_trailers(&req_headers, trailers)?;
             let checksums = sums.verify(&written.checksums)?;
             let rec = PartRecord {
                 segment: seg.clone(),
@@ -1964,10 +2100,15 @@ impl S3 for Coffer {
                 )
             };
             let rec = stored.remove(&(n as u32)).ok_or_else(invalid)?;
-            if let Some(e) = &p.e_tag {
-                if e.value().trim_matches('"') != rec.segment.etag {
-                    return Err(invalid().into());
-                }
+            let Some(e) = &p.e_tag else {
+                return Err(ServerError::s3(
+                    S3ErrorCode::MalformedXML,
+                    "The XML you provided was not well-formed or did not validate against our published schema: a Part needs its ETag",
+                )
+                .into());
+            };
+            if e.value().trim_matches('"') != rec.segment.etag {
+                return Err(invalid().into());
             }
             if i + 1 < count && rec.segment.plain_len < MIN_PART {
                 return Err(ServerError::s3(
@@ -2044,6 +2185,10 @@ impl S3 for Coffer {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
+        s3(check_list_params(
+            &[("max-uploads", input.max_uploads)],
+            input.encoding_type.as_ref(),
+        ))?;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
         }
@@ -2098,6 +2243,13 @@ impl S3 for Coffer {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
+        s3(check_list_params(
+            &[
+                ("max-parts", input.max_parts),
+                ("part-number-marker", input.part_number_marker),
+            ],
+            None,
+        ))?;
         let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
         let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
         let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -2176,6 +2328,19 @@ pub fn parse_copy_source_range(r: &str, size: u64) -> ServerResult<Range<u64>> {
         ));
     }
     Ok(a..b + 1)
+}
+
+/// Names S3 reserves for its own features (bucket naming rules).
+fn check_new_bucket_name(name: &str) -> ServerResult<()> {
+    const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if PREFIXES.iter().any(|p| name.starts_with(p)) || SUFFIXES.iter().any(|x| name.ends_with(x)) {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidBucketName,
+            "The specified bucket is not valid: the name uses a reserved prefix or suffix",
+        ));
+    }
+    Ok(())
 }
 
 fn part_number(n: i32) -> ServerResult<u32> {
