@@ -78,6 +78,7 @@ impl BlobStore {
     /// Two stages overlap: this task receives the body (TLS decryption happens here) and
     /// gathers batches; a worker task hashes (MD5 for the ETag, requested checksums) and
     /// encrypts each batch and writes it to the backend.
+    #[allow(clippy::too_many_arguments)]
     pub async fn write<S>(
         &self,
         mut body: S,
