@@ -1,0 +1,30 @@
+//! Who is making a request, once its signature has been verified.
+
+/// An authenticated caller. `arn` is the identity's ARN in AWS's IAM form:
+/// `arn:aws:iam::<account>:root` for the root identity,
+/// `arn:aws:iam::<account>:user/<name>` for users and service accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The identity's name (`root` for the root identity).
+    pub name: String,
+    /// The identity's ARN; what policies name in `Principal` and what audit records carry.
+    pub arn: String,
+    /// The access key id the request was signed with (never the secret).
+    pub access_key: String,
+    /// The root identity administers Coffer; it does not thereby use customers' keys.
+    pub is_root: bool,
+}
+
+/// The account id in every ARN Coffer issues (single-tenant: one account).
+pub const ACCOUNT: &str = "000000000000";
+
+impl Principal {
+    /// The ARN of a named identity.
+    pub fn user_arn(name: &str) -> String {
+        if name == "root" {
+            format!("arn:aws:iam::{ACCOUNT}:root")
+        } else {
+            format!("arn:aws:iam::{ACCOUNT}:user/{name}")
+        }
+    }
+}
