@@ -28,3 +28,10 @@ impl Principal {
         }
     }
 }
+
+/// Finds the identity behind an access key: the S3, KMS and admin APIs verify signatures
+/// with the secret it returns. Disabled identities and unknown keys return `None`.
+pub trait IdentityLookup: Send + Sync {
+    /// The secret access key and the identity for `access_key`.
+    fn lookup(&self, access_key: &str) -> Option<(zeroize::Zeroizing<String>, Principal)>;
+}
