@@ -1,9 +1,11 @@
 //! `coffer`: Coffer's command-line tool.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod local;
 mod pipeline;
 mod server;
+mod signed;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ enum Command {
     Decrypt(local::CryptArgs),
     /// Run the S3-compatible server (HTTPS, every object encrypted at rest).
     Server(server::ServerArgs),
+    /// Manage identities, access keys and identity policies on a running server.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => local::encrypt(&args),
         Command::Decrypt(args) => local::decrypt(&args),
         Command::Server(args) => server::run(args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,10 @@
 //!
 //! docs/server.md describes the whole.
 
+pub mod admin;
 pub mod blob;
 pub mod error;
+pub mod iam;
 pub mod meta;
 pub mod principal;
 pub mod s3;
@@ -178,8 +180,11 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
         ));
     }
     let keys = sse::Keys::new(Arc::clone(&kms))?;
+    let meta = Arc::new(meta);
+    let iam = Arc::new(iam::Iam::open(Arc::clone(&meta))?);
     let coffer = s3::Coffer {
-        meta: Arc::new(meta),
+        iam,
+        meta,
         blobs: Arc::new(blobs),
         keys: Arc::new(keys),
         secure: !config.insecure_http,
@@ -194,14 +199,15 @@ fn build_service(
     config: &ServerConfig,
     port: u16,
 ) -> ServerResult<s3s::service::S3Service> {
-    let creds = coffer.meta.credentials()?;
+    let iam = Arc::clone(&coffer.iam);
+    let secure = coffer.secure;
     let mut builder = s3s::service::S3ServiceBuilder::new(coffer);
-    builder.set_auth(Credentials(
-        creds
-            .into_iter()
-            .map(|(a, s)| (a, s3s::auth::SecretKey::from(s.as_str())))
-            .collect(),
-    ));
+    builder.set_auth(Credentials(Arc::clone(&iam)));
+    builder.set_access(iam::S3Authz {
+        iam: Arc::clone(&iam),
+        secure,
+    });
+    builder.set_route(admin::AdminRoute { iam, secure });
     if !config.domains.is_empty() {
         // Host headers carry the port unless it is the scheme's default: match both forms,
         // or `localhost:9443` would be taken for a bucket name.
@@ -217,18 +223,22 @@ fn build_service(
     Ok(builder.build())
 }
 
-/// Access keys and their secrets (root only, until identities arrive).
-struct Credentials(std::collections::HashMap<String, s3s::auth::SecretKey>);
+/// Access keys and their secrets: the identity store (disabled identities' keys are unknown).
+struct Credentials(Arc<iam::Iam>);
 
 #[async_trait::async_trait]
 impl s3s::auth::S3Auth for Credentials {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
-        self.0.get(access_key).cloned().ok_or_else(|| {
-            s3s::S3Error::with_message(
-                s3s::S3ErrorCode::InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records.",
-            )
-        })
+        use principal::IdentityLookup;
+        self.0
+            .lookup(access_key)
+            .map(|(secret, _)| s3s::auth::SecretKey::from(secret.as_str()))
+            .ok_or_else(|| {
+                s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::InvalidAccessKeyId,
+                    "The AWS Access Key Id you provided does not exist in our records.",
+                )
+            })
     }
 }
 
@@ -448,7 +458,7 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn pct_decode(s: &str) -> Option<String> {
+pub(crate) fn pct_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -165,7 +165,11 @@ impl MetaStore {
              CREATE TABLE IF NOT EXISTS objects (bucket TEXT NOT NULL REFERENCES buckets(name), key TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL REFERENCES buckets(name), key TEXT NOT NULL, record TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
-             CREATE TABLE IF NOT EXISTS parts (upload_id TEXT NOT NULL REFERENCES uploads(upload_id) ON DELETE CASCADE, part_number INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS parts (upload_id TEXT NOT NULL REFERENCES uploads(upload_id) ON DELETE CASCADE, part_number INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, kind TEXT NOT NULL, enabled INTEGER NOT NULL, created INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS identity_policies (identity TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (identity, policy_name)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS bucket_owners (bucket TEXT PRIMARY KEY, owner TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);",
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
@@ -221,7 +225,7 @@ impl MetaStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -255,16 +259,40 @@ impl MetaStore {
 
     // ---- buckets ----
 
-    /// Creates a bucket; false if it already exists.
-    pub fn create_bucket(&self, name: &str, now: i64) -> ServerResult<bool> {
-        let n = self
-            .conn()
+    /// Creates a bucket owned by the identity `owner`; `Err(existing owner)` if it already
+    /// exists.
+    pub fn create_bucket(
+        &self,
+        name: &str,
+        now: i64,
+        owner: &str,
+    ) -> ServerResult<Result<(), String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        let n = tx
             .execute(
                 "INSERT OR IGNORE INTO buckets (name, created) VALUES (?1, ?2)",
                 params![name, now],
             )
             .map_err(db_err)?;
-        Ok(n == 1)
+        if n == 0 {
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT owner FROM bucket_owners WHERE bucket = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            return Ok(Err(owner.unwrap_or_else(|| "root".to_owned())));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO bucket_owners (bucket, owner) VALUES (?1, ?2)",
+            params![name, owner],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Ok(()))
     }
 
     pub fn bucket_exists(&self, name: &str) -> ServerResult<bool> {
@@ -314,6 +342,10 @@ impl MetaStore {
             return Err(ServerError::BucketNotEmpty);
         }
         tx.execute("DELETE FROM buckets WHERE name = ?1", [name])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM bucket_owners WHERE bucket = ?1", [name])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [name])
             .map_err(db_err)?;
         tx.commit().map_err(db_err)
     }

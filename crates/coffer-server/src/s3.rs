@@ -32,6 +32,7 @@ const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
 
 pub struct Coffer {
+    pub iam: Arc<crate::iam::Iam>,
     pub meta: Arc<MetaStore>,
     pub blobs: Arc<BlobStore>,
     pub keys: Arc<Keys>,
@@ -810,6 +811,13 @@ fn to_object(key: String, rec: &ObjectRecord) -> Object {
     o
 }
 
+/// The caller, as the access hook (`iam::S3Authz`) left it in the request's extensions.
+fn principal(ext: &http::Extensions) -> S3Result<crate::principal::Principal> {
+    ext.get::<crate::principal::Principal>()
+        .cloned()
+        .ok_or_else(|| s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"))
+}
+
 fn owner() -> Owner {
     let mut o = Owner::default();
     o.id = Some("coffer".to_owned());
@@ -874,13 +882,22 @@ impl S3 for Coffer {
             )
             .into());
         }
-        if !s3(self.meta.create_bucket(&bucket, now_ms()))? {
+        let caller = principal(&req.extensions)?;
+        if let Err(existing) = s3(self.meta.create_bucket(&bucket, now_ms(), &caller.name))? {
+            if existing == caller.name {
+                return Err(ServerError::s3(
+                    S3ErrorCode::BucketAlreadyOwnedByYou,
+                    "Your previous request to create the named bucket succeeded and you already own it.",
+                )
+                .into());
+            }
             return Err(ServerError::s3(
-                S3ErrorCode::BucketAlreadyOwnedByYou,
-                "Your previous request to create the named bucket succeeded and you already own it.",
+                S3ErrorCode::BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
             )
             .into());
         }
+        s3(self.iam.reload())?;
         let mut out = CreateBucketOutput::default();
         out.location = Some(format!("/{bucket}"));
         Ok(S3Response::new(out))
@@ -908,10 +925,22 @@ impl S3 for Coffer {
 
     async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        // Each identity sees the buckets it may list (its own, and those policies open to it).
+        let caller = principal(&req.extensions)?;
+        let ctx = crate::iam::base_context(&caller, self.secure);
         let buckets = s3(self.meta.list_buckets())?
             .into_iter()
+            .filter(|(name, _)| {
+                self.iam.authorize(
+                    &caller,
+                    "s3:ListBucket",
+                    &crate::iam::s3_arn(name, None),
+                    Some(name),
+                    &ctx,
+                )
+            })
             .map(|(name, created)| {
                 let mut b = Bucket::default();
                 b.name = Some(name);
@@ -1029,6 +1058,50 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         s3(self.meta.set_bucket_encryption(&req.input.bucket, None))?;
         Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        s3(self
+            .iam
+            .put_bucket_policy(&req.input.bucket, &req.input.policy))?;
+        Ok(S3Response::new(PutBucketPolicyOutput::default()))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        let policy = self.iam.bucket_policy(&req.input.bucket).ok_or_else(|| {
+            ServerError::s3(
+                S3ErrorCode::NoSuchBucketPolicy,
+                "The bucket policy does not exist",
+            )
+        })?;
+        let mut out = GetBucketPolicyOutput::default();
+        out.policy = Some(policy);
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+            return Err(ServerError::NoSuchBucket.into());
+        }
+        s3(self.iam.delete_bucket_policy(&req.input.bucket))?;
+        let mut resp = S3Response::new(DeleteBucketPolicyOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
     }
 
     // ---------------- objects ----------------
@@ -1344,6 +1417,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let caller = principal(&req.extensions)?;
         let input = req.input;
         if !s3(self.meta.bucket_exists(&input.bucket))? {
             return Err(ServerError::NoSuchBucket.into());
@@ -1358,7 +1432,23 @@ impl S3 for Coffer {
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
+        let ctx = crate::iam::base_context(&caller, self.secure);
         for id in input.delete.objects {
+            // s3:DeleteObject is decided per key, as AWS does.
+            if !self.iam.authorize(
+                &caller,
+                "s3:DeleteObject",
+                &crate::iam::s3_arn(&input.bucket, Some(&id.key)),
+                Some(&input.bucket),
+                &ctx,
+            ) {
+                let mut err = Error::default();
+                err.key = Some(id.key);
+                err.code = Some("AccessDenied".to_owned());
+                err.message = Some("Access Denied".to_owned());
+                errors.push(err);
+                continue;
+            }
             match self
                 .reserve
                 .run(|| self.meta.delete_object(&input.bucket, &id.key))

@@ -1,0 +1,737 @@
+//! Identities, access keys, identity policies, bucket owners and bucket policies — and the
+//! authorization decision for S3 requests.
+//!
+//! Everything lives in the page-encrypted metadata database (`server.db`); a snapshot is held
+//! in memory and replaced after every change, so a request's decision never touches SQLite.
+//!
+//! The decision for an S3 action (see docs/security.md):
+//! 1. an explicit `Deny` in any of the caller's identity policies or in the bucket policy
+//!    refuses the request — for the root identity and the bucket owner too;
+//! 2. otherwise an `Allow` in either grants it;
+//! 3. otherwise the root identity and the bucket's owner (the identity that created it) are
+//!    allowed, everyone else is refused (default deny) — except `s3:ListAllMyBuckets`, which
+//!    every identity may call: it lists only the buckets the caller may list.
+//!
+//! Using a KMS key is never granted here: SSE-KMS requests also need the key's permission
+//! (key policy or grant), checked by the KMS API layer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use coffer_policy::{combine, Context, Decision, Policy, PolicyKind, Request};
+use rusqlite::{params, OptionalExtension};
+use zeroize::Zeroizing;
+
+use crate::error::{ServerError, ServerResult};
+use crate::meta::MetaStore;
+use crate::principal::{IdentityLookup, Principal};
+
+/// An identity's kind: people are users, programs are service accounts. Both sign requests
+/// with access keys; the kind is informational.
+pub const KINDS: [&str; 3] = ["root", "user", "service"];
+
+/// An identity as the admin API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Identity {
+    pub user_name: String,
+    pub arn: String,
+    pub kind: String,
+    pub enabled: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created: i64,
+}
+
+/// A new access key pair: the secret is shown once and never again.
+pub struct NewAccessKey {
+    pub access_key: String,
+    pub secret: Zeroizing<String>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    /// access key → (secret, identity name)
+    keys: HashMap<String, (Zeroizing<String>, String)>,
+    identities: HashMap<String, Identity>,
+    /// identity → [(policy name, policy)]
+    policies: HashMap<String, Vec<(String, Policy)>>,
+    bucket_owners: HashMap<String, String>,
+    bucket_policies: HashMap<String, Policy>,
+}
+
+/// The identity and policy store.
+pub struct Iam {
+    meta: Arc<MetaStore>,
+    snap: RwLock<Arc<Snapshot>>,
+}
+
+fn db_err(e: rusqlite::Error) -> ServerError {
+    ServerError::Internal(format!("metadata database: {e}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// IAM's user-name alphabet: letters, digits and `+=,.@_-`, 1–64 characters.
+pub fn check_name(what: &str, name: &str, max: usize) -> ServerResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::invalid_argument(format!(
+            "{what} must be 1-{max} characters of letters, digits and +=,.@_-"
+        )))
+    }
+}
+
+/// A fresh access key id (`CF` + 18 hex digits) and secret (28 characters, 168 bits).
+pub fn new_key_pair() -> ServerResult<NewAccessKey> {
+    let mut raw = Zeroizing::new([0u8; 30]);
+    coffer_format::secret::random_fill(raw.as_mut())?;
+    let access_key = format!("CF{}", hex::encode_upper(&raw[..9]));
+    let secret = Zeroizing::new(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &raw[9..],
+    ));
+    Ok(NewAccessKey { access_key, secret })
+}
+
+impl Iam {
+    /// Loads the store. Identities named by existing credentials (the root identity of data
+    /// directories created before identities existed) get their identity row.
+    pub fn open(meta: Arc<MetaStore>) -> ServerResult<Iam> {
+        {
+            let conn = meta.conn();
+            conn.execute(
+                "INSERT OR IGNORE INTO identities (name, kind, enabled, created)
+                 SELECT DISTINCT name, CASE name WHEN 'root' THEN 'root' ELSE 'user' END, 1, ?1
+                 FROM credentials",
+                [now_ms()],
+            )
+            .map_err(db_err)?;
+        }
+        let iam = Iam {
+            meta,
+            snap: RwLock::new(Arc::new(Snapshot::default())),
+        };
+        iam.reload()?;
+        Ok(iam)
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snap.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Re-reads every table into a new snapshot. Stored policies are parsed again; one that
+    /// no longer parses (it was validated when stored) stops the server with a clear error
+    /// rather than being skipped, since skipping a Deny would widen access.
+    pub fn reload(&self) -> ServerResult<()> {
+        let mut s = Snapshot::default();
+        {
+            let conn = self.meta.conn();
+            let mut st = conn
+                .prepare("SELECT access_key, secret, name FROM credentials")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Zeroizing::new(r.get::<_, String>(1)?),
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (a, sec, n) = row.map_err(db_err)?;
+                s.keys.insert(a, (sec, n));
+            }
+            let mut st = conn
+                .prepare("SELECT name, kind, enabled, created FROM identities")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    let name: String = r.get(0)?;
+                    Ok(Identity {
+                        arn: Principal::user_arn(&name),
+                        user_name: name,
+                        kind: r.get(1)?,
+                        enabled: r.get::<_, i64>(2)? != 0,
+                        created: r.get(3)?,
+                    })
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let id = row.map_err(db_err)?;
+                s.identities.insert(id.user_name.clone(), id);
+            }
+            let mut st = conn
+                .prepare("SELECT identity, policy_name, document FROM identity_policies")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (who, pname, doc) = row.map_err(db_err)?;
+                let pol = Policy::parse(&doc, PolicyKind::Identity).map_err(|e| {
+                    ServerError::Internal(format!("stored policy {pname} of {who}: {e}"))
+                })?;
+                s.policies.entry(who).or_default().push((pname, pol));
+            }
+            let mut st = conn
+                .prepare("SELECT bucket, owner FROM bucket_owners")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_err)?;
+            for row in rows {
+                let (b, o) = row.map_err(db_err)?;
+                s.bucket_owners.insert(b, o);
+            }
+            let mut st = conn
+                .prepare("SELECT bucket, document FROM bucket_policies")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_err)?;
+            for row in rows {
+                let (b, doc) = row.map_err(db_err)?;
+                let pol = Policy::parse(&doc, PolicyKind::Resource).map_err(|e| {
+                    ServerError::Internal(format!("stored policy of bucket {b}: {e}"))
+                })?;
+                s.bucket_policies.insert(b, pol);
+            }
+        }
+        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        Ok(())
+    }
+
+    // ---- identities ----
+
+    pub fn list_identities(&self) -> Vec<Identity> {
+        let mut v: Vec<Identity> = self.snapshot().identities.values().cloned().collect();
+        v.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+        v
+    }
+
+    pub fn get_identity(&self, name: &str) -> ServerResult<Identity> {
+        self.snapshot()
+            .identities
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_such_entity(&format!("The user with name {name} cannot be found.")))
+    }
+
+    /// Creates a user or service account (no access key yet, no policy: it can do nothing).
+    pub fn create_identity(&self, name: &str, kind: &str) -> ServerResult<Identity> {
+        check_name("UserName", name, 64)?;
+        if kind == "root" || !KINDS.contains(&kind) {
+            return Err(ServerError::invalid_argument(
+                "Kind must be \"user\" or \"service\"",
+            ));
+        }
+        let n = self
+            .meta
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO identities (name, kind, enabled, created) VALUES (?1, ?2, 1, ?3)",
+                params![name, kind, now_ms()],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(ServerError::s3(
+                s3s::S3ErrorCode::Custom("EntityAlreadyExists".into()),
+                format!("User with name {name} already exists."),
+            ));
+        }
+        self.reload()?;
+        self.get_identity(name)
+    }
+
+    /// Deletes an identity with its access keys and policies. Refused for the root identity
+    /// and for an identity that still owns buckets (delete or hand them over first).
+    pub fn delete_identity(&self, name: &str) -> ServerResult<()> {
+        self.get_identity(name)?;
+        if name == "root" {
+            return Err(ServerError::invalid_argument(
+                "the root identity cannot be deleted",
+            ));
+        }
+        let mut conn = self.meta.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        let owned: Option<String> = tx
+            .query_row(
+                "SELECT bucket FROM bucket_owners WHERE owner = ?1 LIMIT 1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some(b) = owned {
+            return Err(ServerError::s3(
+                s3s::S3ErrorCode::Custom("DeleteConflict".into()),
+                format!("Cannot delete user {name}: it owns bucket {b}."),
+            ));
+        }
+        tx.execute("DELETE FROM credentials WHERE name = ?1", [name])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM identity_policies WHERE identity = ?1", [name])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM identities WHERE name = ?1", [name])
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        drop(conn);
+        self.reload()
+    }
+
+    /// Enables or disables an identity: a disabled identity's keys stop working at once.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> ServerResult<()> {
+        self.get_identity(name)?;
+        if name == "root" && !enabled {
+            return Err(ServerError::invalid_argument(
+                "the root identity cannot be disabled (rotate its access key instead)",
+            ));
+        }
+        self.meta
+            .conn()
+            .execute(
+                "UPDATE identities SET enabled = ?2 WHERE name = ?1",
+                params![name, i64::from(enabled)],
+            )
+            .map_err(db_err)?;
+        self.reload()
+    }
+
+    /// Adds an access key pair to an identity (at most two at a time, as IAM).
+    pub fn create_access_key(&self, name: &str) -> ServerResult<NewAccessKey> {
+        self.get_identity(name)?;
+        if self.list_access_keys(name).len() >= 2 {
+            return Err(ServerError::s3(
+                s3s::S3ErrorCode::Custom("LimitExceeded".into()),
+                format!("Cannot exceed quota for AccessKeysPerUser: 2 ({name})"),
+            ));
+        }
+        let key = new_key_pair()?;
+        self.meta
+            .put_credentials(&key.access_key, &key.secret, name)?;
+        self.reload()?;
+        Ok(key)
+    }
+
+    /// Deletes one access key of `name`; the identity keeps at least... nothing: an identity
+    /// without keys simply cannot sign requests.
+    pub fn delete_access_key(&self, name: &str, access_key: &str) -> ServerResult<()> {
+        let n = self
+            .meta
+            .conn()
+            .execute(
+                "DELETE FROM credentials WHERE access_key = ?1 AND name = ?2",
+                params![access_key, name],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(no_such_entity(&format!(
+                "The Access Key with id {access_key} cannot be found for user {name}."
+            )));
+        }
+        self.reload()
+    }
+
+    /// Replaces `old` with a new key pair in one transaction: the old key stops working the
+    /// moment the new one exists.
+    pub fn rotate_access_key(&self, name: &str, old: &str) -> ServerResult<NewAccessKey> {
+        self.get_identity(name)?;
+        let key = new_key_pair()?;
+        let mut conn = self.meta.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM credentials WHERE access_key = ?1 AND name = ?2",
+                params![old, name],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(no_such_entity(&format!(
+                "The Access Key with id {old} cannot be found for user {name}."
+            )));
+        }
+        tx.execute(
+            "INSERT INTO credentials (access_key, secret, name) VALUES (?1, ?2, ?3)",
+            params![key.access_key, key.secret.as_str(), name],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        drop(conn);
+        self.reload()?;
+        Ok(key)
+    }
+
+    pub fn list_access_keys(&self, name: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .snapshot()
+            .keys
+            .iter()
+            .filter(|(_, (_, n))| n == name)
+            .map(|(a, _)| a.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    // ---- identity policies ----
+
+    pub fn put_identity_policy(&self, name: &str, policy_name: &str, doc: &str) -> ServerResult<()> {
+        self.get_identity(name)?;
+        check_name("PolicyName", policy_name, 128)?;
+        Policy::parse(doc, PolicyKind::Identity).map_err(malformed_policy)?;
+        self.meta
+            .conn()
+            .execute(
+                "INSERT OR REPLACE INTO identity_policies (identity, policy_name, document) VALUES (?1, ?2, ?3)",
+                params![name, policy_name, doc],
+            )
+            .map_err(db_err)?;
+        self.reload()
+    }
+
+    pub fn get_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<String> {
+        self.snapshot()
+            .policies
+            .get(name)
+            .and_then(|v| v.iter().find(|(n, _)| n == policy_name))
+            .map(|(_, p)| p.source().to_owned())
+            .ok_or_else(|| {
+                no_such_entity(&format!(
+                    "The user policy with name {policy_name} cannot be found."
+                ))
+            })
+    }
+
+    pub fn delete_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<()> {
+        let n = self
+            .meta
+            .conn()
+            .execute(
+                "DELETE FROM identity_policies WHERE identity = ?1 AND policy_name = ?2",
+                params![name, policy_name],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(no_such_entity(&format!(
+                "The user policy with name {policy_name} cannot be found."
+            )));
+        }
+        self.reload()
+    }
+
+    pub fn list_identity_policies(&self, name: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .snapshot()
+            .policies
+            .get(name)
+            .map(|v| v.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    // ---- buckets ----
+
+    /// The identity that created `bucket` (`root` for buckets older than ownership).
+    pub fn bucket_owner(&self, bucket: &str) -> String {
+        self.snapshot()
+            .bucket_owners
+            .get(bucket)
+            .cloned()
+            .unwrap_or_else(|| "root".to_owned())
+    }
+
+    pub fn put_bucket_policy(&self, bucket: &str, doc: &str) -> ServerResult<()> {
+        Policy::parse(doc, PolicyKind::Resource).map_err(|e| {
+            ServerError::s3(
+                s3s::S3ErrorCode::MalformedPolicy,
+                format!("Policies must be valid JSON and the first byte must be '{{': {e}"),
+            )
+        })?;
+        self.meta
+            .conn()
+            .execute(
+                "INSERT OR REPLACE INTO bucket_policies (bucket, document) VALUES (?1, ?2)",
+                params![bucket, doc],
+            )
+            .map_err(db_err)?;
+        self.reload()
+    }
+
+    pub fn bucket_policy(&self, bucket: &str) -> Option<String> {
+        self.snapshot()
+            .bucket_policies
+            .get(bucket)
+            .map(|p| p.source().to_owned())
+    }
+
+    pub fn delete_bucket_policy(&self, bucket: &str) -> ServerResult<()> {
+        self.meta
+            .conn()
+            .execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])
+            .map_err(db_err)?;
+        self.reload()
+    }
+
+    // ---- decisions ----
+
+    /// The decision for `action` on `resource` (an S3 ARN) in `bucket` (see the module docs).
+    pub fn authorize(
+        &self,
+        p: &Principal,
+        action: &str,
+        resource: &str,
+        bucket: Option<&str>,
+        ctx: &Context,
+    ) -> bool {
+        let snap = self.snapshot();
+        let req = Request {
+            principal: &p.arn,
+            action,
+            resource,
+            context: ctx,
+        };
+        let mut decisions: Vec<Decision> = snap
+            .policies
+            .get(&p.name)
+            .map(|v| v.iter().map(|(_, pol)| pol.evaluate(&req)).collect())
+            .unwrap_or_default();
+        if let Some(bp) = bucket.and_then(|b| snap.bucket_policies.get(b)) {
+            decisions.push(bp.evaluate(&req));
+        }
+        match combine(decisions) {
+            Decision::Deny => false,
+            Decision::Allow => true,
+            Decision::NotApplicable => {
+                // ListBuckets is answered with the buckets the caller may list: harmless to
+                // allow by default (a policy can still deny it).
+                action == "s3:ListAllMyBuckets"
+                    || p.is_root
+                    || bucket.is_some_and(|b| {
+                        snap.bucket_owners.get(b).map_or("root", String::as_str) == p.name
+                    })
+            }
+        }
+    }
+
+    /// The decision for an action bound to no bucket or key (admin API, CreateKey…): the
+    /// caller's identity policies; the root identity is allowed unless a policy denies.
+    pub fn authorize_unbound(&self, p: &Principal, action: &str, ctx: &Context) -> bool {
+        self.authorize(p, action, "*", None, ctx)
+    }
+}
+
+impl IdentityLookup for Iam {
+    fn lookup(&self, access_key: &str) -> Option<(Zeroizing<String>, Principal)> {
+        let snap = self.snapshot();
+        let (secret, name) = snap.keys.get(access_key)?;
+        let id = snap.identities.get(name)?;
+        if !id.enabled {
+            return None;
+        }
+        Some((
+            secret.clone(),
+            Principal {
+                name: name.clone(),
+                arn: id.arn.clone(),
+                access_key: access_key.to_owned(),
+                is_root: id.kind == "root",
+            },
+        ))
+    }
+}
+
+fn no_such_entity(msg: &str) -> ServerError {
+    ServerError::s3(s3s::S3ErrorCode::Custom("NoSuchEntity".into()), msg)
+}
+
+fn malformed_policy(e: coffer_policy::PolicyError) -> ServerError {
+    ServerError::s3(
+        s3s::S3ErrorCode::Custom("MalformedPolicyDocument".into()),
+        e.to_string(),
+    )
+}
+
+/// The condition keys every request carries (see spec/policy.md).
+pub fn base_context(p: &Principal, secure: bool) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("aws:SecureTransport", if secure { "true" } else { "false" });
+    ctx.insert("aws:PrincipalArn", p.arn.clone());
+    ctx.insert("aws:username", p.name.clone());
+    ctx.insert("aws:PrincipalAccount", crate::principal::ACCOUNT);
+    ctx
+}
+
+/// The IAM action an S3 operation needs (AWS's mapping; the operations Coffer serves).
+pub fn s3_action(op: &str) -> String {
+    let a = match op {
+        "GetObject" | "HeadObject" => "GetObject",
+        "PutObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart"
+        | "UploadPartCopy" | "CompleteMultipartUpload" => "PutObject",
+        "AbortMultipartUpload" => "AbortMultipartUpload",
+        "ListParts" => "ListMultipartUploadParts",
+        "DeleteObject" | "DeleteObjects" => "DeleteObject",
+        "ListObjects" | "ListObjectsV2" | "HeadBucket" => "ListBucket",
+        "ListObjectVersions" => "ListBucketVersions",
+        "ListMultipartUploads" => "ListBucketMultipartUploads",
+        "ListBuckets" => "ListAllMyBuckets",
+        "GetBucketEncryption" => "GetEncryptionConfiguration",
+        "PutBucketEncryption" | "DeleteBucketEncryption" => "PutEncryptionConfiguration",
+        other => other,
+    };
+    format!("s3:{a}")
+}
+
+/// The ARN of a bucket or of an object in it.
+pub fn s3_arn(bucket: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("arn:aws:s3:::{bucket}/{k}"),
+        None => format!("arn:aws:s3:::{bucket}"),
+    }
+}
+
+/// s3s's access hook: resolves the caller, decides, and leaves the [`Principal`] in the
+/// request's extensions for the handlers (bucket ownership, SSE-KMS key checks).
+pub struct S3Authz {
+    pub iam: Arc<Iam>,
+    pub secure: bool,
+}
+
+fn access_denied() -> s3s::S3Error {
+    s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied")
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for S3Authz {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let Some(creds) = cx.credentials() else {
+            return Err(access_denied());
+        };
+        let Some((_, p)) = self.iam.lookup(&creds.access_key) else {
+            return Err(access_denied());
+        };
+        let op = cx.s3_op().name().to_owned();
+        let action = s3_action(&op);
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => (None, None),
+            s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+            s3s::path::S3Path::Object { bucket, key } => {
+                (Some(bucket.to_string()), Some(key.to_string()))
+            }
+        };
+        let mut ctx = base_context(&p, self.secure);
+        for (h, k) in [
+            ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
+            (
+                "x-amz-server-side-encryption-aws-kms-key-id",
+                "s3:x-amz-server-side-encryption-aws-kms-key-id",
+            ),
+            (
+                "x-amz-server-side-encryption-customer-algorithm",
+                "s3:x-amz-server-side-encryption-customer-algorithm",
+            ),
+        ] {
+            if let Some(v) = cx.headers().get(h).and_then(|v| v.to_str().ok()) {
+                ctx.insert(k, v.to_owned());
+            }
+        }
+        if let Some(q) = cx.uri().query() {
+            for kv in q.split('&') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                if matches!(k, "prefix" | "delimiter" | "max-keys") {
+                    let v = urlencoding_decode(v);
+                    ctx.insert(&format!("s3:{k}"), v);
+                }
+            }
+        }
+        let resource = match (&bucket, &key) {
+            (None, _) => "*".to_owned(),
+            (Some(b), k) => s3_arn(b, k.as_deref()),
+        };
+        // DeleteObjects names its keys in the body: each is checked in the handler.
+        if op != "DeleteObjects"
+            && !self
+                .iam
+                .authorize(&p, &action, &resource, bucket.as_deref(), &ctx)
+        {
+            return Err(access_denied());
+        }
+        if matches!(op.as_str(), "CopyObject" | "UploadPartCopy") {
+            if let Some((sb, sk)) = cx
+                .headers()
+                .get("x-amz-copy-source")
+                .and_then(|v| v.to_str().ok())
+                .and_then(copy_source)
+            {
+                let src = s3_arn(&sb, Some(&sk));
+                if !self.iam.authorize(&p, "s3:GetObject", &src, Some(&sb), &ctx) {
+                    return Err(access_denied());
+                }
+            }
+        }
+        cx.extensions_mut().insert(p);
+        Ok(())
+    }
+}
+
+fn urlencoding_decode(s: &str) -> String {
+    crate::pct_decode(s).unwrap_or_else(|| s.to_owned())
+}
+
+/// `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, percent-encoded.
+fn copy_source(v: &str) -> Option<(String, String)> {
+    let v = v.split('?').next()?;
+    let v = urlencoding_decode(v.trim_start_matches('/'));
+    let (b, k) = v.split_once('/')?;
+    (!b.is_empty() && !k.is_empty()).then(|| (b.to_owned(), k.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_forms() {
+        assert_eq!(
+            copy_source("/b/a%20b/c?versionId=null"),
+            Some(("b".into(), "a b/c".into()))
+        );
+        assert_eq!(copy_source("b/k"), Some(("b".into(), "k".into())));
+        assert_eq!(copy_source("b"), None);
+        assert_eq!(copy_source("/b/"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("UserName", "alice.b@x_y-z+=,", 64).is_ok());
+        assert!(check_name("UserName", "", 64).is_err());
+        assert!(check_name("UserName", "a/b", 64).is_err());
+        assert!(check_name("UserName", &"a".repeat(65), 64).is_err());
+    }
+
+    #[test]
+    fn actions() {
+        assert_eq!(s3_action("HeadObject"), "s3:GetObject");
+        assert_eq!(s3_action("UploadPartCopy"), "s3:PutObject");
+        assert_eq!(s3_action("ListObjectsV2"), "s3:ListBucket");
+        assert_eq!(s3_action("PutBucketPolicy"), "s3:PutBucketPolicy");
+    }
+}
