@@ -21,7 +21,10 @@ impl BaseOperator {
     const ALL: [(&'static str, BaseOperator); 8] = [
         ("StringEquals", BaseOperator::StringEquals),
         ("StringNotEquals", BaseOperator::StringNotEquals),
-        ("StringEqualsIgnoreCase", BaseOperator::StringEqualsIgnoreCase),
+        (
+            "StringEqualsIgnoreCase",
+            BaseOperator::StringEqualsIgnoreCase,
+        ),
         (
             "StringNotEqualsIgnoreCase",
             BaseOperator::StringNotEqualsIgnoreCase,

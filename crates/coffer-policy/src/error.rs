@@ -37,7 +37,7 @@ pub enum PolicyError {
     /// A valid IAM construct that Coffer does not implement (`NotPrincipal`, policy
     /// variables, principal types other than `AWS`). Rejected so that no one believes it
     /// takes effect.
-    #[error("{location}: {feature} is not supported by Coffer")]
+    #[error("{location}: not supported by Coffer: {feature}")]
     Unsupported {
         /// Where (JSON path).
         location: String,

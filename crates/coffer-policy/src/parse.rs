@@ -154,9 +154,8 @@ fn statement(value: &Json, location: &str, kind: PolicyKind) -> Result<Statement
             other => return Err(unknown_element(location, other)),
         }
     }
-    let effect = effect.ok_or_else(|| {
-        PolicyError::invalid(location, "missing required element Effect")
-    })?;
+    let effect =
+        effect.ok_or_else(|| PolicyError::invalid(location, "missing required element Effect"))?;
     let action = exactly_one(location, "Action", action, not_action)?;
     let resource = exactly_one(location, "Resource", resource, not_resource)?;
     if kind == PolicyKind::Resource && principal.is_none() {
@@ -186,7 +185,10 @@ fn exactly_one(
             not: false,
             patterns,
         }),
-        (None, Some(patterns)) => Ok(Patterns { not: true, patterns }),
+        (None, Some(patterns)) => Ok(Patterns {
+            not: true,
+            patterns,
+        }),
         (Some(_), Some(_)) => Err(PolicyError::invalid(
             location,
             format!("a statement has {name} or Not{name}, not both"),
@@ -238,10 +240,9 @@ fn string<'a>(value: &'a Json, location: &str) -> Result<&'a str, PolicyError> {
 fn strings<'a>(value: &'a Json, location: &str) -> Result<Vec<(String, &'a str)>, PolicyError> {
     match value {
         Json::String(s) => Ok(vec![(location.to_owned(), s.as_str())]),
-        Json::Array(items) if items.is_empty() => Err(PolicyError::invalid(
-            location,
-            "must not be an empty array",
-        )),
+        Json::Array(items) if items.is_empty() => {
+            Err(PolicyError::invalid(location, "must not be an empty array"))
+        }
         Json::Array(items) => items
             .iter()
             .enumerate()
@@ -252,7 +253,10 @@ fn strings<'a>(value: &'a Json, location: &str) -> Result<Vec<(String, &'a str)>
             .collect(),
         other => Err(PolicyError::invalid(
             location,
-            format!("must be a string or an array of strings, not {}", other.kind()),
+            format!(
+                "must be a string or an array of strings, not {}",
+                other.kind()
+            ),
         )),
     }
 }
@@ -261,7 +265,7 @@ fn reject_variables(value: &str, location: &str) -> Result<(), PolicyError> {
     if value.contains("${") {
         return Err(PolicyError::unsupported(
             location,
-            format!("\"{value}\": policy variables (${{...}})"),
+            format!("policy variables (${{...}}), in \"{value}\""),
         ));
     }
     Ok(())
@@ -466,7 +470,10 @@ fn condition_values(
             other => {
                 return Err(PolicyError::invalid(
                     at,
-                    format!("a condition value is a string, boolean or number, not {}", other.kind()),
+                    format!(
+                        "a condition value is a string, boolean or number, not {}",
+                        other.kind()
+                    ),
                 ))
             }
         };

@@ -12,7 +12,8 @@ const ROOT: &str = "arn:aws:iam::000000000000:root";
 const BUCKET: &str = "arn:aws:s3:::photos";
 const OBJECT: &str = "arn:aws:s3:::photos/cat.jpg";
 const KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-const OTHER_KEY: &str = "arn:aws:kms:us-east-1:000000000000:key/ffffffff-12ab-34cd-56ef-1234567890ab";
+const OTHER_KEY: &str =
+    "arn:aws:kms:us-east-1:000000000000:key/ffffffff-12ab-34cd-56ef-1234567890ab";
 
 struct Row {
     name: &'static str,
@@ -221,7 +222,14 @@ fn rows() -> Vec<Row> {
         row("spec: key policy, root cannot decrypt", R, spec_key_policy(), (ROOT, "kms:Decrypt", KEY), &[("kms:EncryptionContext:Department", "Finance")], N),
     ];
     // The identity kind ignores the request's principal entirely.
-    v.push(row("identity ignores caller", I, allow(r#""s3:GetObject""#, r#""*""#), (BOB, "s3:GetObject", OBJECT), &[], A));
+    v.push(row(
+        "identity ignores caller",
+        I,
+        allow(r#""s3:GetObject""#, r#""*""#),
+        (BOB, "s3:GetObject", OBJECT),
+        &[],
+        A,
+    ));
     v
 }
 
@@ -371,18 +379,12 @@ fn combine_identity_and_resource_policies() {
         resource: OBJECT,
         context: &context,
     };
-    assert_eq!(
-        combine([identity.evaluate(&put), bucket.evaluate(&put)]),
-        D
-    );
+    assert_eq!(combine([identity.evaluate(&put), bucket.evaluate(&put)]), D);
     let get = Request {
         action: "s3:GetObject",
         ..put
     };
-    assert_eq!(
-        combine([identity.evaluate(&get), bucket.evaluate(&get)]),
-        A
-    );
+    assert_eq!(combine([identity.evaluate(&get), bucket.evaluate(&get)]), A);
     let delete_elsewhere = Request {
         action: "kms:Decrypt",
         resource: KEY,
