@@ -11,9 +11,11 @@
 
 pub mod blob;
 pub mod error;
+pub mod kms_api;
 pub mod meta;
 pub mod principal;
 pub mod s3;
+pub mod sigv4;
 pub mod sse;
 pub mod tls;
 
@@ -217,6 +219,36 @@ fn build_service(
     Ok(builder.build())
 }
 
+/// The KMS API over the server's KMS, authenticating against `coffer.meta`'s credentials.
+fn kms_service(coffer: &s3::Coffer) -> ServerResult<Arc<kms_api::KmsApi>> {
+    let identities = RootIdentities(coffer.meta.credentials()?.into_iter().collect());
+    Ok(Arc::new(kms_api::KmsApi::new(
+        Arc::clone(&coffer.keys.kms),
+        Arc::new(identities),
+        coffer.secure,
+        coffer.limits.body_idle_timeout,
+    )))
+}
+
+/// The identities behind access keys until the identity store lands: root's credentials.
+struct RootIdentities(std::collections::HashMap<String, Zeroizing<String>>);
+
+impl principal::IdentityLookup for RootIdentities {
+    fn lookup(&self, access_key: &str) -> Option<(Zeroizing<String>, principal::Principal)> {
+        self.0.get(access_key).map(|secret| {
+            (
+                secret.clone(),
+                principal::Principal {
+                    name: "root".into(),
+                    arn: principal::Principal::user_arn("root"),
+                    access_key: access_key.to_owned(),
+                    is_root: true,
+                },
+            )
+        })
+    }
+}
+
 /// Access keys and their secrets (root only, until identities arrive).
 struct Credentials(std::collections::HashMap<String, s3s::auth::SecretKey>);
 
@@ -235,9 +267,10 @@ impl s3s::auth::S3Auth for Credentials {
 /// S3 refuses request header sections over 8 KB (`400 RequestHeaderSectionTooLarge`).
 pub const MAX_HEADER_BYTES: usize = 8192;
 
-/// The S3 service behind a check of the request's header size.
+/// The S3 service behind a check of the request's header size; KMS API requests
+/// (`X-Amz-Target: TrentService.*`) go to the KMS API instead.
 #[derive(Clone)]
-struct HeaderLimit(s3s::service::S3Service);
+struct HeaderLimit(s3s::service::S3Service, Arc<kms_api::KmsApi>);
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLimit {
     type Response = hyper::Response<s3s::Body>;
@@ -256,6 +289,10 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLi
                 "RequestHeaderSectionTooLarge",
                 "Your request header section exceeds the maximum allowed size.",
             );
+        }
+        if kms_api::KmsApi::is_kms_request(&req) {
+            let api = Arc::clone(&self.1);
+            return Box::pin(async move { Ok(api.serve(req).await) });
         }
         if let Err((status, code, msg)) = check_sigv4_scope(&req) {
             return refuse(status, code, &msg);
@@ -611,7 +648,8 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let service = HeaderLimit(build_service(coffer, &config, local.port())?);
+    let kms_api = kms_service(&coffer)?;
+    let service = HeaderLimit(build_service(coffer, &config, local.port())?, kms_api);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
