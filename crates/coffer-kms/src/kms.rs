@@ -923,7 +923,9 @@ impl Kms {
     /// the API layer's concern); this only enforces AWS's 32 KiB limit.
     pub fn put_key_policy(&self, key: &str, policy: &str) -> Result<()> {
         if policy.is_empty() || policy.len() > 32 * 1024 {
-            return Err(KmsError::Validation("Policy must be 1..=32768 bytes".into()));
+            return Err(KmsError::Validation(
+                "Policy must be 1..=32768 bytes".into(),
+            ));
         }
         let id = self.resolve(key)?;
         self.record(&id)?;

@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use bytes::Buf;
 use coffer_format::{Context, SecretBytes, WrappedKey};
-use coffer_kms::{GrantConstraints, GrantRecord, KeyMetadata, Kms, KmsError, Origin, WrappingKeySpec};
+use coffer_kms::{
+    GrantConstraints, GrantRecord, KeyMetadata, Kms, KmsError, Origin, WrappingKeySpec,
+};
 use coffer_policy::{Decision, Policy, PolicyKind};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -257,7 +259,10 @@ fn condition_context(principal: &Principal, call: &CallContext<'_>) -> coffer_po
     if let Some(via) = call.via_service {
         c.insert("kms:ViaService", via);
     }
-    c.insert("aws:SecureTransport", if call.secure { "true" } else { "false" });
+    c.insert(
+        "aws:SecureTransport",
+        if call.secure { "true" } else { "false" },
+    );
     c.insert("aws:PrincipalArn", principal.arn.clone());
     c.insert("aws:username", principal.name.clone());
     c.insert("aws:PrincipalAccount", ACCOUNT);
@@ -308,9 +313,7 @@ pub fn decide(
         context: &context,
     };
     match policy.evaluate(&request) {
-        Decision::Deny => {
-            return Err(KmsApiError::access_denied(principal, action, key_arn, true))
-        }
+        Decision::Deny => return Err(KmsApiError::access_denied(principal, action, key_arn, true)),
         Decision::Allow => return Ok(()),
         Decision::NotApplicable => {}
     }
@@ -323,7 +326,9 @@ pub fn decide(
     if granted {
         Ok(())
     } else {
-        Err(KmsApiError::access_denied(principal, action, key_arn, false))
+        Err(KmsApiError::access_denied(
+            principal, action, key_arn, false,
+        ))
     }
 }
 
@@ -431,7 +436,10 @@ fn paginate<T>(
     };
     let end = start.saturating_add(limit).min(items.len());
     let next = (end < items.len()).then(|| end.to_string());
-    Ok((items.into_iter().skip(start).take(end - start).collect(), next))
+    Ok((
+        items.into_iter().skip(start).take(end - start).collect(),
+        next,
+    ))
 }
 
 fn page(mut body: Map<String, Value>, next: Option<String>) -> Value {
@@ -789,7 +797,10 @@ impl KmsApi {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or_default().to_owned();
+        let operation = target
+            .strip_prefix(TARGET_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
         let mut audit = KmsAudit {
             action: format!("kms:{operation}"),
             ..KmsAudit::default()
@@ -917,7 +928,21 @@ impl KmsApi {
         body: &[u8],
         audit: &mut KmsAudit,
     ) -> Reply {
-        let r = match operation {
+        let r = self.dispatch(principal, operation, body, audit);
+        if let Err(e) = &r {
+            audit.error_code = Some(e.code.to_owned());
+        }
+        r
+    }
+
+    fn dispatch(
+        &self,
+        principal: &Principal,
+        operation: &str,
+        body: &[u8],
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        match operation {
             "CreateKey" => self.handle_create_key(principal, decode(body)?, audit),
             "DescribeKey" => self.handle_describe_key(principal, decode(body)?, audit),
             "ListKeys" => self.handle_list_keys(principal, decode(body)?),
@@ -925,8 +950,13 @@ impl KmsApi {
             "UpdateAlias" => self.handle_update_alias(principal, decode(body)?, audit),
             "DeleteAlias" => self.handle_delete_alias(principal, decode(body)?, audit),
             "ListAliases" => self.handle_list_aliases(principal, decode(body)?),
-            "EnableKey" | "DisableKey" | "CancelKeyDeletion" | "DisableKeyRotation"
-            | "RotateKeyOnDemand" | "DeleteImportedKeyMaterial" | "GetKeyRotationStatus" => {
+            "EnableKey"
+            | "DisableKey"
+            | "CancelKeyDeletion"
+            | "DisableKeyRotation"
+            | "RotateKeyOnDemand"
+            | "DeleteImportedKeyMaterial"
+            | "GetKeyRotationStatus" => {
                 self.handle_key_admin(principal, operation, decode(body)?, audit)
             }
             "ScheduleKeyDeletion" => {
@@ -961,11 +991,7 @@ impl KmsApi {
                 "UnknownOperationException",
                 format!("Unknown operation {operation}"),
             )),
-        };
-        if let Err(e) = &r {
-            audit.error_code = Some(e.code.to_owned());
         }
-        r
     }
 
     // ---- authorization ----
@@ -973,7 +999,11 @@ impl KmsApi {
     /// Authorization of operations on no particular key (CreateKey, ListKeys, ListAliases,
     /// GenerateRandom). Every authenticated identity is allowed for now; the identity-policy
     /// engine will decide here.
-    pub fn authorize_unbound(&self, principal: &Principal, action: &str) -> Result<(), KmsApiError> {
+    pub fn authorize_unbound(
+        &self,
+        principal: &Principal,
+        action: &str,
+    ) -> Result<(), KmsApiError> {
         let _ = (principal, action);
         Ok(())
     }
@@ -983,7 +1013,11 @@ impl KmsApi {
         let meta = self.kms.describe_key(key)?;
         let policy = match self.kms.key_policy(&meta.key_id)? {
             Some(json) => parse_key_policy(&json).map_err(|e| {
-                tracing::error!("stored policy of key {} does not parse: {}", meta.key_id, e.message);
+                tracing::error!(
+                    "stored policy of key {} does not parse: {}",
+                    meta.key_id,
+                    e.message
+                );
                 KmsApiError::from(KmsError::Internal("stored key policy".into()))
             })?,
             None => match owner_arn(&meta.owner) {
@@ -1070,7 +1104,14 @@ impl KmsApi {
             secure,
             grant_operations: &[],
         };
-        decide(&authority.policy, &grants, principal, action, &authority.arn, &call)?;
+        decide(
+            &authority.policy,
+            &grants,
+            principal,
+            action,
+            &authority.arn,
+            &call,
+        )?;
         Ok(authority.key_id)
     }
 
@@ -1095,7 +1136,10 @@ impl KmsApi {
                 )))
             }
         }
-        for spec in [&req.key_spec, &req.customer_master_key_spec].into_iter().flatten() {
+        for spec in [&req.key_spec, &req.customer_master_key_spec]
+            .into_iter()
+            .flatten()
+        {
             if spec != "SYMMETRIC_DEFAULT" {
                 return Err(KmsApiError::unsupported(format!(
                     "KeySpec {spec} is not supported: only SYMMETRIC_DEFAULT"
@@ -1112,10 +1156,14 @@ impl KmsApi {
             }
         };
         if req.multi_region {
-            return Err(KmsApiError::unsupported("multi-Region keys are not supported"));
+            return Err(KmsApiError::unsupported(
+                "multi-Region keys are not supported",
+            ));
         }
         if req.custom_key_store_id.is_some() {
-            return Err(KmsApiError::unsupported("custom key stores are not supported"));
+            return Err(KmsApiError::unsupported(
+                "custom key stores are not supported",
+            ));
         }
         let policy = match &req.policy {
             Some(p) => {
@@ -1164,7 +1212,13 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         self.check_grant_tokens(&req.grant_tokens)?;
-        let meta = self.authorize(principal, &req.key_id, "kms:DescribeKey", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:DescribeKey",
+            &self.call(None),
+            audit,
+        )?;
         reply(json!({ "KeyMetadata": key_metadata_json(&meta, Self::is_managed(&meta)) }))
     }
 
@@ -1190,7 +1244,13 @@ impl KmsApi {
         let target = req
             .target_key_id
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
-        let meta = self.authorize(principal, &target, "kms:CreateAlias", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &target,
+            "kms:CreateAlias",
+            &self.call(None),
+            audit,
+        )?;
         if Self::is_managed(&meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
@@ -1211,8 +1271,20 @@ impl KmsApi {
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
         // AWS: kms:UpdateAlias on both the key the alias points at and the new one.
         let current = self.kms.resolve(&req.alias_name)?;
-        self.authorize(principal, &current, "kms:UpdateAlias", &self.call(None), audit)?;
-        let meta = self.authorize(principal, &target, "kms:UpdateAlias", &self.call(None), audit)?;
+        self.authorize(
+            principal,
+            &current,
+            "kms:UpdateAlias",
+            &self.call(None),
+            audit,
+        )?;
+        let meta = self.authorize(
+            principal,
+            &target,
+            "kms:UpdateAlias",
+            &self.call(None),
+            audit,
+        )?;
         if Self::is_managed(&meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
@@ -1235,7 +1307,13 @@ impl KmsApi {
             ));
         }
         let current = self.kms.resolve(&req.alias_name)?;
-        self.authorize(principal, &current, "kms:DeleteAlias", &self.call(None), audit)?;
+        self.authorize(
+            principal,
+            &current,
+            "kms:DeleteAlias",
+            &self.call(None),
+            audit,
+        )?;
         self.kms.delete_alias(&req.alias_name)?;
         reply(json!({}))
     }
@@ -1359,7 +1437,13 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let meta = self.authorize(principal, &key, "kms:ListKeyRotations", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &key,
+            "kms:ListKeyRotations",
+            &self.call(None),
+            audit,
+        )?;
         let rotations = self.kms.list_key_rotations(&meta.key_id)?;
         let (rotations, next) = paginate(rotations, req.limit, req.marker.as_deref(), 100, 1000)?;
         let list: Vec<Value> = rotations
@@ -1445,7 +1529,11 @@ impl KmsApi {
                     "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
                 ))
             }
-            _ => return Err(KmsApiError::validation("invalid ExpirationModel or ValidTo")),
+            _ => {
+                return Err(KmsApiError::validation(
+                    "invalid ExpirationModel or ValidTo",
+                ))
+            }
         };
         self.kms.import_key_material(
             &meta.key_id,
@@ -1460,7 +1548,12 @@ impl KmsApi {
         audit.context_keys = context.keys().cloned().collect();
     }
 
-    fn handle_encrypt(&self, principal: &Principal, req: EncryptRequest, audit: &mut KmsAudit) -> Reply {
+    fn handle_encrypt(
+        &self,
+        principal: &Principal,
+        req: EncryptRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
         Self::note_context(audit, &req.encryption_context);
         check_algorithm(req.encryption_algorithm.as_deref())?;
         self.check_grant_tokens(&req.grant_tokens)?;
@@ -1501,11 +1594,18 @@ impl KmsApi {
         Ok((id, reference.version))
     }
 
-    fn handle_decrypt(&self, principal: &Principal, req: DecryptRequest, audit: &mut KmsAudit) -> Reply {
+    fn handle_decrypt(
+        &self,
+        principal: &Principal,
+        req: DecryptRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
         Self::note_context(audit, &req.encryption_context);
         check_algorithm(req.encryption_algorithm.as_deref())?;
         if req.recipient.is_some() {
-            return Err(KmsApiError::unsupported("Recipient (Nitro Enclaves) is not supported"));
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
         }
         self.check_grant_tokens(&req.grant_tokens)?;
         let (key_id, version) = Self::ciphertext_key(&req.ciphertext_blob.0)?;
@@ -1597,7 +1697,9 @@ impl KmsApi {
     ) -> Reply {
         Self::note_context(audit, &req.encryption_context);
         if req.recipient.is_some() {
-            return Err(KmsApiError::unsupported("Recipient (Nitro Enclaves) is not supported"));
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
         }
         let length = match (req.number_of_bytes, req.key_spec.as_deref()) {
             (Some(_), Some(_)) => {
@@ -1647,7 +1749,11 @@ impl KmsApi {
             // Other sizes: random bytes encrypted under the key; the same blob format.
             let bytes = self.kms.generate_random(length)?;
             let ct = self.kms.encrypt(&meta.key_id, bytes.expose(), &context)?;
-            (Zeroizing::new(B64.encode(bytes.expose())), ct.ciphertext_blob, ct.key_id)
+            (
+                Zeroizing::new(B64.encode(bytes.expose())),
+                ct.ciphertext_blob,
+                ct.key_id,
+            )
         };
         audit.key_version = Some(meta.current_version);
         let mut v = json!({
@@ -1665,10 +1771,14 @@ impl KmsApi {
     fn handle_generate_random(&self, principal: &Principal, req: GenerateRandomRequest) -> Reply {
         self.authorize_unbound(principal, "kms:GenerateRandom")?;
         if req.custom_key_store_id.is_some() {
-            return Err(KmsApiError::unsupported("custom key stores are not supported"));
+            return Err(KmsApiError::unsupported(
+                "custom key stores are not supported",
+            ));
         }
         if req.recipient.is_some() {
-            return Err(KmsApiError::unsupported("Recipient (Nitro Enclaves) is not supported"));
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
         }
         let n = req
             .number_of_bytes
@@ -1698,7 +1808,13 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         Self::check_policy_name(req.policy_name.as_deref())?;
-        self.authorize(principal, &req.key_id, "kms:GetKeyPolicy", &self.call(None), audit)?;
+        self.authorize(
+            principal,
+            &req.key_id,
+            "kms:GetKeyPolicy",
+            &self.call(None),
+            audit,
+        )?;
         let (authority, _) = self.key_authority(&req.key_id)?;
         reply(json!({"Policy": authority.policy.source(), "PolicyName": "default"}))
     }
@@ -1713,7 +1829,13 @@ impl KmsApi {
         let policy = req
             .policy
             .ok_or_else(|| KmsApiError::validation("Policy is required"))?;
-        let meta = self.authorize(principal, &req.key_id, "kms:PutKeyPolicy", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:PutKeyPolicy",
+            &self.call(None),
+            audit,
+        )?;
         if Self::is_managed(&meta) {
             return Err(KmsApiError::unsupported(
                 "the key policy of an AWS managed key cannot be changed",
@@ -1751,7 +1873,11 @@ impl KmsApi {
                 )));
             }
         }
-        if req.name.as_ref().is_some_and(|n| n.is_empty() || n.len() > 256) {
+        if req
+            .name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.len() > 256)
+        {
             return Err(KmsApiError::validation("Name must be 1..=256 characters"));
         }
         let call = CallContext {
@@ -1771,9 +1897,8 @@ impl KmsApi {
         // A grant with the same name, grantee, operations and constraints is returned again
         // (AWS's idempotent CreateGrant by Name) — not supported: each call makes a grant.
         let mut raw = [0u8; 32];
-        coffer_format::secret::random_fill(&mut raw).map_err(|e| {
-            KmsApiError::from(KmsError::Internal(format!("random: {e}")))
-        })?;
+        coffer_format::secret::random_fill(&mut raw)
+            .map_err(|e| KmsApiError::from(KmsError::Internal(format!("random: {e}"))))?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         // 64 hex characters, as AWS's grant ids.
         let grant_id = format!(
@@ -1804,7 +1929,13 @@ impl KmsApi {
         req: ListGrantsRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(principal, &req.key_id, "kms:ListGrants", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:ListGrants",
+            &self.call(None),
+            audit,
+        )?;
         let grants: Vec<GrantRecord> = self
             .kms
             .grants(&meta.key_id)?
@@ -1879,7 +2010,13 @@ impl KmsApi {
         req: RevokeGrantRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(principal, &req.key_id, "kms:RevokeGrant", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:RevokeGrant",
+            &self.call(None),
+            audit,
+        )?;
         if req.dry_run {
             return Err(dry_run());
         }
@@ -1900,9 +2037,17 @@ impl KmsApi {
         req: TagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(principal, &req.key_id, "kms:TagResource", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:TagResource",
+            &self.call(None),
+            audit,
+        )?;
         if Self::is_managed(&meta) {
-            return Err(KmsApiError::unsupported("AWS managed keys cannot be tagged"));
+            return Err(KmsApiError::unsupported(
+                "AWS managed keys cannot be tagged",
+            ));
         }
         self.kms.tag_key(&meta.key_id, &tags_map(req.tags))?;
         reply(json!({}))
@@ -1914,10 +2059,17 @@ impl KmsApi {
         req: UntagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta =
-            self.authorize(principal, &req.key_id, "kms:UntagResource", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:UntagResource",
+            &self.call(None),
+            audit,
+        )?;
         if Self::is_managed(&meta) {
-            return Err(KmsApiError::unsupported("AWS managed keys cannot be tagged"));
+            return Err(KmsApiError::unsupported(
+                "AWS managed keys cannot be tagged",
+            ));
         }
         self.kms.untag_key(&meta.key_id, &req.tag_keys)?;
         reply(json!({}))
@@ -1932,8 +2084,13 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let meta =
-            self.authorize(principal, &key, "kms:ListResourceTags", &self.call(None), audit)?;
+        let meta = self.authorize(
+            principal,
+            &key,
+            "kms:ListResourceTags",
+            &self.call(None),
+            audit,
+        )?;
         let tags: Vec<(String, String)> = meta.tags.into_iter().collect();
         let (tags, next) = paginate(tags, req.limit, req.marker.as_deref(), 50, 50)?;
         let list: Vec<Value> = tags
@@ -1943,5 +2100,339 @@ impl KmsApi {
         let mut body = Map::new();
         body.insert("Tags".into(), Value::Array(list));
         reply(page(body, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn user(name: &str) -> Principal {
+        Principal {
+            name: name.into(),
+            arn: Principal::user_arn(name),
+            access_key: format!("AK{name}"),
+            is_root: name == "root",
+        }
+    }
+
+    struct NoIdentities;
+    impl IdentityLookup for NoIdentities {
+        fn lookup(&self, _: &str) -> Option<(Zeroizing<String>, Principal)> {
+            None
+        }
+    }
+
+    fn api(dir: &std::path::Path) -> KmsApi {
+        let sealer = coffer_kms::KeyFileSealer::new(dir.join("root.key"));
+        let kms = Kms::open(
+            coffer_kms::KmsConfig::new(dir.join("kms")),
+            &sealer,
+            Arc::new(coffer_kms::SystemClock),
+        )
+        .unwrap();
+        KmsApi::new(
+            Arc::new(kms),
+            Arc::new(NoIdentities),
+            true,
+            Duration::from_secs(5),
+        )
+    }
+
+    fn call(api: &KmsApi, who: &Principal, op: &str, body: Value) -> Result<Value, KmsApiError> {
+        let mut audit = KmsAudit::default();
+        api.handle(who, op, body.to_string().as_bytes(), &mut audit)
+            .map(|s| serde_json::from_str(&s).unwrap())
+    }
+
+    fn create_key(api: &KmsApi, who: &Principal) -> String {
+        let v = call(api, who, "CreateKey", json!({})).unwrap();
+        v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+    }
+
+    fn encrypt(api: &KmsApi, who: &Principal, key: &str, ctx: Value) -> Result<Value, KmsApiError> {
+        call(
+            api,
+            who,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "aGVsbG8=", "EncryptionContext": ctx}),
+        )
+    }
+
+    fn denied(r: Result<Value, KmsApiError>) -> KmsApiError {
+        let e = r.unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+        e
+    }
+
+    #[test]
+    fn the_owner_is_allowed_and_others_are_not_root_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, root) = (user("alice"), user("bob"), user("root"));
+        let key = create_key(&api, &alice);
+        let ct = encrypt(&api, &alice, &key, json!({"a": "1"})).unwrap();
+        let e = denied(encrypt(&api, &bob, &key, json!({})));
+        assert_eq!(
+            e.message,
+            format!(
+                "User: arn:aws:iam::000000000000:user/bob is not authorized to perform: kms:Encrypt on resource: {} because no resource-based policy allows the kms:Encrypt action",
+                api.kms.key_arn(&key)
+            )
+        );
+        denied(encrypt(&api, &root, &key, json!({})));
+        let decrypt =
+            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"a": "1"}});
+        denied(call(&api, &root, "Decrypt", decrypt.clone()));
+        denied(call(&api, &root, "DescribeKey", json!({"KeyId": key})));
+        denied(call(
+            &api,
+            &root,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": key}),
+        ));
+        let plain = call(&api, &alice, "Decrypt", decrypt).unwrap();
+        assert_eq!(plain["Plaintext"], "aGVsbG8=");
+    }
+
+    #[test]
+    fn a_key_policy_can_allow_another_arn_and_deny_explicitly() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let key = create_key(&api, &alice);
+        let policy = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": [bob.arn, carol.arn]}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": carol.arn}, "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:team": "red"}}}
+        ]});
+        call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": policy.to_string()}),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({"team": "red"})).unwrap();
+        encrypt(&api, &carol, &key, json!({"team": "blue"})).unwrap();
+        let e = denied(encrypt(&api, &carol, &key, json!({"team": "red"})));
+        assert!(
+            e.message
+                .ends_with("with an explicit deny in a resource-based policy"),
+            "{}",
+            e.message
+        );
+        denied(call(&api, &bob, "DisableKey", json!({"KeyId": key})));
+    }
+
+    #[test]
+    fn the_lockout_check_refuses_a_policy_that_locks_the_caller_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let alice = user("alice");
+        let key = create_key(&api, &alice);
+        let lockout = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:Encrypt", "Resource": "*"}
+        ]})
+        .to_string();
+        let e = call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": lockout}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+        let e = call(&api, &alice, "CreateKey", json!({"Policy": lockout})).unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+        call(
+            &api,
+            &alice,
+            "CreateKey",
+            json!({"Policy": lockout, "BypassPolicyLockoutSafetyCheck": true}),
+        )
+        .unwrap();
+        let e = call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": "{\"Statement\": 3}"}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+    }
+
+    #[test]
+    fn grants_allow_their_operations_under_their_constraints_until_retired_or_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let key = create_key(&api, &alice);
+        let grant = call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({
+                "KeyId": key, "GranteePrincipal": bob.arn, "RetiringPrincipal": carol.arn,
+                "Operations": ["Encrypt", "Decrypt"],
+                "Constraints": {"EncryptionContextEquals": {"app": "x"}}
+            }),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({"app": "x"})).unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "y"})));
+        denied(encrypt(&api, &bob, &key, json!({"app": "x", "more": "1"})));
+        denied(call(
+            &api,
+            &bob,
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": {"app": "x"}}),
+        ));
+        denied(encrypt(&api, &carol, &key, json!({"app": "x"})));
+        // Subset constraint: the grant's pairs must all be in the request's context.
+        call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({
+                "KeyId": key, "GranteePrincipal": carol.arn, "Operations": ["Encrypt"],
+                "Constraints": {"EncryptionContextSubset": {"app": "x"}}
+            }),
+        )
+        .unwrap();
+        encrypt(&api, &carol, &key, json!({"app": "x", "more": "1"})).unwrap();
+        denied(encrypt(&api, &carol, &key, json!({"more": "1"})));
+        // Bob cannot retire (not the retiring principal, RetireGrant not granted); Carol can.
+        let token = grant["GrantToken"].as_str().unwrap();
+        denied(call(
+            &api,
+            &bob,
+            "RetireGrant",
+            json!({"GrantToken": token}),
+        ));
+        call(&api, &carol, "RetireGrant", json!({"GrantToken": token})).unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "x"})));
+        let e = call(
+            &api,
+            &bob,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "aGk=", "GrantTokens": [token]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidGrantTokenException");
+        // Revoked by the owner.
+        let g2 = call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": bob.arn, "Operations": ["Encrypt"]}),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({})).unwrap();
+        let listed = call(&api, &alice, "ListGrants", json!({"KeyId": key})).unwrap();
+        assert_eq!(listed["Grants"].as_array().unwrap().len(), 2);
+        denied(call(
+            &api,
+            &bob,
+            "RevokeGrant",
+            json!({"KeyId": key, "GrantId": g2["GrantId"]}),
+        ));
+        call(
+            &api,
+            &alice,
+            "RevokeGrant",
+            json!({"KeyId": key, "GrantId": g2["GrantId"]}),
+        )
+        .unwrap();
+        denied(encrypt(&api, &bob, &key, json!({})));
+    }
+
+    #[test]
+    fn the_managed_key_is_usable_only_through_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let id = api
+            .kms
+            .ensure_managed_key("alias/aws/s3", MANAGED_OWNER, "Default key for S3")
+            .unwrap();
+        let bob = user("bob");
+        let ctx = BTreeMap::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::b/k".to_owned())]);
+        assert_eq!(
+            api.check_key_use(
+                &bob,
+                "alias/aws/s3",
+                "kms:GenerateDataKey",
+                &ctx,
+                Some(S3_VIA_SERVICE),
+                true
+            )
+            .unwrap(),
+            id
+        );
+        let e = api
+            .check_key_use(&bob, "alias/aws/s3", "kms:Decrypt", &ctx, None, true)
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        denied(encrypt(&api, &bob, "alias/aws/s3", json!({})));
+        let d = call(&api, &bob, "DescribeKey", json!({"KeyId": "alias/aws/s3"})).unwrap();
+        assert_eq!(d["KeyMetadata"]["KeyManager"], "AWS");
+        denied(call(
+            &api,
+            &user("root"),
+            "DisableKey",
+            json!({"KeyId": id}),
+        ));
+        denied(call(
+            &api,
+            &bob,
+            "PutKeyPolicy",
+            json!({"KeyId": id, "Policy": "{}"}),
+        ));
+    }
+
+    #[test]
+    fn keys_from_before_ownership_belong_to_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let meta = api.kms.create_key("legacy", "", BTreeMap::new()).unwrap();
+        encrypt(&api, &user("root"), &meta.key_id, json!({})).unwrap();
+        denied(encrypt(&api, &user("alice"), &meta.key_id, json!({})));
+    }
+
+    #[test]
+    fn protocol_errors_have_aws_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let alice = user("alice");
+        let mut audit = KmsAudit::default();
+        let e = api
+            .handle(&alice, "Encrypt", b"{not json", &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        assert_eq!(audit.error_code.as_deref(), Some("SerializationException"));
+        let e = api
+            .handle(&alice, "Encrypt", br#"{"Plaintext": "aGk="}"#, &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+        assert!(
+            e.message.contains("'key_id'") || e.message.contains("KeyId"),
+            "{}",
+            e.message
+        );
+        let e = api
+            .handle(&alice, "Frobnicate", b"{}", &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "UnknownOperationException");
+        let key = create_key(&api, &alice);
+        let mut audit = KmsAudit::default();
+        let body = json!({"KeyId": key, "Plaintext": "aGk=", "EncryptionContext": {"k": "v"}});
+        api.handle(&alice, "Encrypt", body.to_string().as_bytes(), &mut audit)
+            .unwrap();
+        assert_eq!(audit.key_id.as_deref(), Some(key.as_str()));
+        assert_eq!(audit.key_version, Some(1));
+        assert_eq!(audit.context_keys, ["k"]);
     }
 }

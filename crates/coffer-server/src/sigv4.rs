@@ -111,9 +111,7 @@ fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, SigV4Erro
         } else if let Some(v) = part.strip_prefix("Signature=") {
             signature = Some(v);
         } else if !part.is_empty() {
-            return Err(incomplete(
-                "Authorization header has an unknown component",
-            ));
+            return Err(incomplete("Authorization header has an unknown component"));
         }
     }
     let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
@@ -222,8 +220,8 @@ pub fn verify(
         .ok_or_else(|| incomplete("Authorization requires the X-Amz-Date header"))?
         .to_str()
         .map_err(|_| incomplete("X-Amz-Date is not ASCII"))?;
-    let time =
-        parse_amz_date(amz_date).ok_or_else(|| incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ"))?;
+    let time = parse_amz_date(amz_date)
+        .ok_or_else(|| incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ"))?;
     if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
         return Err(SigV4Error::InvalidSignature(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
@@ -324,8 +322,8 @@ pub fn verify(
         .build()
         .map_err(|_| incomplete("the request cannot be canonicalised"))?
         .into();
-    let expected = sign(request, &params)
-        .map_err(|_| incomplete("the request cannot be canonicalised"))?;
+    let expected =
+        sign(request, &params).map_err(|_| incomplete("the request cannot be canonicalised"))?;
     // The signer lists the signed headers itself; they must be the client's list.
     let (instructions, signature) = expected.into_parts();
     let listed = instructions
@@ -429,7 +427,11 @@ mod tests {
         (uri, req.headers().clone())
     }
 
-    fn check(headers: &http::HeaderMap, body: &[u8], now: SystemTime) -> Result<Verified, SigV4Error> {
+    fn check(
+        headers: &http::HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, SigV4Error> {
         verify(
             "POST",
             &"/".parse().unwrap(),
@@ -468,8 +470,7 @@ mod tests {
     #[test]
     fn a_tampered_body_fails() {
         let (_, headers) = signed(REGION, "kms", &[], at());
-        let err = check(&headers, br#"{"KeyId":"alias/b","Plaintext":"aGk="}"#, at())
-            .unwrap_err();
+        let err = check(&headers, br#"{"KeyId":"alias/b","Plaintext":"aGk="}"#, at()).unwrap_err();
         assert_eq!(err.aws_code(), "InvalidSignatureException");
     }
 
@@ -479,7 +480,11 @@ mod tests {
         headers.insert("x-amz-target", "TrentService.Decrypt".parse().unwrap());
         let err = check(&headers, BODY, at()).unwrap_err();
         assert_eq!(err.aws_code(), "InvalidSignatureException");
-        assert!(err.message().contains("does not match"), "{}", err.message());
+        assert!(
+            err.message().contains("does not match"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
@@ -503,7 +508,11 @@ mod tests {
         ] {
             let err = check(&headers, BODY, now).unwrap_err();
             assert_eq!(err.aws_code(), "InvalidSignatureException");
-            assert!(err.message().starts_with("Signature expired"), "{}", err.message());
+            assert!(
+                err.message().starts_with("Signature expired"),
+                "{}",
+                err.message()
+            );
         }
         assert!(check(&headers, BODY, at() + Duration::from_secs(14 * 60)).is_ok());
     }
@@ -514,7 +523,11 @@ mod tests {
         headers.insert("x-amz-meta-extra", "1".parse().unwrap());
         let err = check(&headers, BODY, at()).unwrap_err();
         assert_eq!(err.aws_code(), "InvalidSignatureException");
-        assert!(err.message().contains("x-amz-meta-extra"), "{}", err.message());
+        assert!(
+            err.message().contains("x-amz-meta-extra"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
@@ -552,7 +565,12 @@ mod tests {
             parse_amz_date("20231114T221320Z"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
-        for bad in ["20231114T221320", "2023-11-14T22:13:20Z", "20231314T221320Z", "2023111xT221320Z"] {
+        for bad in [
+            "20231114T221320",
+            "2023-11-14T22:13:20Z",
+            "20231314T221320Z",
+            "2023111xT221320Z",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }

@@ -279,7 +279,11 @@ fn policies_and_grants_follow_their_key(h: &mut dyn Harness) -> Result<()> {
     assert_eq!(store.key_policy("k")?, None, "no policy until one is put");
     store.put_key_policy("k", "{\"v\":1}")?;
     store.put_key_policy("k", "{\"v\":2}")?;
-    assert_eq!(store.key_policy("k")?.as_deref(), Some("{\"v\":2}"), "put replaces");
+    assert_eq!(
+        store.key_policy("k")?.as_deref(),
+        Some("{\"v\":2}"),
+        "put replaces"
+    );
     store.put_grant(&sample_grant("k", "g2", 5))?;
     store.put_grant(&sample_grant("k", "g1", 9))?;
     expect_err(
@@ -305,7 +309,11 @@ fn policies_and_grants_follow_their_key(h: &mut dyn Harness) -> Result<()> {
     assert_eq!(store.grants("k")?.len(), 1, "grants are durable");
     assert!(store.key_policy("k")?.is_some(), "policies are durable");
     store.delete_key("k")?;
-    assert_eq!(store.key_policy("k")?, None, "delete_key removes the policy");
+    assert_eq!(
+        store.key_policy("k")?,
+        None,
+        "delete_key removes the policy"
+    );
     assert!(store.grants("k")?.is_empty(), "delete_key removes grants");
     assert_eq!(store.grant_by_token_hash("hash-of-g2")?, None);
     Ok(())

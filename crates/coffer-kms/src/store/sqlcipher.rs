@@ -436,9 +436,9 @@ impl KeyStore for SqlCipherStore {
     }
 
     fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT record FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id")?;
         let rows = stmt.query_map([key_id], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {
