@@ -36,7 +36,8 @@ use crate::locked::LockedKey;
 use crate::seal::{SealedRoot, Sealer};
 use crate::store::sqlcipher::SqlCipherStore;
 use crate::store::{
-    KeyRecord, KeyState, KeyStore, Origin, RotationType, VersionRecord, KEY_RECORD_VERSION,
+    GrantRecord, KeyRecord, KeyState, KeyStore, Origin, RotationType, VersionRecord,
+    KEY_RECORD_VERSION,
 };
 
 /// File names inside the data directory.
@@ -649,15 +650,7 @@ impl Kms {
                 "description longer than 8192 bytes".into(),
             ));
         }
-        if tags.len() > MAX_TAGS
-            || tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256)
-        {
-            return Err(KmsError::Validation(
-                "at most 50 tags, keys 1..=128 bytes, values ≤ 256 bytes".into(),
-            ));
-        }
+        check_tags(&tags)?;
         let now = self.now();
         let mut record = KeyRecord {
             record_version: KEY_RECORD_VERSION,
@@ -893,6 +886,77 @@ impl Kms {
             .into_iter()
             .filter(|(_, k)| id.as_ref().is_none_or(|id| id == k))
             .collect())
+    }
+
+    // ---- tags, key policies, grants (the KMS API's authorization data) ----
+
+    /// Adds or replaces tags (at most 50 in all; keys 1..=128 bytes, values ≤ 256).
+    pub fn tag_key(&self, key: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        self.modify(key, |_, store, r, _| {
+            let mut merged = r.tags.clone();
+            merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            check_tags(&merged)?;
+            r.tags = merged;
+            store.update_key(r)
+        })
+    }
+
+    /// Removes the named tags (absent ones are ignored, as in AWS).
+    pub fn untag_key(&self, key: &str, tag_keys: &[String]) -> Result<()> {
+        self.modify(key, |_, store, r, _| {
+            for k in tag_keys {
+                r.tags.remove(k);
+            }
+            store.update_key(r)
+        })
+    }
+
+    /// The key's stored policy document; `None` when none was ever stored (keys created
+    /// before key policies existed, and the AWS-managed keys): the caller applies a default.
+    pub fn key_policy(&self, key: &str) -> Result<Option<String>> {
+        let id = self.resolve(key)?;
+        self.record(&id)?;
+        lock(&self.store).key_policy(&id)
+    }
+
+    /// Stores the key's policy document. Validation is the caller's (the policy language is
+    /// the API layer's concern); this only enforces AWS's 32 KiB limit.
+    pub fn put_key_policy(&self, key: &str, policy: &str) -> Result<()> {
+        if policy.is_empty() || policy.len() > 32 * 1024 {
+            return Err(KmsError::Validation(
+                "Policy must be 1..=32768 bytes".into(),
+            ));
+        }
+        let id = self.resolve(key)?;
+        self.record(&id)?;
+        lock(&self.store).put_key_policy(&id, policy)
+    }
+
+    /// Stores a new grant on `grant.key_id` (at most 50000 per key, as AWS).
+    pub fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
+        self.record(&grant.key_id)?;
+        let mut store = lock(&self.store);
+        if store.grants(&grant.key_id)?.len() >= 50_000 {
+            return Err(KmsError::LimitExceeded("too many grants on the key".into()));
+        }
+        store.put_grant(grant)
+    }
+
+    /// The key's grants, oldest first.
+    pub fn grants(&self, key: &str) -> Result<Vec<GrantRecord>> {
+        let id = self.resolve(key)?;
+        self.record(&id)?;
+        lock(&self.store).grants(&id)
+    }
+
+    /// The grant whose token hashes (SHA-256, hex) to `token_hash`.
+    pub fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
+        lock(&self.store).grant_by_token_hash(token_hash)
+    }
+
+    /// Removes a grant (retired or revoked).
+    pub fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
+        lock(&self.store).delete_grant(key_id, grant_id)
     }
 
     // ---- rotation ----
@@ -1281,6 +1345,19 @@ fn lifecycle_due(r: &KeyRecord, now: SystemTime) -> bool {
             && r.state != KeyState::PendingImport
             && due(r.material_expires_at))
         || (r.state == KeyState::Enabled && due(r.next_rotation_at))
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS
+        || tags
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 256)
+    {
+        return Err(KmsError::Validation(
+            "at most 50 tags, keys 1..=128 bytes, values ≤ 256 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_usable(r: &KeyRecord) -> Result<()> {

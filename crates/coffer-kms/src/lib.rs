@@ -29,4 +29,4 @@ pub use kms::{
 };
 pub use pkcs11::Pkcs11Sealer;
 pub use seal::{Argon2Params, KeyFileSealer, PassphraseSealer, SealedRoot, Sealer};
-pub use store::{KeyState, Origin, RotationType};
+pub use store::{GrantConstraints, GrantRecord, KeyState, Origin, RotationType};

@@ -540,6 +540,10 @@ impl Iam {
 }
 
 impl IdentityLookup for Iam {
+    fn allows_unbound(&self, p: &Principal, action: &str, secure: bool) -> bool {
+        self.authorize_unbound(p, action, &base_context(p, secure))
+    }
+
     fn lookup(&self, access_key: &str) -> Option<(Zeroizing<String>, Principal)> {
         let snap = self.snapshot();
         let (secret, name) = snap.keys.get(access_key)?;

@@ -13,9 +13,11 @@ pub mod admin;
 pub mod blob;
 pub mod error;
 pub mod iam;
+pub mod kms_api;
 pub mod meta;
 pub mod principal;
 pub mod s3;
+pub mod sigv4;
 pub mod sse;
 pub mod tls;
 
@@ -182,8 +184,15 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
     let keys = sse::Keys::new(Arc::clone(&kms))?;
     let meta = Arc::new(meta);
     let iam = Arc::new(iam::Iam::open(Arc::clone(&meta))?);
+    let kms_api = Arc::new(kms_api::KmsApi::new(
+        Arc::clone(&kms),
+        Arc::clone(&iam) as Arc<dyn principal::IdentityLookup>,
+        !config.insecure_http,
+        config.limits.body_idle_timeout,
+    ));
     let coffer = s3::Coffer {
         iam,
+        kms_api,
         meta,
         blobs: Arc::new(blobs),
         keys: Arc::new(keys),
@@ -245,9 +254,10 @@ impl s3s::auth::S3Auth for Credentials {
 /// S3 refuses request header sections over 8 KB (`400 RequestHeaderSectionTooLarge`).
 pub const MAX_HEADER_BYTES: usize = 8192;
 
-/// The S3 service behind a check of the request's header size.
+/// The S3 service behind a check of the request's header size; KMS API requests
+/// (`X-Amz-Target: TrentService.*`) go to the KMS API instead.
 #[derive(Clone)]
-struct HeaderLimit(s3s::service::S3Service);
+struct HeaderLimit(s3s::service::S3Service, Arc<kms_api::KmsApi>);
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLimit {
     type Response = hyper::Response<s3s::Body>;
@@ -266,6 +276,10 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLi
                 "RequestHeaderSectionTooLarge",
                 "Your request header section exceeds the maximum allowed size.",
             );
+        }
+        if kms_api::KmsApi::is_kms_request(&req) {
+            let api = Arc::clone(&self.1);
+            return Box::pin(async move { Ok(api.serve(req).await) });
         }
         if let Err((status, code, msg)) = check_sigv4_scope(&req) {
             return refuse(status, code, &msg);
@@ -621,7 +635,8 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let service = HeaderLimit(build_service(coffer, &config, local.port())?);
+    let kms_api = Arc::clone(&coffer.kms_api);
+    let service = HeaderLimit(build_service(coffer, &config, local.port())?, kms_api);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()

@@ -33,6 +33,8 @@ const MAX_KEY_LEN: usize = 1024;
 
 pub struct Coffer {
     pub iam: Arc<crate::iam::Iam>,
+    /// Key policies and grants: SSE-KMS needs the caller's permission on the key.
+    pub kms_api: Arc<crate::kms_api::KmsApi>,
     pub meta: Arc<MetaStore>,
     pub blobs: Arc<BlobStore>,
     pub keys: Arc<Keys>,
@@ -721,6 +723,36 @@ impl Coffer {
         Ok((bucket, key, rec))
     }
 
+    /// SSE-KMS uses the key on the caller's behalf: the caller needs `action` on the key
+    /// (key policy or grant), decided with `kms:ViaService` = S3, as AWS does.
+    fn kms_use(&self, ext: &http::Extensions, sse: &SseRecord, action: &str) -> S3Result<()> {
+        let SseRecord::Kms { key_arn, context } = sse else {
+            return Ok(());
+        };
+        let caller = principal(ext)?;
+        self.kms_api
+            .check_key_use(
+                &caller,
+                key_arn,
+                action,
+                context,
+                Some(crate::kms_api::S3_VIA_SERVICE),
+                self.secure,
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if e.code == "AccessDeniedException" {
+                    s3s::S3Error::with_message(S3ErrorCode::AccessDenied, e.message)
+                } else {
+                    ServerError::s3(
+                        S3ErrorCode::Custom(format!("KMS.{}", e.code).into()),
+                        e.message,
+                    )
+                    .into()
+                }
+            })
+    }
+
     fn write_choice(
         &self,
         h: &SseHeaders<'_>,
@@ -1128,6 +1160,7 @@ impl S3 for Coffer {
             &input.key,
         ))?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
+        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -1245,6 +1278,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+        self.kms_use(&req.extensions, &rec.sse, "kms:Decrypt")?;
         s3(check_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -1521,6 +1555,8 @@ impl S3 for Coffer {
         }
         let (sse_rec, customer, bucket_key) =
             s3(self.write_choice(&sse_headers, &input.bucket, &input.key))?;
+        self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let headers = if replace {
             object_headers(
@@ -1919,6 +1955,7 @@ impl S3 for Coffer {
             &input.bucket,
             &input.key,
         ))?;
+        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
         let rec = UploadRecord {
             bucket: input.bucket.clone(),
@@ -1976,6 +2013,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+        self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -2071,6 +2109,8 @@ impl S3 for Coffer {
             input.copy_source_if_unmodified_since.as_ref(),
             src_customer.as_ref(),
         ))?;
+        self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
+        self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
             Some(r) => s3(parse_copy_source_range(r, src.size))?,

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{KeyRecord, KeyState, KeyStore, Origin, RotationType, VersionRecord};
+use super::{
+    GrantConstraints, GrantRecord, KeyRecord, KeyState, KeyStore, Origin, RotationType,
+    VersionRecord,
+};
 use crate::error::Result;
 
 /// Gives the suite stores to test.
@@ -24,6 +27,7 @@ pub fn run(harness: &mut dyn Harness) -> Result<()> {
     versions_are_ordered_and_atomic(harness)?;
     aliases_follow_their_rules(harness)?;
     destroy_and_delete_erase_everything(harness)?;
+    policies_and_grants_follow_their_key(harness)?;
     Ok(())
 }
 
@@ -236,5 +240,81 @@ fn destroy_and_delete_erase_everything(h: &mut dyn Harness) -> Result<()> {
     drop(store);
     let store = h.reopen();
     assert_eq!(store.key("k")?, None, "deletion is durable");
+    Ok(())
+}
+
+/// A sample grant on `key_id`.
+pub fn sample_grant(key_id: &str, grant_id: &str, created_at: u64) -> GrantRecord {
+    GrantRecord {
+        record_version: super::GRANT_RECORD_VERSION,
+        grant_id: grant_id.to_owned(),
+        token_hash: format!("hash-of-{grant_id}"),
+        key_id: key_id.to_owned(),
+        grantee_principal: "arn:aws:iam::000000000000:user/bob".into(),
+        retiring_principal: None,
+        issuer: "arn:aws:iam::000000000000:user/alice".into(),
+        operations: vec!["Decrypt".into()],
+        constraints: Some(GrantConstraints {
+            encryption_context_equals: None,
+            encryption_context_subset: Some(BTreeMap::from([("a".into(), "1".into())])),
+        }),
+        name: None,
+        created_at,
+    }
+}
+
+fn policies_and_grants_follow_their_key(h: &mut dyn Harness) -> Result<()> {
+    let mut store = h.fresh();
+    expect_err(
+        store.put_key_policy("k", "{}"),
+        "NotFoundException",
+        "policy for an absent key",
+    );
+    expect_err(
+        store.put_grant(&sample_grant("k", "g1", 1)),
+        "NotFoundException",
+        "grant for an absent key",
+    );
+    store.create_key(&sample_key("k"), Some(&sample_version("k", 1)))?;
+    assert_eq!(store.key_policy("k")?, None, "no policy until one is put");
+    store.put_key_policy("k", "{\"v\":1}")?;
+    store.put_key_policy("k", "{\"v\":2}")?;
+    assert_eq!(
+        store.key_policy("k")?.as_deref(),
+        Some("{\"v\":2}"),
+        "put replaces"
+    );
+    store.put_grant(&sample_grant("k", "g2", 5))?;
+    store.put_grant(&sample_grant("k", "g1", 9))?;
+    expect_err(
+        store.put_grant(&sample_grant("k", "g1", 9)),
+        "AlreadyExistsException",
+        "duplicate grant id",
+    );
+    let ids: Vec<String> = store.grants("k")?.into_iter().map(|g| g.grant_id).collect();
+    assert_eq!(ids, ["g2", "g1"], "grants ordered by creation time");
+    assert_eq!(
+        store.grant_by_token_hash("hash-of-g1")?,
+        Some(sample_grant("k", "g1", 9)),
+        "grant found by token hash"
+    );
+    store.delete_grant("k", "g1")?;
+    expect_err(
+        store.delete_grant("k", "g1"),
+        "NotFoundException",
+        "delete absent grant",
+    );
+    drop(store);
+    let mut store = h.reopen();
+    assert_eq!(store.grants("k")?.len(), 1, "grants are durable");
+    assert!(store.key_policy("k")?.is_some(), "policies are durable");
+    store.delete_key("k")?;
+    assert_eq!(
+        store.key_policy("k")?,
+        None,
+        "delete_key removes the policy"
+    );
+    assert!(store.grants("k")?.is_empty(), "delete_key removes grants");
+    assert_eq!(store.grant_by_token_hash("hash-of-g2")?, None);
     Ok(())
 }

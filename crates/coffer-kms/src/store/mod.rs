@@ -12,13 +12,13 @@
 //!   [`KmsError::AlreadyExists`]; naming a key, version or alias that does not exist where the
 //!   method says it must → [`KmsError::NotFound`]; anything else → [`KmsError::Store`].
 //!   Readers return `Ok(None)`/empty for absent things.
-//! - **Referential integrity.** A version or alias never outlives its key;
-//!   [`KeyStore::delete_key`] removes all three.
+//! - **Referential integrity.** A version, alias, key policy or grant never outlives its
+//!   key; [`KeyStore::delete_key`] removes them all.
 //! - **Erasure.** [`KeyStore::destroy_material`] and [`KeyStore::delete_key`] must not leave
 //!   the removed wrapped material recoverable from the store's files (e.g. SQLite
 //!   `secure_delete`), because crypto-shredding relies on it.
 //! - **Ordering.** `list_keys` by id, `versions` by ascending version, `list_aliases` by
-//!   name.
+//!   name, `grants` by creation time then grant id.
 //! - **Concurrency.** Callers serialise access (`&mut self`); a backend shared between
 //!   processes must make each method atomic against other writers.
 
@@ -109,6 +109,39 @@ pub struct KeyRecord {
     pub material_fingerprint: Option<String>,
 }
 
+/// Layout version of [`GrantRecord`] (bumped when it changes incompatibly).
+pub const GRANT_RECORD_VERSION: u32 = 1;
+
+/// AWS grant constraints: the request's encryption context must equal, or contain, these
+/// pairs for the grant to apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantConstraints {
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+}
+
+/// A grant on a key (AWS `CreateGrant`): lets `grantee_principal` perform `operations` on
+/// `key_id`. The grant token is not stored, only its SHA-256 (`token_hash`, hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    /// Layout version of this record ([`GRANT_RECORD_VERSION`]).
+    pub record_version: u32,
+    pub grant_id: String,
+    pub token_hash: String,
+    pub key_id: String,
+    /// ARN of the principal the grant is for.
+    pub grantee_principal: String,
+    /// ARN of the principal that may retire the grant, besides the grantee.
+    pub retiring_principal: Option<String>,
+    /// ARN of the principal that created the grant.
+    pub issuer: String,
+    /// AWS operation names (`Decrypt`, `GenerateDataKey`, …).
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+    pub name: Option<String>,
+    pub created_at: u64,
+}
+
 /// One version of a CMK's material, wrapped by the root key
 /// (spec/wrapped-key.md, kind `0x05`, context `{"key": id, "version": n}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,7 +154,7 @@ pub struct VersionRecord {
     pub wrapped_material: Vec<u8>,
 }
 
-/// Persistence for keys, versions and aliases. See the module docs for the contract.
+/// Persistence for keys, versions, aliases, key policies and grants. See the module docs for the contract.
 pub trait KeyStore: Send {
     /// Inserts a new key and, unless it awaits import, its first version.
     /// `AlreadyExists` if the id is taken.
@@ -163,4 +196,24 @@ pub trait KeyStore: Send {
 
     /// `(alias, key id)` pairs, ordered by alias.
     fn list_aliases(&self) -> Result<Vec<(String, String)>>;
+
+    /// The key's policy document, if one was stored. `None` for keys created before key
+    /// policies existed: callers apply a default.
+    fn key_policy(&self, key_id: &str) -> Result<Option<String>>;
+
+    /// Stores (replacing) the key's policy document. `NotFound` if the key does not exist.
+    fn put_key_policy(&mut self, key_id: &str, policy: &str) -> Result<()>;
+
+    /// Stores a new grant. `NotFound` if its key does not exist, `AlreadyExists` if the grant
+    /// id or token hash is taken.
+    fn put_grant(&mut self, grant: &GrantRecord) -> Result<()>;
+
+    /// A key's grants, ordered by creation time then grant id.
+    fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>>;
+
+    /// The grant whose token hashes to `token_hash`.
+    fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>>;
+
+    /// Removes a grant. `NotFound` if it does not exist.
+    fn delete_grant(&mut self, key_id: &str, grant_id: &str) -> Result<()>;
 }

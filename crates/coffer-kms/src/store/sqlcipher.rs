@@ -10,7 +10,7 @@ use coffer_format::SecretKey;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zeroize::Zeroizing;
 
-use super::{KeyRecord, KeyStore, RotationType, VersionRecord};
+use super::{GrantRecord, KeyRecord, KeyStore, RotationType, VersionRecord};
 use crate::error::{KmsError, Result};
 
 /// Schema migrations; `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`. Append only.
@@ -32,6 +32,19 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY NOT NULL,
         key_id TEXT NOT NULL REFERENCES keys(id)
     );",
+    // 2: key policies and grants (the KMS API's authorization data).
+    "CREATE TABLE IF NOT EXISTS key_policies (
+        key_id TEXT PRIMARY KEY NOT NULL REFERENCES keys(id),
+        policy TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS grants (
+        grant_id TEXT PRIMARY KEY NOT NULL,
+        key_id TEXT NOT NULL REFERENCES keys(id),
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS grants_by_key ON grants (key_id, created_at, grant_id);",
 ];
 
 /// The schema version this code writes.
@@ -67,6 +80,18 @@ fn decode_record(json: &str) -> Result<KeyRecord> {
         )));
     }
     Ok(record)
+}
+
+fn decode_grant(json: &str) -> Result<GrantRecord> {
+    let grant: GrantRecord = serde_json::from_str(json)
+        .map_err(|e| KmsError::Store(format!("corrupt grant record: {e}")))?;
+    if grant.record_version != super::GRANT_RECORD_VERSION {
+        return Err(KmsError::Store(format!(
+            "unsupported grant record version {}",
+            grant.record_version
+        )));
+    }
+    Ok(grant)
 }
 
 fn rotation_type_str(t: Option<RotationType>) -> Option<&'static str> {
@@ -292,6 +317,8 @@ impl KeyStore for SqlCipherStore {
         }
         tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
         tx.execute("DELETE FROM aliases WHERE key_id = ?1", [key_id])?;
+        tx.execute("DELETE FROM key_policies WHERE key_id = ?1", [key_id])?;
+        tx.execute("DELETE FROM grants WHERE key_id = ?1", [key_id])?;
         tx.execute("DELETE FROM keys WHERE id = ?1", [key_id])?;
         tx.commit()?;
         Ok(())
@@ -352,5 +379,94 @@ impl KeyStore for SqlCipherStore {
             .prepare("SELECT name, key_id FROM aliases ORDER BY name")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn key_policy(&self, key_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT policy FROM key_policies WHERE key_id = ?1",
+                [key_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_key_policy(&mut self, key_id: &str, policy: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if !Self::key_exists(&tx, key_id)? {
+            return Err(KmsError::NotFound(format!("key {key_id}")));
+        }
+        tx.execute(
+            "INSERT INTO key_policies (key_id, policy) VALUES (?1, ?2)
+             ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
+            params![key_id, policy],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_grant(&mut self, grant: &GrantRecord) -> Result<()> {
+        let json = serde_json::to_string(grant)
+            .map_err(|e| KmsError::Internal(format!("encode grant record: {e}")))?;
+        let tx = self.conn.transaction()?;
+        if !Self::key_exists(&tx, &grant.key_id)? {
+            return Err(KmsError::NotFound(format!("key {}", grant.key_id)));
+        }
+        tx.execute(
+            "INSERT INTO grants (grant_id, key_id, token_hash, created_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                grant.grant_id,
+                grant.key_id,
+                grant.token_hash,
+                grant.created_at as i64,
+                json
+            ],
+        )
+        .map_err(|e| {
+            if constraint_violation(&e) {
+                KmsError::AlreadyExists(format!("grant {}", grant.grant_id))
+            } else {
+                e.into()
+            }
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id")?;
+        let rows = stmt.query_map([key_id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(decode_grant(&json?)?);
+        }
+        Ok(out)
+    }
+
+    fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM grants WHERE token_hash = ?1",
+                [token_hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.as_deref().map(decode_grant).transpose()
+    }
+
+    fn delete_grant(&mut self, key_id: &str, grant_id: &str) -> Result<()> {
+        let n = self.conn.execute(
+            "DELETE FROM grants WHERE key_id = ?1 AND grant_id = ?2",
+            params![key_id, grant_id],
+        )?;
+        if n == 0 {
+            return Err(KmsError::NotFound(format!("grant {grant_id}")));
+        }
+        Ok(())
     }
 }

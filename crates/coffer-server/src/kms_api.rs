@@ -1,0 +1,2446 @@
+//! The KMS HTTP API: AWS KMS's JSON 1.1 protocol (`X-Amz-Target: TrentService.<Operation>`,
+//! `Content-Type: application/x-amz-json-1.1`, SigV4 with service `kms`) on the S3 port.
+//!
+//! A request goes: buffer the body (≤ 64 KiB, idle timeout) → verify SigV4 ([`crate::sigv4`])
+//! → decode the operation's JSON → resolve the key → **authorize** (key policy, then grants)
+//! → call [`coffer_kms::Kms`] → encode the response. Every response carries a [`KmsAudit`] in
+//! its `http::Extensions` for the audit trail.
+//!
+//! Authorization (docs/kms.md, "Authorization"): the creator of a key owns it and its default
+//! key policy allows the owner `kms:*`; an explicit `Deny` in the key policy always wins; else
+//! the key policy or a grant for the caller must allow the action. The root identity has no
+//! implicit access to keys it does not own, and identity policies do not grant key use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Buf;
+use coffer_format::{Context, SecretBytes, WrappedKey};
+use coffer_kms::{
+    GrantConstraints, GrantRecord, KeyMetadata, Kms, KmsError, Origin, WrappingKeySpec,
+};
+use coffer_policy::{Decision, Policy, PolicyKind};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use zeroize::Zeroizing;
+
+use crate::principal::{IdentityLookup, Principal, ACCOUNT};
+use crate::sigv4;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// `X-Amz-Target` prefix of every KMS operation.
+pub const TARGET_PREFIX: &str = "TrentService.";
+/// Largest request body accepted (AWS KMS's request limit is far below; plaintexts ≤ 4 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+/// `kms:ViaService` of requests the S3 server makes on a caller's behalf (SSE-KMS).
+pub const S3_VIA_SERVICE: &str = "s3.us-east-1.amazonaws.com";
+/// The owner recorded on AWS-managed keys (see `sse::SERVICE_PRINCIPAL`).
+const MANAGED_OWNER: &str = crate::sse::SERVICE_PRINCIPAL;
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// Grant operations Coffer's symmetric keys support (AWS's grant operations minus the
+/// asymmetric and HMAC ones).
+const GRANT_OPERATIONS: &[&str] = &[
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+
+/// What the audit trail needs about one KMS request; put in the response's extensions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KmsAudit {
+    /// `kms:<Operation>`.
+    pub action: String,
+    /// The key the operation was on, when one was resolved.
+    pub key_id: Option<String>,
+    /// The key version used (cryptographic operations).
+    pub key_version: Option<u32>,
+    /// The encryption context's keys (never its values).
+    pub context_keys: Vec<String>,
+    /// The AWS error code, when the request failed.
+    pub error_code: Option<String>,
+}
+
+/// A KMS API failure: AWS's exception name, the HTTP status and a message safe to return.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct KmsApiError {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: String,
+}
+
+impl KmsApiError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        KmsApiError {
+            code,
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    fn validation(message: impl Into<String>) -> Self {
+        Self::new("ValidationException", message)
+    }
+
+    fn unsupported(message: impl Into<String>) -> Self {
+        Self::new("UnsupportedOperationException", message)
+    }
+
+    /// AWS's AccessDeniedException wording.
+    fn access_denied(principal: &Principal, action: &str, key_arn: &str, explicit: bool) -> Self {
+        let why = if explicit {
+            "with an explicit deny in a resource-based policy".to_owned()
+        } else {
+            format!("because no resource-based policy allows the {action} action")
+        };
+        Self::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {key_arn} {why}",
+                principal.arn
+            ),
+        )
+    }
+}
+
+impl From<KmsError> for KmsApiError {
+    fn from(e: KmsError) -> Self {
+        if e.is_client_error() {
+            KmsApiError {
+                code: e.aws_code(),
+                status: e.http_status(),
+                message: e.to_string(),
+            }
+        } else {
+            // Internal detail goes to the log, never to the client (STYLE.md §8).
+            tracing::error!("kms: {e}");
+            KmsApiError {
+                code: "KMSInternalException",
+                status: 500,
+                message: "An internal error occurred.".into(),
+            }
+        }
+    }
+}
+
+impl From<&sigv4::SigV4Error> for KmsApiError {
+    fn from(e: &sigv4::SigV4Error) -> Self {
+        Self::new(e.aws_code(), e.message())
+    }
+}
+
+/// The facts about a request the key policy's conditions and the grants look at.
+#[derive(Clone, Debug, Default)]
+pub struct CallContext<'a> {
+    /// The encryption context, for operations that take one.
+    pub encryption_context: Option<&'a BTreeMap<String, String>>,
+    /// `kms:ViaService`, when another Coffer service calls on the principal's behalf.
+    pub via_service: Option<&'a str>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure: bool,
+    /// `kms:GrantOperations` (CreateGrant).
+    pub grant_operations: &'a [String],
+}
+
+/// The policy that applies to a key, and who owns it.
+struct KeyAuthority {
+    key_id: String,
+    arn: String,
+    policy: Policy,
+}
+
+/// The KMS API service. Cheap to share (`Arc` inside).
+pub struct KmsApi {
+    kms: Arc<Kms>,
+    identities: Arc<dyn IdentityLookup>,
+    secure: bool,
+    body_idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for KmsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsApi")
+            .field("secure", &self.secure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ARN of the root identity.
+fn root_arn() -> String {
+    Principal::user_arn("root")
+}
+
+/// The owner of a key as an ARN; `None` for AWS-managed keys. Keys created before key
+/// ownership existed have an owner that is not an ARN: they belong to root (migration).
+pub fn owner_arn(recorded_owner: &str) -> Option<String> {
+    if recorded_owner == MANAGED_OWNER {
+        None
+    } else if recorded_owner.starts_with("arn:") {
+        Some(recorded_owner.to_owned())
+    } else {
+        Some(root_arn())
+    }
+}
+
+/// The key policy a new key gets when CreateKey has no `Policy`: the owner may do
+/// everything with it.
+pub fn default_key_policy(owner_arn: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Id": "coffer-key-default-1",
+        "Statement": [{
+            "Sid": "Allow the key owner full access",
+            "Effect": "Allow",
+            "Principal": {"AWS": owner_arn},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+/// The key policy of the AWS-managed key `alias/aws/s3`, modelled on AWS's: use through S3
+/// by anyone in the account, metadata reads directly.
+pub fn managed_key_policy() -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Id": "auto-s3-2",
+        "Statement": [
+            {
+                "Sid": "Allow access through S3 for all principals in the account that are authorized to use S3",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {
+                    "kms:ViaService": S3_VIA_SERVICE,
+                    "kms:CallerAccount": ACCOUNT
+                }}
+            },
+            {
+                "Sid": "Allow direct access to key metadata to the account",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:DescribeKey", "kms:GetKeyPolicy"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:CallerAccount": ACCOUNT}}
+            }
+        ]
+    })
+    .to_string()
+}
+
+fn parse_key_policy(json: &str) -> Result<Policy, KmsApiError> {
+    Policy::parse(json, PolicyKind::Resource)
+        .map_err(|e| KmsApiError::new("MalformedPolicyDocumentException", e.to_string()))
+}
+
+/// The condition keys of one request (docs/kms.md lists them).
+fn condition_context(principal: &Principal, call: &CallContext<'_>) -> coffer_policy::Context {
+    let mut c = coffer_policy::Context::new();
+    if let Some(ec) = call.encryption_context {
+        for (k, v) in ec {
+            c.insert(&format!("kms:EncryptionContext:{k}"), v.clone());
+            c.insert("kms:EncryptionContextKeys", k.clone());
+        }
+    }
+    c.insert("kms:CallerAccount", ACCOUNT);
+    if let Some(via) = call.via_service {
+        c.insert("kms:ViaService", via);
+    }
+    c.insert(
+        "aws:SecureTransport",
+        if call.secure { "true" } else { "false" },
+    );
+    c.insert("aws:PrincipalArn", principal.arn.clone());
+    c.insert("aws:username", principal.name.clone());
+    c.insert("aws:PrincipalAccount", ACCOUNT);
+    for op in call.grant_operations {
+        c.insert("kms:GrantOperations", op.clone());
+    }
+    c
+}
+
+/// Whether a grant's constraints hold for the request's encryption context. Constraints
+/// only restrict operations that take an encryption context.
+fn grant_constraints_hold(
+    constraints: Option<&GrantConstraints>,
+    context: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let (Some(constraints), Some(context)) = (constraints, context) else {
+        return true;
+    };
+    if let Some(equals) = &constraints.encryption_context_equals {
+        if equals != context {
+            return false;
+        }
+    }
+    if let Some(subset) = &constraints.encryption_context_subset {
+        if !subset.iter().all(|(k, v)| context.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The authorization decision for `action` (`kms:<Operation>`) on one key: explicit deny in
+/// the key policy → denied; allowed by the key policy or by a grant for the caller covering
+/// the operation whose constraints hold → allowed; otherwise denied.
+pub fn decide(
+    policy: &Policy,
+    grants: &[GrantRecord],
+    principal: &Principal,
+    action: &str,
+    key_arn: &str,
+    call: &CallContext<'_>,
+) -> Result<(), KmsApiError> {
+    let context = condition_context(principal, call);
+    let request = coffer_policy::Request {
+        principal: &principal.arn,
+        action,
+        resource: key_arn,
+        context: &context,
+    };
+    match policy.evaluate(&request) {
+        Decision::Deny => return Err(KmsApiError::access_denied(principal, action, key_arn, true)),
+        Decision::Allow => return Ok(()),
+        Decision::NotApplicable => {}
+    }
+    let operation = action.strip_prefix("kms:").unwrap_or(action);
+    let granted = grants.iter().any(|g| {
+        g.grantee_principal == principal.arn
+            && g.operations.iter().any(|o| o == operation)
+            && grant_constraints_hold(g.constraints.as_ref(), call.encryption_context)
+    });
+    if granted {
+        Ok(())
+    } else {
+        Err(KmsApiError::access_denied(
+            principal, action, key_arn, false,
+        ))
+    }
+}
+
+// ---- request decoding ----
+
+/// A base64 blob field (`CiphertextBlob`, `ImportToken`, …).
+#[derive(Debug, Clone, Default)]
+struct Blob(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        B64.decode(s.as_bytes())
+            .map(Blob)
+            .map_err(|_| serde::de::Error::custom("a blob field is not valid base64"))
+    }
+}
+
+/// A base64 field holding secret bytes (`Plaintext`); wiped on drop.
+struct SecretBlob(SecretBytes);
+
+impl<'de> Deserialize<'de> for SecretBlob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Zeroizing::new(String::deserialize(d)?);
+        let mut out = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4 + 3));
+        B64.decode_vec(s.as_bytes(), &mut out)
+            .map_err(|_| serde::de::Error::custom("Plaintext is not valid base64"))?;
+        Ok(SecretBlob(SecretBytes::from_zeroizing(out)))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Tag {
+    tag_key: String,
+    tag_value: String,
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, KmsApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        if let Some(field) = text.strip_prefix("missing field `") {
+            let field = field.split('`').next().unwrap_or_default();
+            KmsApiError::validation(format!(
+                "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            ))
+        } else {
+            KmsApiError::new(
+                "SerializationException",
+                "The request body could not be read as JSON of the operation's shape",
+            )
+        }
+    })
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn to_context(map: &BTreeMap<String, String>) -> Result<Context, KmsApiError> {
+    Context::from_pairs(map.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .map_err(|e| KmsApiError::validation(format!("EncryptionContext: {e}")))
+}
+
+fn check_algorithm(algorithm: Option<&str>) -> Result<(), KmsApiError> {
+    match algorithm {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(other) => Err(KmsApiError::new(
+            "InvalidKeyUsageException",
+            format!("The key does not support the encryption algorithm {other}"),
+        )),
+    }
+}
+
+/// Splits `items` into a page: `marker` is the index to start at (opaque to clients).
+fn paginate<T>(
+    items: Vec<T>,
+    limit: Option<i64>,
+    marker: Option<&str>,
+    default_limit: usize,
+    max_limit: usize,
+) -> Result<(Vec<T>, Option<String>), KmsApiError> {
+    let limit = match limit {
+        None => default_limit,
+        Some(l) if l >= 1 && (l as usize) <= max_limit => l as usize,
+        Some(_) => {
+            return Err(KmsApiError::validation(format!(
+                "Limit must be 1..={max_limit}"
+            )))
+        }
+    };
+    let start = match marker {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|s| *s <= items.len())
+            .ok_or_else(|| KmsApiError::new("InvalidMarkerException", "The marker is invalid"))?,
+    };
+    let end = start.saturating_add(limit).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((
+        items.into_iter().skip(start).take(end - start).collect(),
+        next,
+    ))
+}
+
+fn page(mut body: Map<String, Value>, next: Option<String>) -> Value {
+    body.insert("Truncated".into(), Value::Bool(next.is_some()));
+    if let Some(next) = next {
+        body.insert("NextMarker".into(), Value::String(next));
+    }
+    Value::Object(body)
+}
+
+fn key_metadata_json(m: &KeyMetadata, managed: bool) -> Value {
+    let mut v = json!({
+        "AWSAccountId": ACCOUNT,
+        "KeyId": m.key_id,
+        "Arn": m.arn,
+        "CreationDate": epoch(m.creation_date),
+        "Enabled": m.enabled,
+        "Description": m.description,
+        "KeyUsage": m.key_usage,
+        "KeyState": m.key_state.as_str(),
+        "Origin": m.origin.as_str(),
+        "KeyManager": if managed { "AWS" } else { "CUSTOMER" },
+        "CustomerMasterKeySpec": m.key_spec,
+        "KeySpec": m.key_spec,
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "MultiRegion": false,
+    });
+    if let Some(o) = v.as_object_mut() {
+        if let Some(d) = m.deletion_date {
+            o.insert("DeletionDate".into(), json!(epoch(d)));
+        }
+        if let Some(d) = m.valid_to {
+            o.insert("ValidTo".into(), json!(epoch(d)));
+        }
+        if let Some(e) = m.expiration_model {
+            o.insert("ExpirationModel".into(), json!(e));
+        }
+    }
+    v
+}
+
+fn grant_json(g: &GrantRecord, key_arn: &str) -> Value {
+    let mut v = json!({
+        "KeyId": key_arn,
+        "GrantId": g.grant_id,
+        "CreationDate": g.created_at,
+        "GranteePrincipal": g.grantee_principal,
+        "IssuingAccount": format!("arn:aws:iam::{ACCOUNT}:root"),
+        "Operations": g.operations,
+    });
+    if let Some(o) = v.as_object_mut() {
+        if let Some(n) = &g.name {
+            o.insert("Name".into(), json!(n));
+        }
+        if let Some(r) = &g.retiring_principal {
+            o.insert("RetiringPrincipal".into(), json!(r));
+        }
+        if let Some(c) = &g.constraints {
+            let mut cj = Map::new();
+            if let Some(e) = &c.encryption_context_equals {
+                cj.insert("EncryptionContextEquals".into(), json!(e));
+            }
+            if let Some(s) = &c.encryption_context_subset {
+                cj.insert("EncryptionContextSubset".into(), json!(s));
+            }
+            o.insert("Constraints".into(), Value::Object(cj));
+        }
+    }
+    v
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+fn tags_map(tags: Vec<Tag>) -> BTreeMap<String, String> {
+    tags.into_iter().map(|t| (t.tag_key, t.tag_value)).collect()
+}
+
+// ---- operation shapes (AWS KMS API reference, request syntax) ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyIdOnly {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateKeyRequest {
+    policy: Option<String>,
+    description: Option<String>,
+    key_usage: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    #[serde(default)]
+    bypass_policy_lockout_safety_check: bool,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    multi_region: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeKeyRequest {
+    key_id: String,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListRequest {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasRequest {
+    alias_name: String,
+    target_key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScheduleKeyDeletionRequest {
+    key_id: String,
+    pending_window_in_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnableKeyRotationRequest {
+    key_id: String,
+    rotation_period_in_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParametersForImportRequest {
+    key_id: String,
+    wrapping_algorithm: String,
+    wrapping_key_spec: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportKeyMaterialRequest {
+    key_id: String,
+    import_token: Blob,
+    encrypted_key_material: Blob,
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptRequest {
+    key_id: String,
+    plaintext: SecretBlob,
+    #[serde(default)]
+    encryption_context: BTreeMap<String, String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    encryption_algorithm: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptRequest {
+    ciphertext_blob: Blob,
+    #[serde(default)]
+    encryption_context: BTreeMap<String, String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    recipient: Option<Value>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReEncryptRequest {
+    ciphertext_blob: Blob,
+    #[serde(default)]
+    source_encryption_context: BTreeMap<String, String>,
+    source_key_id: Option<String>,
+    destination_key_id: String,
+    #[serde(default)]
+    destination_encryption_context: BTreeMap<String, String>,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateDataKeyRequest {
+    key_id: String,
+    #[serde(default)]
+    encryption_context: BTreeMap<String, String>,
+    number_of_bytes: Option<i64>,
+    key_spec: Option<String>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    recipient: Option<Value>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateRandomRequest {
+    number_of_bytes: Option<i64>,
+    custom_key_store_id: Option<String>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyPolicyRequest {
+    key_id: String,
+    policy_name: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    bypass_policy_lockout_safety_check: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConstraintsShape {
+    encryption_context_subset: Option<BTreeMap<String, String>>,
+    encryption_context_equals: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateGrantRequest {
+    key_id: String,
+    grantee_principal: String,
+    retiring_principal: Option<String>,
+    operations: Vec<String>,
+    constraints: Option<ConstraintsShape>,
+    #[serde(default)]
+    grant_tokens: Vec<String>,
+    name: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGrantsRequest {
+    key_id: String,
+    limit: Option<i64>,
+    marker: Option<String>,
+    grant_id: Option<String>,
+    grantee_principal: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RetireGrantRequest {
+    grant_token: Option<String>,
+    key_id: Option<String>,
+    grant_id: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RevokeGrantRequest {
+    key_id: String,
+    grant_id: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagResourceRequest {
+    key_id: String,
+    tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UntagResourceRequest {
+    key_id: String,
+    tag_keys: Vec<String>,
+}
+
+/// A successful operation's JSON body. `Zeroizing` because some carry plaintext.
+type Reply = Result<Zeroizing<String>, KmsApiError>;
+
+fn reply(v: Value) -> Reply {
+    Ok(Zeroizing::new(v.to_string()))
+}
+
+fn dry_run() -> KmsApiError {
+    KmsApiError {
+        code: "DryRunOperationException",
+        status: 412,
+        message: "The request would have succeeded, but the DryRun option is set.".into(),
+    }
+}
+
+impl KmsApi {
+    pub fn new(
+        kms: Arc<Kms>,
+        identities: Arc<dyn IdentityLookup>,
+        secure: bool,
+        body_idle_timeout: Duration,
+    ) -> Self {
+        KmsApi {
+            kms,
+            identities,
+            secure,
+            body_idle_timeout,
+        }
+    }
+
+    /// Whether a request is for this API (`POST` with `X-Amz-Target: TrentService.*`).
+    pub fn is_kms_request<B>(req: &http::Request<B>) -> bool {
+        req.method() == http::Method::POST
+            && req
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with(TARGET_PREFIX))
+    }
+
+    /// Serves one request: reads the body, verifies the signature, runs the operation.
+    pub async fn serve<B>(&self, req: http::Request<B>) -> http::Response<s3s::Body>
+    where
+        B: hyper::body::Body + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let target = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let operation = target
+            .strip_prefix(TARGET_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
+        let mut audit = KmsAudit {
+            action: format!("kms:{operation}"),
+            ..KmsAudit::default()
+        };
+        let (parts, body) = req.into_parts();
+        let result = match self.read_body(&parts.headers, body).await {
+            Err(e) => Err(e),
+            Ok(body) => match sigv4::verify(
+                parts.method.as_str(),
+                &parts.uri,
+                &parts.headers,
+                &body,
+                "kms",
+                self.identities.as_ref(),
+                SystemTime::now(),
+            ) {
+                Err(e) => Err(KmsApiError::from(&e)),
+                Ok(verified) => {
+                    let content_type_ok = parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with(JSON_CONTENT_TYPE));
+                    if content_type_ok {
+                        self.handle(verified.principal(), &operation, &body, &mut audit)
+                    } else {
+                        Err(KmsApiError::new(
+                            "SerializationException",
+                            format!("Content-Type must be {JSON_CONTENT_TYPE}"),
+                        ))
+                    }
+                }
+            },
+        };
+        let (status, body) = match result {
+            Ok(body) => (200, body),
+            Err(e) => {
+                audit.error_code = Some(e.code.to_owned());
+                (
+                    e.status,
+                    Zeroizing::new(json!({"__type": e.code, "message": e.message}).to_string()),
+                )
+            }
+        };
+        let mut resp = http::Response::new(s3s::Body::from(body.as_str().to_owned()));
+        *resp.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
+        if let Ok(id) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            resp.headers_mut().insert("x-amzn-requestid", id);
+        }
+        resp.extensions_mut().insert(audit);
+        resp
+    }
+
+    async fn read_body<B>(
+        &self,
+        headers: &http::HeaderMap,
+        mut body: B,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsApiError>
+    where
+        B: hyper::body::Body + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let too_large = || KmsApiError {
+            code: "ValidationException",
+            status: 413,
+            message: format!("Request entity too large: the limit is {MAX_BODY} bytes"),
+        };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut out = Zeroizing::new(Vec::new());
+        loop {
+            let frame = tokio::time::timeout(
+                self.body_idle_timeout,
+                futures::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await;
+            match frame {
+                Err(_) => {
+                    return Err(KmsApiError::new(
+                        "RequestTimeoutException",
+                        "The request body was not received in time",
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(KmsApiError::new(
+                        "SerializationException",
+                        format!("The request body could not be read: {e}"),
+                    ))
+                }
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(mut data) = frame.into_data() {
+                        if out.len() + data.remaining() > MAX_BODY {
+                            return Err(too_large());
+                        }
+                        while data.has_remaining() {
+                            let chunk = data.chunk();
+                            let n = chunk.len();
+                            out.extend_from_slice(chunk);
+                            data.advance(n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one operation for an authenticated principal. Public for tests and in-process
+    /// callers; `serve` is the HTTP entry point.
+    pub fn handle(
+        &self,
+        principal: &Principal,
+        operation: &str,
+        body: &[u8],
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let r = self.dispatch(principal, operation, body, audit);
+        if let Err(e) = &r {
+            audit.error_code = Some(e.code.to_owned());
+        }
+        r
+    }
+
+    fn dispatch(
+        &self,
+        principal: &Principal,
+        operation: &str,
+        body: &[u8],
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        match operation {
+            "CreateKey" => self.handle_create_key(principal, decode(body)?, audit),
+            "DescribeKey" => self.handle_describe_key(principal, decode(body)?, audit),
+            "ListKeys" => self.handle_list_keys(principal, decode(body)?),
+            "CreateAlias" => self.handle_create_alias(principal, decode(body)?, audit),
+            "UpdateAlias" => self.handle_update_alias(principal, decode(body)?, audit),
+            "DeleteAlias" => self.handle_delete_alias(principal, decode(body)?, audit),
+            "ListAliases" => self.handle_list_aliases(principal, decode(body)?),
+            "EnableKey"
+            | "DisableKey"
+            | "CancelKeyDeletion"
+            | "DisableKeyRotation"
+            | "RotateKeyOnDemand"
+            | "DeleteImportedKeyMaterial"
+            | "GetKeyRotationStatus" => {
+                self.handle_key_admin(principal, operation, decode(body)?, audit)
+            }
+            "ScheduleKeyDeletion" => {
+                self.handle_schedule_key_deletion(principal, decode(body)?, audit)
+            }
+            "EnableKeyRotation" => self.handle_enable_key_rotation(principal, decode(body)?, audit),
+            "ListKeyRotations" => self.handle_list_key_rotations(principal, decode(body)?, audit),
+            "GetParametersForImport" => {
+                self.handle_get_parameters_for_import(principal, decode(body)?, audit)
+            }
+            "ImportKeyMaterial" => self.handle_import_key_material(principal, decode(body)?, audit),
+            "Encrypt" => self.handle_encrypt(principal, decode(body)?, audit),
+            "Decrypt" => self.handle_decrypt(principal, decode(body)?, audit),
+            "ReEncrypt" => self.handle_re_encrypt(principal, decode(body)?, audit),
+            "GenerateDataKey" => {
+                self.handle_generate_data_key(principal, decode(body)?, true, audit)
+            }
+            "GenerateDataKeyWithoutPlaintext" => {
+                self.handle_generate_data_key(principal, decode(body)?, false, audit)
+            }
+            "GenerateRandom" => self.handle_generate_random(principal, decode(body)?),
+            "GetKeyPolicy" => self.handle_get_key_policy(principal, decode(body)?, audit),
+            "PutKeyPolicy" => self.handle_put_key_policy(principal, decode(body)?, audit),
+            "CreateGrant" => self.handle_create_grant(principal, decode(body)?, audit),
+            "ListGrants" => self.handle_list_grants(principal, decode(body)?, audit),
+            "RetireGrant" => self.handle_retire_grant(principal, decode(body)?, audit),
+            "RevokeGrant" => self.handle_revoke_grant(principal, decode(body)?, audit),
+            "TagResource" => self.handle_tag_resource(principal, decode(body)?, audit),
+            "UntagResource" => self.handle_untag_resource(principal, decode(body)?, audit),
+            "ListResourceTags" => self.handle_list_resource_tags(principal, decode(body)?, audit),
+            _ => Err(KmsApiError::new(
+                "UnknownOperationException",
+                format!("Unknown operation {operation}"),
+            )),
+        }
+    }
+
+    // ---- authorization ----
+
+    /// Authorization of operations on no particular key (CreateKey, ListKeys, ListAliases,
+    /// GenerateRandom): the caller's identity policies decide (the root identity is allowed
+    /// unless a policy denies; see docs/security.md).
+    pub fn authorize_unbound(
+        &self,
+        principal: &Principal,
+        action: &str,
+    ) -> Result<(), KmsApiError> {
+        if self.identities.allows_unbound(principal, action, self.secure) {
+            return Ok(());
+        }
+        Err(KmsApiError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} action",
+                principal.arn
+            ),
+        ))
+    }
+
+    /// The policy and identity of a key (resolving id, alias or ARN; NotFound first).
+    fn key_authority(&self, key: &str) -> Result<(KeyAuthority, KeyMetadata), KmsApiError> {
+        let meta = self.kms.describe_key(key)?;
+        let policy = match self.kms.key_policy(&meta.key_id)? {
+            Some(json) => parse_key_policy(&json).map_err(|e| {
+                tracing::error!(
+                    "stored policy of key {} does not parse: {}",
+                    meta.key_id,
+                    e.message
+                );
+                KmsApiError::from(KmsError::Internal("stored key policy".into()))
+            })?,
+            None => match owner_arn(&meta.owner) {
+                Some(owner) => parse_key_policy(&default_key_policy(&owner))?,
+                None => parse_key_policy(&managed_key_policy())?,
+            },
+        };
+        Ok((
+            KeyAuthority {
+                key_id: meta.key_id.clone(),
+                arn: meta.arn.clone(),
+                policy,
+            },
+            meta,
+        ))
+    }
+
+    /// Checks the grant tokens a request carries: each must name an existing grant.
+    fn check_grant_tokens(&self, tokens: &[String]) -> Result<(), KmsApiError> {
+        if tokens.len() > 10 {
+            return Err(KmsApiError::validation("at most 10 GrantTokens"));
+        }
+        for t in tokens {
+            if self.kms.grant_by_token_hash(&token_hash(t))?.is_none() {
+                return Err(KmsApiError::new(
+                    "InvalidGrantTokenException",
+                    "The grant token is not valid",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `key`, records it in `audit`, and authorizes `action` on it.
+    fn authorize(
+        &self,
+        principal: &Principal,
+        key: &str,
+        action: &str,
+        call: &CallContext<'_>,
+        audit: &mut KmsAudit,
+    ) -> Result<KeyMetadata, KmsApiError> {
+        let (authority, meta) = self.key_authority(key)?;
+        audit.key_id = Some(authority.key_id.clone());
+        let grants = self.kms.grants(&authority.key_id)?;
+        decide(
+            &authority.policy,
+            &grants,
+            principal,
+            action,
+            &authority.arn,
+            call,
+        )?;
+        Ok(meta)
+    }
+
+    fn call<'a>(&self, context: Option<&'a BTreeMap<String, String>>) -> CallContext<'a> {
+        CallContext {
+            encryption_context: context,
+            via_service: None,
+            secure: self.secure,
+            grant_operations: &[],
+        }
+    }
+
+    /// For the S3 server path (SSE-KMS): may `principal` use `key` for `action`
+    /// (`kms:GenerateDataKey` or `kms:Decrypt`) with this encryption context? Returns the
+    /// resolved key id. `via_service` is `Some(S3_VIA_SERVICE)` when S3 calls on the
+    /// principal's behalf.
+    pub fn check_key_use(
+        &self,
+        principal: &Principal,
+        key: &str,
+        action: &str,
+        context: &BTreeMap<String, String>,
+        via_service: Option<&str>,
+        secure: bool,
+    ) -> Result<String, KmsApiError> {
+        let (authority, _) = self.key_authority(key)?;
+        let grants = self.kms.grants(&authority.key_id)?;
+        let call = CallContext {
+            encryption_context: Some(context),
+            via_service,
+            secure,
+            grant_operations: &[],
+        };
+        decide(
+            &authority.policy,
+            &grants,
+            principal,
+            action,
+            &authority.arn,
+            &call,
+        )?;
+        Ok(authority.key_id)
+    }
+
+    fn is_managed(meta: &KeyMetadata) -> bool {
+        meta.owner == MANAGED_OWNER
+    }
+
+    // ---- handlers ----
+
+    fn handle_create_key(
+        &self,
+        principal: &Principal,
+        req: CreateKeyRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        self.authorize_unbound(principal, "kms:CreateKey")?;
+        match req.key_usage.as_deref() {
+            None | Some("ENCRYPT_DECRYPT") => {}
+            Some(u) => {
+                return Err(KmsApiError::unsupported(format!(
+                    "KeyUsage {u} is not supported: only ENCRYPT_DECRYPT"
+                )))
+            }
+        }
+        for spec in [&req.key_spec, &req.customer_master_key_spec]
+            .into_iter()
+            .flatten()
+        {
+            if spec != "SYMMETRIC_DEFAULT" {
+                return Err(KmsApiError::unsupported(format!(
+                    "KeySpec {spec} is not supported: only SYMMETRIC_DEFAULT"
+                )));
+            }
+        }
+        let origin = match req.origin.as_deref() {
+            None | Some("AWS_KMS") => Origin::Generated,
+            Some("EXTERNAL") => Origin::External,
+            Some(o) => {
+                return Err(KmsApiError::unsupported(format!(
+                    "Origin {o} is not supported: AWS_KMS or EXTERNAL"
+                )))
+            }
+        };
+        if req.multi_region {
+            return Err(KmsApiError::unsupported(
+                "multi-Region keys are not supported",
+            ));
+        }
+        if req.custom_key_store_id.is_some() {
+            return Err(KmsApiError::unsupported(
+                "custom key stores are not supported",
+            ));
+        }
+        let policy = match &req.policy {
+            Some(p) => {
+                let parsed = parse_key_policy(p)?;
+                if !req.bypass_policy_lockout_safety_check {
+                    self.check_lockout(&parsed, principal)?;
+                }
+                p.clone()
+            }
+            None => default_key_policy(&principal.arn),
+        };
+        let meta = self.kms.create_key_with_origin(
+            &principal.arn,
+            req.description.as_deref().unwrap_or_default(),
+            tags_map(req.tags),
+            origin,
+        )?;
+        audit.key_id = Some(meta.key_id.clone());
+        self.kms.put_key_policy(&meta.key_id, &policy)?;
+        reply(json!({ "KeyMetadata": key_metadata_json(&meta, false) }))
+    }
+
+    /// AWS's lockout safety check: the new policy must let the caller change it again.
+    fn check_lockout(&self, policy: &Policy, principal: &Principal) -> Result<(), KmsApiError> {
+        let context = condition_context(principal, &self.call(None));
+        let allowed = policy.evaluate(&coffer_policy::Request {
+            principal: &principal.arn,
+            action: "kms:PutKeyPolicy",
+            resource: "*",
+            context: &context,
+        }) == Decision::Allow;
+        if allowed {
+            Ok(())
+        } else {
+            Err(KmsApiError::new(
+                "MalformedPolicyDocumentException",
+                "The new key policy will not allow you to update the key policy in the future.",
+            ))
+        }
+    }
+
+    fn handle_describe_key(
+        &self,
+        principal: &Principal,
+        req: DescribeKeyRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        self.check_grant_tokens(&req.grant_tokens)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:DescribeKey",
+            &self.call(None),
+            audit,
+        )?;
+        reply(json!({ "KeyMetadata": key_metadata_json(&meta, Self::is_managed(&meta)) }))
+    }
+
+    fn handle_list_keys(&self, principal: &Principal, req: ListRequest) -> Reply {
+        self.authorize_unbound(principal, "kms:ListKeys")?;
+        let keys = self.kms.list_keys()?;
+        let (keys, next) = paginate(keys, req.limit, req.marker.as_deref(), 100, 1000)?;
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"KeyId": k.key_id, "KeyArn": k.arn}))
+            .collect();
+        let mut body = Map::new();
+        body.insert("Keys".into(), Value::Array(keys));
+        reply(page(body, next))
+    }
+
+    fn handle_create_alias(
+        &self,
+        principal: &Principal,
+        req: AliasRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let target = req
+            .target_key_id
+            .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
+        let meta = self.authorize(
+            principal,
+            &target,
+            "kms:CreateAlias",
+            &self.call(None),
+            audit,
+        )?;
+        if Self::is_managed(&meta) {
+            return Err(KmsApiError::unsupported(
+                "an alias cannot point at an AWS managed key",
+            ));
+        }
+        self.kms.create_alias(&req.alias_name, &meta.key_id)?;
+        reply(json!({}))
+    }
+
+    fn handle_update_alias(
+        &self,
+        principal: &Principal,
+        req: AliasRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let target = req
+            .target_key_id
+            .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
+        // AWS: kms:UpdateAlias on both the key the alias points at and the new one.
+        let current = self.kms.resolve(&req.alias_name)?;
+        self.authorize(
+            principal,
+            &current,
+            "kms:UpdateAlias",
+            &self.call(None),
+            audit,
+        )?;
+        let meta = self.authorize(
+            principal,
+            &target,
+            "kms:UpdateAlias",
+            &self.call(None),
+            audit,
+        )?;
+        if Self::is_managed(&meta) {
+            return Err(KmsApiError::unsupported(
+                "an alias cannot point at an AWS managed key",
+            ));
+        }
+        self.kms.update_alias(&req.alias_name, &meta.key_id)?;
+        reply(json!({}))
+    }
+
+    fn handle_delete_alias(
+        &self,
+        principal: &Principal,
+        req: AliasRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        if req.alias_name.starts_with("alias/aws/") {
+            return Err(KmsApiError::new(
+                "NotFoundException",
+                "AWS managed aliases cannot be deleted",
+            ));
+        }
+        let current = self.kms.resolve(&req.alias_name)?;
+        self.authorize(
+            principal,
+            &current,
+            "kms:DeleteAlias",
+            &self.call(None),
+            audit,
+        )?;
+        self.kms.delete_alias(&req.alias_name)?;
+        reply(json!({}))
+    }
+
+    fn handle_list_aliases(&self, principal: &Principal, req: ListRequest) -> Reply {
+        self.authorize_unbound(principal, "kms:ListAliases")?;
+        let aliases = self.kms.list_aliases(req.key_id.as_deref())?;
+        let (aliases, next) = paginate(aliases, req.limit, req.marker.as_deref(), 50, 100)?;
+        let list: Vec<Value> = aliases
+            .iter()
+            .map(|(name, key)| {
+                json!({
+                    "AliasName": name,
+                    "AliasArn": format!("arn:aws:kms:{}:{ACCOUNT}:{name}", sigv4::REGION),
+                    "TargetKeyId": key,
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("Aliases".into(), Value::Array(list));
+        reply(page(body, next))
+    }
+
+    /// Operations whose request is just a `KeyId`.
+    fn handle_key_admin(
+        &self,
+        principal: &Principal,
+        operation: &str,
+        req: KeyIdOnly,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let action = format!("kms:{operation}");
+        let meta = self.authorize(principal, &req.key_id, &action, &self.call(None), audit)?;
+        let id = meta.key_id.as_str();
+        match operation {
+            "EnableKey" => self.kms.enable_key(id)?,
+            "DisableKey" => self.kms.disable_key(id)?,
+            "CancelKeyDeletion" => {
+                self.kms.cancel_key_deletion(id)?;
+                return reply(json!({"KeyId": meta.arn}));
+            }
+            "DisableKeyRotation" => self.kms.disable_key_rotation(id)?,
+            "RotateKeyOnDemand" => {
+                self.kms.rotate_key_on_demand(id)?;
+                return reply(json!({"KeyId": meta.key_id}));
+            }
+            "DeleteImportedKeyMaterial" => self.kms.delete_imported_key_material(id)?,
+            "GetKeyRotationStatus" => {
+                let mut v = json!({
+                    "KeyRotationEnabled": meta.rotation_enabled,
+                    "KeyId": meta.arn,
+                });
+                if let Some(o) = v.as_object_mut() {
+                    if let Some(days) = meta.rotation_period_days {
+                        o.insert("RotationPeriodInDays".into(), json!(days));
+                    }
+                    if let Some(next) = meta.next_rotation_date {
+                        o.insert("NextRotationDate".into(), json!(epoch(next)));
+                    }
+                }
+                return reply(v);
+            }
+            _ => {
+                return Err(KmsApiError::new(
+                    "UnknownOperationException",
+                    format!("Unknown operation {operation}"),
+                ))
+            }
+        }
+        reply(json!({}))
+    }
+
+    fn handle_schedule_key_deletion(
+        &self,
+        principal: &Principal,
+        req: ScheduleKeyDeletionRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:ScheduleKeyDeletion",
+            &self.call(None),
+            audit,
+        )?;
+        let at = self
+            .kms
+            .schedule_key_deletion(&meta.key_id, req.pending_window_in_days)?;
+        reply(json!({
+            "KeyId": meta.arn,
+            "DeletionDate": epoch(at),
+            "KeyState": "PendingDeletion",
+            "PendingWindowInDays": req.pending_window_in_days.unwrap_or(30),
+        }))
+    }
+
+    fn handle_enable_key_rotation(
+        &self,
+        principal: &Principal,
+        req: EnableKeyRotationRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:EnableKeyRotation",
+            &self.call(None),
+            audit,
+        )?;
+        self.kms
+            .enable_key_rotation(&meta.key_id, req.rotation_period_in_days)?;
+        reply(json!({}))
+    }
+
+    fn handle_list_key_rotations(
+        &self,
+        principal: &Principal,
+        req: ListRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let key = req
+            .key_id
+            .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
+        let meta = self.authorize(
+            principal,
+            &key,
+            "kms:ListKeyRotations",
+            &self.call(None),
+            audit,
+        )?;
+        let rotations = self.kms.list_key_rotations(&meta.key_id)?;
+        let (rotations, next) = paginate(rotations, req.limit, req.marker.as_deref(), 100, 1000)?;
+        let list: Vec<Value> = rotations
+            .iter()
+            .map(|r| {
+                json!({
+                    "KeyId": meta.key_id,
+                    "RotationDate": epoch(r.rotation_date),
+                    "RotationType": match r.rotation_type {
+                        coffer_kms::RotationType::Automatic => "AUTOMATIC",
+                        coffer_kms::RotationType::OnDemand => "ON_DEMAND",
+                    },
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("Rotations".into(), Value::Array(list));
+        reply(page(body, next))
+    }
+
+    fn handle_get_parameters_for_import(
+        &self,
+        principal: &Principal,
+        req: GetParametersForImportRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:GetParametersForImport",
+            &self.call(None),
+            audit,
+        )?;
+        if req.wrapping_algorithm != "RSAES_OAEP_SHA_256" {
+            return Err(KmsApiError::unsupported(format!(
+                "WrappingAlgorithm {} is not supported: only RSAES_OAEP_SHA_256",
+                req.wrapping_algorithm
+            )));
+        }
+        let spec = match req.wrapping_key_spec.as_str() {
+            "RSA_3072" => WrappingKeySpec::Rsa3072,
+            "RSA_4096" => WrappingKeySpec::Rsa4096,
+            other => {
+                return Err(KmsApiError::unsupported(format!(
+                    "WrappingKeySpec {other} is not supported: RSA_3072 or RSA_4096"
+                )))
+            }
+        };
+        let params = self.kms.get_parameters_for_import(&meta.key_id, spec)?;
+        reply(json!({
+            "KeyId": meta.arn,
+            "ImportToken": B64.encode(&params.import_token),
+            "PublicKey": B64.encode(&params.public_key),
+            "ParametersValidTo": epoch(params.parameters_valid_to),
+        }))
+    }
+
+    fn handle_import_key_material(
+        &self,
+        principal: &Principal,
+        req: ImportKeyMaterialRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:ImportKeyMaterial",
+            &self.call(None),
+            audit,
+        )?;
+        let valid_to = match (req.expiration_model.as_deref(), req.valid_to) {
+            (None | Some("KEY_MATERIAL_EXPIRES"), Some(t)) if t.is_finite() && t > 0.0 => {
+                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64))
+            }
+            (Some("KEY_MATERIAL_EXPIRES"), _) => {
+                return Err(KmsApiError::validation(
+                    "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES",
+                ))
+            }
+            (None | Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => None,
+            (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), Some(_)) => {
+                return Err(KmsApiError::validation(
+                    "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
+                ))
+            }
+            _ => {
+                return Err(KmsApiError::validation(
+                    "invalid ExpirationModel or ValidTo",
+                ))
+            }
+        };
+        self.kms.import_key_material(
+            &meta.key_id,
+            &req.import_token.0,
+            &req.encrypted_key_material.0,
+            valid_to,
+        )?;
+        reply(json!({"KeyId": meta.arn}))
+    }
+
+    fn note_context(audit: &mut KmsAudit, context: &BTreeMap<String, String>) {
+        audit.context_keys = context.keys().cloned().collect();
+    }
+
+    fn handle_encrypt(
+        &self,
+        principal: &Principal,
+        req: EncryptRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::note_context(audit, &req.encryption_context);
+        check_algorithm(req.encryption_algorithm.as_deref())?;
+        self.check_grant_tokens(&req.grant_tokens)?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:Encrypt",
+            &self.call(Some(&req.encryption_context)),
+            audit,
+        )?;
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        let out = self.kms.encrypt(
+            &meta.key_id,
+            req.plaintext.0.expose(),
+            &to_context(&req.encryption_context)?,
+        )?;
+        audit.key_version = Some(meta.current_version);
+        reply(json!({
+            "CiphertextBlob": B64.encode(&out.ciphertext_blob),
+            "KeyId": out.key_id,
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    /// The key id and version a ciphertext names (InvalidCiphertext if it names none).
+    fn ciphertext_key(blob: &[u8]) -> Result<(String, u32), KmsApiError> {
+        let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
+        let reference = wrapped.reference();
+        if reference.kind != coffer_format::KeyKind::Kms {
+            return Err(KmsError::InvalidCiphertext.into());
+        }
+        let id = reference
+            .key_id_str()
+            .ok_or(KmsError::InvalidCiphertext)?
+            .to_owned();
+        Ok((id, reference.version))
+    }
+
+    fn handle_decrypt(
+        &self,
+        principal: &Principal,
+        req: DecryptRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::note_context(audit, &req.encryption_context);
+        check_algorithm(req.encryption_algorithm.as_deref())?;
+        if req.recipient.is_some() {
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
+        }
+        self.check_grant_tokens(&req.grant_tokens)?;
+        let (key_id, version) = Self::ciphertext_key(&req.ciphertext_blob.0)?;
+        if let Some(expected) = &req.key_id {
+            if self.kms.resolve(expected)? != key_id {
+                return Err(KmsError::IncorrectKey.into());
+            }
+        }
+        self.authorize(
+            principal,
+            &key_id,
+            "kms:Decrypt",
+            &self.call(Some(&req.encryption_context)),
+            audit,
+        )?;
+        audit.key_version = Some(version);
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        let out = self.kms.decrypt(
+            &req.ciphertext_blob.0,
+            &to_context(&req.encryption_context)?,
+            Some(&key_id),
+        )?;
+        let plaintext = Zeroizing::new(B64.encode(out.plaintext.expose()));
+        reply(json!({
+            "KeyId": out.key_id,
+            "Plaintext": plaintext.as_str(),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    fn handle_re_encrypt(
+        &self,
+        principal: &Principal,
+        req: ReEncryptRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::note_context(audit, &req.source_encryption_context);
+        check_algorithm(req.source_encryption_algorithm.as_deref())?;
+        check_algorithm(req.destination_encryption_algorithm.as_deref())?;
+        self.check_grant_tokens(&req.grant_tokens)?;
+        let (source_id, version) = Self::ciphertext_key(&req.ciphertext_blob.0)?;
+        if let Some(expected) = &req.source_key_id {
+            if self.kms.resolve(expected)? != source_id {
+                return Err(KmsError::IncorrectKey.into());
+            }
+        }
+        self.authorize(
+            principal,
+            &source_id,
+            "kms:ReEncryptFrom",
+            &self.call(Some(&req.source_encryption_context)),
+            audit,
+        )?;
+        audit.key_version = Some(version);
+        let destination = self.authorize(
+            principal,
+            &req.destination_key_id,
+            "kms:ReEncryptTo",
+            &self.call(Some(&req.destination_encryption_context)),
+            &mut KmsAudit::default(),
+        )?;
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        let out = self.kms.re_encrypt(
+            &req.ciphertext_blob.0,
+            &to_context(&req.source_encryption_context)?,
+            Some(&source_id),
+            &destination.key_id,
+            &to_context(&req.destination_encryption_context)?,
+        )?;
+        reply(json!({
+            "CiphertextBlob": B64.encode(&out.ciphertext_blob),
+            "SourceKeyId": out.source_key_id,
+            "KeyId": out.key_id,
+            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    fn handle_generate_data_key(
+        &self,
+        principal: &Principal,
+        req: GenerateDataKeyRequest,
+        with_plaintext: bool,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::note_context(audit, &req.encryption_context);
+        if req.recipient.is_some() {
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
+        }
+        let length = match (req.number_of_bytes, req.key_spec.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(KmsApiError::validation(
+                    "specify either KeySpec or NumberOfBytes, not both",
+                ))
+            }
+            (Some(n), None) if (1..=1024).contains(&n) => n as usize,
+            (Some(_), None) => {
+                return Err(KmsApiError::validation("NumberOfBytes must be 1..=1024"))
+            }
+            (None, Some("AES_256")) => 32,
+            (None, Some("AES_128")) => 16,
+            (None, Some(other)) => {
+                return Err(KmsApiError::validation(format!(
+                    "KeySpec {other} is not AES_256 or AES_128"
+                )))
+            }
+            (None, None) => {
+                return Err(KmsApiError::validation(
+                    "specify either KeySpec or NumberOfBytes",
+                ))
+            }
+        };
+        self.check_grant_tokens(&req.grant_tokens)?;
+        let action = if with_plaintext {
+            "kms:GenerateDataKey"
+        } else {
+            "kms:GenerateDataKeyWithoutPlaintext"
+        };
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            action,
+            &self.call(Some(&req.encryption_context)),
+            audit,
+        )?;
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        let context = to_context(&req.encryption_context)?;
+        let (plaintext, blob, key_arn) = if length == 32 {
+            let dk = self.kms.generate_data_key(&meta.key_id, &context)?;
+            let plaintext = Zeroizing::new(B64.encode(dk.plaintext.expose()));
+            (plaintext, dk.ciphertext_blob, dk.key_id)
+        } else {
+            // Other sizes: random bytes encrypted under the key; the same blob format.
+            let bytes = self.kms.generate_random(length)?;
+            let ct = self.kms.encrypt(&meta.key_id, bytes.expose(), &context)?;
+            (
+                Zeroizing::new(B64.encode(bytes.expose())),
+                ct.ciphertext_blob,
+                ct.key_id,
+            )
+        };
+        audit.key_version = Some(meta.current_version);
+        let mut v = json!({
+            "CiphertextBlob": B64.encode(&blob),
+            "KeyId": key_arn,
+        });
+        if with_plaintext {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("Plaintext".into(), Value::String(plaintext.to_string()));
+            }
+        }
+        reply(v)
+    }
+
+    fn handle_generate_random(&self, principal: &Principal, req: GenerateRandomRequest) -> Reply {
+        self.authorize_unbound(principal, "kms:GenerateRandom")?;
+        if req.custom_key_store_id.is_some() {
+            return Err(KmsApiError::unsupported(
+                "custom key stores are not supported",
+            ));
+        }
+        if req.recipient.is_some() {
+            return Err(KmsApiError::unsupported(
+                "Recipient (Nitro Enclaves) is not supported",
+            ));
+        }
+        let n = req
+            .number_of_bytes
+            .ok_or_else(|| KmsApiError::validation("NumberOfBytes is required"))?;
+        if !(1..=1024).contains(&n) {
+            return Err(KmsApiError::validation("NumberOfBytes must be 1..=1024"));
+        }
+        let bytes = self.kms.generate_random(n as usize)?;
+        let plaintext = Zeroizing::new(B64.encode(bytes.expose()));
+        reply(json!({"Plaintext": plaintext.as_str()}))
+    }
+
+    fn check_policy_name(name: Option<&str>) -> Result<(), KmsApiError> {
+        match name {
+            None | Some("default") => Ok(()),
+            Some(other) => Err(KmsApiError::new(
+                "NotFoundException",
+                format!("No such policy: {other}; keys have one policy, 'default'"),
+            )),
+        }
+    }
+
+    fn handle_get_key_policy(
+        &self,
+        principal: &Principal,
+        req: KeyPolicyRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::check_policy_name(req.policy_name.as_deref())?;
+        self.authorize(
+            principal,
+            &req.key_id,
+            "kms:GetKeyPolicy",
+            &self.call(None),
+            audit,
+        )?;
+        let (authority, _) = self.key_authority(&req.key_id)?;
+        reply(json!({"Policy": authority.policy.source(), "PolicyName": "default"}))
+    }
+
+    fn handle_put_key_policy(
+        &self,
+        principal: &Principal,
+        req: KeyPolicyRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        Self::check_policy_name(req.policy_name.as_deref())?;
+        let policy = req
+            .policy
+            .ok_or_else(|| KmsApiError::validation("Policy is required"))?;
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:PutKeyPolicy",
+            &self.call(None),
+            audit,
+        )?;
+        if Self::is_managed(&meta) {
+            return Err(KmsApiError::unsupported(
+                "the key policy of an AWS managed key cannot be changed",
+            ));
+        }
+        let parsed = parse_key_policy(&policy)?;
+        if !req.bypass_policy_lockout_safety_check {
+            self.check_lockout(&parsed, principal)?;
+        }
+        self.kms.put_key_policy(&meta.key_id, &policy)?;
+        reply(json!({}))
+    }
+
+    fn handle_create_grant(
+        &self,
+        principal: &Principal,
+        req: CreateGrantRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        self.check_grant_tokens(&req.grant_tokens)?;
+        if req.operations.is_empty() {
+            return Err(KmsApiError::validation("Operations must not be empty"));
+        }
+        for op in &req.operations {
+            if !GRANT_OPERATIONS.contains(&op.as_str()) {
+                return Err(KmsApiError::validation(format!(
+                    "Operation {op} is not a grant operation for a symmetric encryption key"
+                )));
+            }
+        }
+        for p in std::iter::once(&req.grantee_principal).chain(req.retiring_principal.as_ref()) {
+            if !p.starts_with("arn:aws:iam::") || p.len() > 256 {
+                return Err(KmsApiError::validation(format!(
+                    "{p} is not an IAM principal ARN"
+                )));
+            }
+        }
+        if req
+            .name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.len() > 256)
+        {
+            return Err(KmsApiError::validation("Name must be 1..=256 characters"));
+        }
+        let call = CallContext {
+            encryption_context: None,
+            via_service: None,
+            secure: self.secure,
+            grant_operations: &req.operations,
+        };
+        let meta = self.authorize(principal, &req.key_id, "kms:CreateGrant", &call, audit)?;
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        let constraints = req.constraints.map(|c| GrantConstraints {
+            encryption_context_equals: c.encryption_context_equals,
+            encryption_context_subset: c.encryption_context_subset,
+        });
+        // A grant with the same name, grantee, operations and constraints is returned again
+        // (AWS's idempotent CreateGrant by Name) — not supported: each call makes a grant.
+        let mut raw = [0u8; 32];
+        coffer_format::secret::random_fill(&mut raw)
+            .map_err(|e| KmsApiError::from(KmsError::Internal(format!("random: {e}"))))?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        // 64 hex characters, as AWS's grant ids.
+        let grant_id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let grant = GrantRecord {
+            record_version: coffer_kms::store::GRANT_RECORD_VERSION,
+            grant_id: grant_id.clone(),
+            token_hash: token_hash(&token),
+            key_id: meta.key_id.clone(),
+            grantee_principal: req.grantee_principal,
+            retiring_principal: req.retiring_principal,
+            issuer: principal.arn.clone(),
+            operations: req.operations,
+            constraints,
+            name: req.name,
+            created_at: epoch(SystemTime::now()),
+        };
+        self.kms.put_grant(&grant)?;
+        reply(json!({"GrantToken": token, "GrantId": grant_id}))
+    }
+
+    fn handle_list_grants(
+        &self,
+        principal: &Principal,
+        req: ListGrantsRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:ListGrants",
+            &self.call(None),
+            audit,
+        )?;
+        let grants: Vec<GrantRecord> = self
+            .kms
+            .grants(&meta.key_id)?
+            .into_iter()
+            .filter(|g| req.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
+            .filter(|g| {
+                req.grantee_principal
+                    .as_ref()
+                    .is_none_or(|p| &g.grantee_principal == p)
+            })
+            .collect();
+        let (grants, next) = paginate(grants, req.limit, req.marker.as_deref(), 50, 100)?;
+        let list: Vec<Value> = grants.iter().map(|g| grant_json(g, &meta.arn)).collect();
+        let mut body = Map::new();
+        body.insert("Grants".into(), Value::Array(list));
+        reply(page(body, next))
+    }
+
+    fn handle_retire_grant(
+        &self,
+        principal: &Principal,
+        req: RetireGrantRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let grant = match (&req.grant_token, &req.key_id, &req.grant_id) {
+            (Some(token), _, _) => self
+                .kms
+                .grant_by_token_hash(&token_hash(token))?
+                .ok_or_else(|| {
+                    KmsApiError::new("InvalidGrantTokenException", "The grant token is not valid")
+                })?,
+            (None, Some(key), Some(id)) => {
+                let key_id = self.kms.resolve(key)?;
+                self.kms
+                    .grants(&key_id)?
+                    .into_iter()
+                    .find(|g| &g.grant_id == id)
+                    .ok_or_else(|| {
+                        KmsApiError::new("InvalidGrantIdException", "The grant id is not valid")
+                    })?
+            }
+            _ => {
+                return Err(KmsApiError::validation(
+                    "specify GrantToken, or KeyId and GrantId",
+                ))
+            }
+        };
+        audit.key_id = Some(grant.key_id.clone());
+        // Who may retire (AWS): the retiring principal, or the grantee when the grant
+        // includes RetireGrant. No one else, root included.
+        let may = grant.retiring_principal.as_deref() == Some(principal.arn.as_str())
+            || (grant.grantee_principal == principal.arn
+                && grant.operations.iter().any(|o| o == "RetireGrant"));
+        if !may {
+            return Err(KmsApiError::access_denied(
+                principal,
+                "kms:RetireGrant",
+                &self.kms.key_arn(&grant.key_id),
+                false,
+            ));
+        }
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        self.kms.delete_grant(&grant.key_id, &grant.grant_id)?;
+        reply(json!({}))
+    }
+
+    fn handle_revoke_grant(
+        &self,
+        principal: &Principal,
+        req: RevokeGrantRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:RevokeGrant",
+            &self.call(None),
+            audit,
+        )?;
+        if req.dry_run {
+            return Err(dry_run());
+        }
+        self.kms
+            .delete_grant(&meta.key_id, &req.grant_id)
+            .map_err(|e| match e {
+                KmsError::NotFound(_) => {
+                    KmsApiError::new("InvalidGrantIdException", "The grant id is not valid")
+                }
+                e => e.into(),
+            })?;
+        reply(json!({}))
+    }
+
+    fn handle_tag_resource(
+        &self,
+        principal: &Principal,
+        req: TagResourceRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:TagResource",
+            &self.call(None),
+            audit,
+        )?;
+        if Self::is_managed(&meta) {
+            return Err(KmsApiError::unsupported(
+                "AWS managed keys cannot be tagged",
+            ));
+        }
+        self.kms.tag_key(&meta.key_id, &tags_map(req.tags))?;
+        reply(json!({}))
+    }
+
+    fn handle_untag_resource(
+        &self,
+        principal: &Principal,
+        req: UntagResourceRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let meta = self.authorize(
+            principal,
+            &req.key_id,
+            "kms:UntagResource",
+            &self.call(None),
+            audit,
+        )?;
+        if Self::is_managed(&meta) {
+            return Err(KmsApiError::unsupported(
+                "AWS managed keys cannot be tagged",
+            ));
+        }
+        self.kms.untag_key(&meta.key_id, &req.tag_keys)?;
+        reply(json!({}))
+    }
+
+    fn handle_list_resource_tags(
+        &self,
+        principal: &Principal,
+        req: ListRequest,
+        audit: &mut KmsAudit,
+    ) -> Reply {
+        let key = req
+            .key_id
+            .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
+        let meta = self.authorize(
+            principal,
+            &key,
+            "kms:ListResourceTags",
+            &self.call(None),
+            audit,
+        )?;
+        let tags: Vec<(String, String)> = meta.tags.into_iter().collect();
+        let (tags, next) = paginate(tags, req.limit, req.marker.as_deref(), 50, 50)?;
+        let list: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+            .collect();
+        let mut body = Map::new();
+        body.insert("Tags".into(), Value::Array(list));
+        reply(page(body, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn user(name: &str) -> Principal {
+        Principal {
+            name: name.into(),
+            arn: Principal::user_arn(name),
+            access_key: format!("AK{name}"),
+            is_root: name == "root",
+        }
+    }
+
+    struct NoIdentities;
+    impl IdentityLookup for NoIdentities {
+        fn lookup(&self, _: &str) -> Option<(Zeroizing<String>, Principal)> {
+            None
+        }
+    }
+
+    fn api(dir: &std::path::Path) -> KmsApi {
+        let sealer = coffer_kms::KeyFileSealer::new(dir.join("root.key"));
+        let kms = Kms::open(
+            coffer_kms::KmsConfig::new(dir.join("kms")),
+            &sealer,
+            Arc::new(coffer_kms::SystemClock),
+        )
+        .unwrap();
+        KmsApi::new(
+            Arc::new(kms),
+            Arc::new(NoIdentities),
+            true,
+            Duration::from_secs(5),
+        )
+    }
+
+    fn call(api: &KmsApi, who: &Principal, op: &str, body: Value) -> Result<Value, KmsApiError> {
+        let mut audit = KmsAudit::default();
+        api.handle(who, op, body.to_string().as_bytes(), &mut audit)
+            .map(|s| serde_json::from_str(&s).unwrap())
+    }
+
+    fn create_key(api: &KmsApi, who: &Principal) -> String {
+        let v = call(api, who, "CreateKey", json!({})).unwrap();
+        v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+    }
+
+    fn encrypt(api: &KmsApi, who: &Principal, key: &str, ctx: Value) -> Result<Value, KmsApiError> {
+        call(
+            api,
+            who,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "aGVsbG8=", "EncryptionContext": ctx}),
+        )
+    }
+
+    fn denied(r: Result<Value, KmsApiError>) -> KmsApiError {
+        let e = r.unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+        e
+    }
+
+    #[test]
+    fn the_owner_is_allowed_and_others_are_not_root_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, root) = (user("alice"), user("bob"), user("root"));
+        let key = create_key(&api, &alice);
+        let ct = encrypt(&api, &alice, &key, json!({"a": "1"})).unwrap();
+        let e = denied(encrypt(&api, &bob, &key, json!({})));
+        assert_eq!(
+            e.message,
+            format!(
+                "User: arn:aws:iam::000000000000:user/bob is not authorized to perform: kms:Encrypt on resource: {} because no resource-based policy allows the kms:Encrypt action",
+                api.kms.key_arn(&key)
+            )
+        );
+        denied(encrypt(&api, &root, &key, json!({})));
+        let decrypt =
+            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"a": "1"}});
+        denied(call(&api, &root, "Decrypt", decrypt.clone()));
+        denied(call(&api, &root, "DescribeKey", json!({"KeyId": key})));
+        denied(call(
+            &api,
+            &root,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": key}),
+        ));
+        let plain = call(&api, &alice, "Decrypt", decrypt).unwrap();
+        assert_eq!(plain["Plaintext"], "aGVsbG8=");
+    }
+
+    #[test]
+    fn a_key_policy_can_allow_another_arn_and_deny_explicitly() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let key = create_key(&api, &alice);
+        let policy = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": [bob.arn, carol.arn]}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": carol.arn}, "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:team": "red"}}}
+        ]});
+        call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": policy.to_string()}),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({"team": "red"})).unwrap();
+        encrypt(&api, &carol, &key, json!({"team": "blue"})).unwrap();
+        let e = denied(encrypt(&api, &carol, &key, json!({"team": "red"})));
+        assert!(
+            e.message
+                .ends_with("with an explicit deny in a resource-based policy"),
+            "{}",
+            e.message
+        );
+        denied(call(&api, &bob, "DisableKey", json!({"KeyId": key})));
+    }
+
+    #[test]
+    fn the_lockout_check_refuses_a_policy_that_locks_the_caller_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let alice = user("alice");
+        let key = create_key(&api, &alice);
+        let lockout = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:Encrypt", "Resource": "*"}
+        ]})
+        .to_string();
+        let e = call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": lockout}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+        let e = call(&api, &alice, "CreateKey", json!({"Policy": lockout})).unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+        call(
+            &api,
+            &alice,
+            "CreateKey",
+            json!({"Policy": lockout, "BypassPolicyLockoutSafetyCheck": true}),
+        )
+        .unwrap();
+        let e = call(
+            &api,
+            &alice,
+            "PutKeyPolicy",
+            json!({"KeyId": key, "Policy": "{\"Statement\": 3}"}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "MalformedPolicyDocumentException");
+    }
+
+    #[test]
+    fn grants_allow_their_operations_under_their_constraints_until_retired_or_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let key = create_key(&api, &alice);
+        let grant = call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({
+                "KeyId": key, "GranteePrincipal": bob.arn, "RetiringPrincipal": carol.arn,
+                "Operations": ["Encrypt", "Decrypt"],
+                "Constraints": {"EncryptionContextEquals": {"app": "x"}}
+            }),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({"app": "x"})).unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "y"})));
+        denied(encrypt(&api, &bob, &key, json!({"app": "x", "more": "1"})));
+        denied(call(
+            &api,
+            &bob,
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": {"app": "x"}}),
+        ));
+        denied(encrypt(&api, &carol, &key, json!({"app": "x"})));
+        // Subset constraint: the grant's pairs must all be in the request's context.
+        call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({
+                "KeyId": key, "GranteePrincipal": carol.arn, "Operations": ["Encrypt"],
+                "Constraints": {"EncryptionContextSubset": {"app": "x"}}
+            }),
+        )
+        .unwrap();
+        encrypt(&api, &carol, &key, json!({"app": "x", "more": "1"})).unwrap();
+        denied(encrypt(&api, &carol, &key, json!({"more": "1"})));
+        // Bob cannot retire (not the retiring principal, RetireGrant not granted); Carol can.
+        let token = grant["GrantToken"].as_str().unwrap();
+        denied(call(
+            &api,
+            &bob,
+            "RetireGrant",
+            json!({"GrantToken": token}),
+        ));
+        call(&api, &carol, "RetireGrant", json!({"GrantToken": token})).unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "x"})));
+        let e = call(
+            &api,
+            &bob,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "aGk=", "GrantTokens": [token]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidGrantTokenException");
+        // Revoked by the owner.
+        let g2 = call(
+            &api,
+            &alice,
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": bob.arn, "Operations": ["Encrypt"]}),
+        )
+        .unwrap();
+        encrypt(&api, &bob, &key, json!({})).unwrap();
+        let listed = call(&api, &alice, "ListGrants", json!({"KeyId": key})).unwrap();
+        assert_eq!(listed["Grants"].as_array().unwrap().len(), 2);
+        denied(call(
+            &api,
+            &bob,
+            "RevokeGrant",
+            json!({"KeyId": key, "GrantId": g2["GrantId"]}),
+        ));
+        call(
+            &api,
+            &alice,
+            "RevokeGrant",
+            json!({"KeyId": key, "GrantId": g2["GrantId"]}),
+        )
+        .unwrap();
+        denied(encrypt(&api, &bob, &key, json!({})));
+    }
+
+    #[test]
+    fn the_managed_key_is_usable_only_through_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let id = api
+            .kms
+            .ensure_managed_key("alias/aws/s3", MANAGED_OWNER, "Default key for S3")
+            .unwrap();
+        let bob = user("bob");
+        let ctx = BTreeMap::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::b/k".to_owned())]);
+        assert_eq!(
+            api.check_key_use(
+                &bob,
+                "alias/aws/s3",
+                "kms:GenerateDataKey",
+                &ctx,
+                Some(S3_VIA_SERVICE),
+                true
+            )
+            .unwrap(),
+            id
+        );
+        let e = api
+            .check_key_use(&bob, "alias/aws/s3", "kms:Decrypt", &ctx, None, true)
+            .unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        denied(encrypt(&api, &bob, "alias/aws/s3", json!({})));
+        let d = call(&api, &bob, "DescribeKey", json!({"KeyId": "alias/aws/s3"})).unwrap();
+        assert_eq!(d["KeyMetadata"]["KeyManager"], "AWS");
+        denied(call(
+            &api,
+            &user("root"),
+            "DisableKey",
+            json!({"KeyId": id}),
+        ));
+        denied(call(
+            &api,
+            &bob,
+            "PutKeyPolicy",
+            json!({"KeyId": id, "Policy": "{}"}),
+        ));
+    }
+
+    #[test]
+    fn keys_from_before_ownership_belong_to_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let meta = api.kms.create_key("legacy", "", BTreeMap::new()).unwrap();
+        encrypt(&api, &user("root"), &meta.key_id, json!({})).unwrap();
+        denied(encrypt(&api, &user("alice"), &meta.key_id, json!({})));
+    }
+
+    #[test]
+    fn protocol_errors_have_aws_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let alice = user("alice");
+        let mut audit = KmsAudit::default();
+        let e = api
+            .handle(&alice, "Encrypt", b"{not json", &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        assert_eq!(audit.error_code.as_deref(), Some("SerializationException"));
+        let e = api
+            .handle(&alice, "Encrypt", br#"{"Plaintext": "aGk="}"#, &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+        assert!(
+            e.message.contains("'key_id'") || e.message.contains("KeyId"),
+            "{}",
+            e.message
+        );
+        let e = api
+            .handle(&alice, "Frobnicate", b"{}", &mut audit)
+            .unwrap_err();
+        assert_eq!(e.code, "UnknownOperationException");
+        let key = create_key(&api, &alice);
+        let mut audit = KmsAudit::default();
+        let body = json!({"KeyId": key, "Plaintext": "aGk=", "EncryptionContext": {"k": "v"}});
+        api.handle(&alice, "Encrypt", body.to_string().as_bytes(), &mut audit)
+            .unwrap();
+        assert_eq!(audit.key_id.as_deref(), Some(key.as_str()));
+        assert_eq!(audit.key_version, Some(1));
+        assert_eq!(audit.context_keys, ["k"]);
+    }
+}
