@@ -290,10 +290,13 @@ pub fn scan_file(
             let expected = scan.end.seq + 1;
             if record.seq != expected {
                 let what = if record.seq > expected {
-                    format!("seq {} where {expected} was expected (record(s) missing)", record.seq)
+                    format!(
+                        "seq {} where {expected} was expected (a record is missing or out of order)",
+                        record.seq
+                    )
                 } else {
                     format!(
-                        "seq {} where {expected} was expected (record inserted, duplicated or reordered)",
+                        "seq {} where {expected} was expected (a record inserted, duplicated or out of order)",
                         record.seq
                     )
                 };

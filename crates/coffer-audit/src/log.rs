@@ -115,8 +115,8 @@ impl AuditLog {
             (true, AnchorState::Missing) => {
                 create_log_file(dir, &dir_handle, 1)?;
                 let genesis = ChainEnd::genesis();
-                let anchor = Anchor::new(0, &genesis.hash, 1, &mac_key)
-                    .map_err(AuditError::Failed)?;
+                let anchor =
+                    Anchor::new(0, &genesis.hash, 1, &mac_key).map_err(AuditError::Failed)?;
                 files::write_anchor(dir, &dir_handle, &anchor)?;
                 Tail {
                     file_no: 1,
@@ -141,12 +141,11 @@ impl AuditLog {
             (false, AnchorState::Invalid(reason)) => {
                 return Err(corrupt(format!("anchor invalid: {reason}")))
             }
-            (false, AnchorState::Valid(anchor)) => {
-                recover_tail(dir, &numbers, &anchor, &mac_key).map_err(|e| match e {
-                    Recovery::Io(e) => e,
-                    Recovery::Corrupt(reason) => corrupt(reason),
-                })?
-            }
+            (false, AnchorState::Valid(anchor)) => recover_tail(dir, &numbers, &anchor, &mac_key)
+                .map_err(|e| match e {
+                Recovery::Io(e) => e,
+                Recovery::Corrupt(reason) => corrupt(reason),
+            })?,
         };
         let path = dir.join(files::file_name(tail.file_no));
         let file = OpenOptions::new()
@@ -276,12 +275,15 @@ fn recover_tail(
 ) -> Result<Tail, Recovery> {
     let anchor_no = files::file_number(&anchor.file)
         .ok_or_else(|| Recovery::Corrupt("anchor names no log file".into()))?;
-    let first = numbers.iter().position(|&n| n == anchor_no).ok_or_else(|| {
-        Recovery::Corrupt(format!(
-            "{}, the file the anchor names, is missing",
-            anchor.file
-        ))
-    })?;
+    let first = numbers
+        .iter()
+        .position(|&n| n == anchor_no)
+        .ok_or_else(|| {
+            Recovery::Corrupt(format!(
+                "{}, the file the anchor names, is missing",
+                anchor.file
+            ))
+        })?;
     let tail = &numbers[first..];
     if let Some(w) = tail.windows(2).find(|w| w[1] != w[0] + 1) {
         return Err(Recovery::Corrupt(format!(
@@ -460,9 +462,7 @@ impl Writer {
         self.file
             .write_all(buf)
             .map_err(io(format!("write {name}")))?;
-        self.file
-            .sync_data()
-            .map_err(io(format!("sync {name}")))?;
+        self.file.sync_data().map_err(io(format!("sync {name}")))?;
         self.file_len += buf.len() as u64;
         Ok(())
     }
@@ -481,9 +481,8 @@ impl Writer {
     }
 
     fn write_anchor(&self) -> Result<()> {
-        let anchor =
-            Anchor::new(self.end.seq, &self.end.hash, self.end_file, &self.key)
-                .map_err(AuditError::Failed)?;
+        let anchor = Anchor::new(self.end.seq, &self.end.hash, self.end_file, &self.key)
+            .map_err(AuditError::Failed)?;
         files::write_anchor(&self.dir, &self.dir_handle, &anchor)
     }
 }

@@ -187,11 +187,9 @@ impl Record {
         match (ev.phase, ev.outcome) {
             (Phase::Request, Outcome::Pending)
             | (Phase::Response, Outcome::Success | Outcome::Failure) => {}
-            (p, o) => {
-                return Err(invalid(format!(
-                    "outcome {o:?} in phase {p:?}: a request is pending, a response succeeds or fails"
-                )))
-            }
+            (p, o) => return Err(invalid(format!(
+                "outcome {o:?} in phase {p:?}: a request is pending, a response succeeds or fails"
+            ))),
         }
         let strings = [
             ("request_id", Some(&ev.request_id)),
@@ -289,8 +287,7 @@ pub fn parse_line(line: &[u8]) -> Result<Record, String> {
     if line.is_empty() {
         return Err("empty line".into());
     }
-    let record: Record =
-        serde_json::from_slice(line).map_err(|e| format!("not a record: {e}"))?;
+    let record: Record = serde_json::from_slice(line).map_err(|e| format!("not a record: {e}"))?;
     if record.v != FORMAT_VERSION {
         return Err(format!("unknown record version {}", record.v));
     }
@@ -300,7 +297,12 @@ pub fn parse_line(line: &[u8]) -> Result<Record, String> {
     }
     match record.timestamp().and_then(format_time) {
         Some(t) if t == record.time => {}
-        _ => return Err(format!("time {:?} is not RFC 3339 UTC with ms", record.time)),
+        _ => {
+            return Err(format!(
+                "time {:?} is not RFC 3339 UTC with ms",
+                record.time
+            ))
+        }
     }
     if !is_hex64(&record.prev) || !is_hex64(&record.hash) || !is_hex64(&record.mac) {
         return Err("prev, hash and mac must be 64 lowercase hex digits".into());
