@@ -10,6 +10,7 @@
 //! docs/server.md describes the whole.
 
 pub mod admin;
+pub mod audit;
 pub mod blob;
 pub mod error;
 pub mod iam;
@@ -190,7 +191,19 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
         !config.insecure_http,
         config.limits.body_idle_timeout,
     ));
+    let audit_dir = data.join("audit");
+    let audit_log = coffer_audit::AuditLog::open(
+        &audit_dir,
+        kms.derive_subsystem_key("audit/mac/v1")?,
+        coffer_audit::AuditOptions::default(),
+    )
+    .map_err(|e| ServerError::Internal(format!("audit log {}: {e}", audit_dir.display())))?;
+    let audit = Arc::new(audit::Auditor {
+        log: audit_log,
+        iam: Arc::clone(&iam),
+    });
     let coffer = s3::Coffer {
+        audit,
         iam,
         kms_api,
         meta,
@@ -254,17 +267,41 @@ impl s3s::auth::S3Auth for Credentials {
 /// S3 refuses request header sections over 8 KB (`400 RequestHeaderSectionTooLarge`).
 pub const MAX_HEADER_BYTES: usize = 8192;
 
-/// The S3 service behind a check of the request's header size; KMS API requests
-/// (`X-Amz-Target: TrentService.*`) go to the KMS API instead.
+/// The front of the server: every request is audited (a record before it runs, one with its
+/// outcome before the response leaves), checked (header size, SigV4 scope), and routed to the
+/// KMS API (`X-Amz-Target: TrentService.*`) or to s3s (S3 and the admin API).
 #[derive(Clone)]
-struct HeaderLimit(s3s::service::S3Service, Arc<kms_api::KmsApi>);
+struct Front {
+    s3: s3s::service::S3Service,
+    kms: Arc<kms_api::KmsApi>,
+    audit: Arc<audit::Auditor>,
+    /// The connection's client address (set per connection).
+    peer: Option<std::net::SocketAddr>,
+}
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLimit {
+type RespFuture =
+    futures::future::BoxFuture<'static, Result<hyper::Response<s3s::Body>, s3s::HttpError>>;
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
     type Response = hyper::Response<s3s::Body>;
     type Error = s3s::HttpError;
-    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = RespFuture;
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let info = audit::RequestInfo::of(&req, self.peer, &self.audit.iam);
+        let this = self.clone();
+        Box::pin(async move {
+            if let Err(refused) = this.audit.request(&info).await {
+                return Ok(refused);
+            }
+            let resp = this.route(req).await?;
+            Ok(this.audit.response(info, resp).await)
+        })
+    }
+}
+
+impl Front {
+    fn route(&self, req: hyper::Request<hyper::body::Incoming>) -> RespFuture {
         let size: usize = req
             .headers()
             .iter()
@@ -278,7 +315,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLi
             );
         }
         if kms_api::KmsApi::is_kms_request(&req) {
-            let api = Arc::clone(&self.1);
+            let api = Arc::clone(&self.kms);
             return Box::pin(async move { Ok(api.serve(req).await) });
         }
         if let Err((status, code, msg)) = check_sigv4_scope(&req) {
@@ -297,7 +334,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HeaderLi
                 );
             }
         }
-        hyper::service::Service::call(&self.0, req)
+        hyper::service::Service::call(&self.s3, req)
     }
 }
 
@@ -636,7 +673,13 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
     let kms_api = Arc::clone(&coffer.kms_api);
-    let service = HeaderLimit(build_service(coffer, &config, local.port())?, kms_api);
+    let audit = Arc::clone(&coffer.audit);
+    let service = Front {
+        s3: build_service(coffer, &config, local.port())?,
+        kms: kms_api,
+        audit,
+        peer: None,
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
@@ -698,7 +741,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
             },
             _ = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -710,7 +753,8 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let mut service = service.clone();
+        service.peer = Some(peer);
         let builder = Arc::clone(&conn_builder);
         match &acceptor {
             Some(acceptor) => {

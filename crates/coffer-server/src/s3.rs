@@ -32,6 +32,8 @@ const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
 
 pub struct Coffer {
+    /// The audit trail (written by the front service in lib.rs).
+    pub audit: Arc<crate::audit::Auditor>,
     pub iam: Arc<crate::iam::Iam>,
     /// Key policies and grants: SSE-KMS needs the caller's permission on the key.
     pub kms_api: Arc<crate::kms_api::KmsApi>,

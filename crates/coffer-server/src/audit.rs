@@ -1,0 +1,413 @@
+//! The server side of the audit trail (spec/audit-log.md): every request — S3, KMS API,
+//! admin API, refused or not — gets a `request` record before it runs and a `response`
+//! record with its outcome before the response goes out.
+//!
+//! **Fail-closed**: if the request record cannot be written durably, the request is refused
+//! with `503 ServiceUnavailable` and nothing runs; if the response record cannot be written,
+//! the client gets `500 InternalError` instead of the result (the request record is already
+//! on disk, so the operation is never unrecorded). A response body that fails while
+//! streaming (a stored object that fails authentication after the first window) gets a
+//! further `response` record with outcome `failure`.
+//!
+//! What is recorded: time, request id, identity (the ARN behind the access key the request
+//! names), access key id, source address, action (`s3:<Operation>`, `kms:<Operation>`,
+//! `admin:<Operation>`), resource, KMS key id and version, the encryption context's keys,
+//! outcome and error code. Never secrets, signatures, key material or object data.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use coffer_audit::{AuditLog, Event, Outcome, Phase};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+
+use crate::admin::AdminAudit;
+use crate::iam::Iam;
+use crate::kms_api::KmsAudit;
+use crate::principal::IdentityLookup;
+
+/// The audit log and what it needs to name callers.
+pub struct Auditor {
+    pub log: AuditLog,
+    pub iam: Arc<Iam>,
+}
+
+/// What is known about a request before it runs.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub identity: Option<String>,
+    pub access_key: Option<String>,
+    pub source: Option<String>,
+    pub action: String,
+    pub resource: Option<String>,
+    pub context: Vec<(String, String)>,
+}
+
+/// The access key id a request names (`Authorization: … Credential=AK/…` or
+/// `X-Amz-Credential=AK/…`), unverified.
+fn access_key_of<B>(req: &Request<B>) -> Option<String> {
+    if let Some(auth) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let cred = auth.split("Credential=").nth(1)?;
+        return cred.split('/').next().map(str::to_owned);
+    }
+    let q = req.uri().query()?;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "X-Amz-Credential")
+            .then(|| crate::pct_decode(v))
+            .flatten()
+            .and_then(|c| c.split('/').next().map(str::to_owned))
+    })
+}
+
+fn query_has(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some(name))
+}
+
+/// The S3 operation a request asks for, from its method, path and query (path-style
+/// addressing; virtual-host requests are named by their path).
+pub fn s3_operation(method: &Method, path: &str, query: &str, headers: &HeaderMap) -> &'static str {
+    let trimmed = path.trim_start_matches('/');
+    let (bucket, key) = match trimmed.split_once('/') {
+        Some((b, k)) if !k.is_empty() => (b, Some(k)),
+        Some((b, _)) => (b, None),
+        None => (trimmed, None),
+    };
+    let q = |n| query_has(query, n);
+    let copy = headers.contains_key("x-amz-copy-source");
+    match (bucket.is_empty(), key.is_some(), method.as_str()) {
+        (true, _, "GET") => "ListBuckets",
+        (true, _, _) => "Unknown",
+        (false, false, "GET") if q("list-type") => "ListObjectsV2",
+        (false, false, "GET") if q("versions") => "ListObjectVersions",
+        (false, false, "GET") if q("uploads") => "ListMultipartUploads",
+        (false, false, "GET") if q("encryption") => "GetBucketEncryption",
+        (false, false, "GET") if q("policy") => "GetBucketPolicy",
+        (false, false, "GET") if q("location") => "GetBucketLocation",
+        (false, false, "GET") if q("versioning") => "GetBucketVersioning",
+        (false, false, "GET") => "ListObjects",
+        (false, false, "HEAD") => "HeadBucket",
+        (false, false, "PUT") if q("encryption") => "PutBucketEncryption",
+        (false, false, "PUT") if q("policy") => "PutBucketPolicy",
+        (false, false, "PUT") => "CreateBucket",
+        (false, false, "DELETE") if q("encryption") => "DeleteBucketEncryption",
+        (false, false, "DELETE") if q("policy") => "DeleteBucketPolicy",
+        (false, false, "DELETE") => "DeleteBucket",
+        (false, false, "POST") if q("delete") => "DeleteObjects",
+        (false, true, "GET") if q("attributes") => "GetObjectAttributes",
+        (false, true, "GET") if q("uploadId") => "ListParts",
+        (false, true, "GET") => "GetObject",
+        (false, true, "HEAD") => "HeadObject",
+        (false, true, "PUT") if q("uploadId") && copy => "UploadPartCopy",
+        (false, true, "PUT") if q("uploadId") => "UploadPart",
+        (false, true, "PUT") if copy => "CopyObject",
+        (false, true, "PUT") => "PutObject",
+        (false, true, "DELETE") if q("uploadId") => "AbortMultipartUpload",
+        (false, true, "DELETE") => "DeleteObject",
+        (false, true, "POST") if q("uploads") => "CreateMultipartUpload",
+        (false, true, "POST") if q("uploadId") => "CompleteMultipartUpload",
+        _ => "Unknown",
+    }
+}
+
+/// The keys of an `x-amz-server-side-encryption-context` header (base64 JSON object).
+fn sse_context_keys(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get("x-amz-server-side-encryption-context")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|b64| crate::sse::parse_kms_context(b64).ok())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
+impl RequestInfo {
+    pub fn of<B>(req: &Request<B>, peer: Option<SocketAddr>, iam: &Iam) -> RequestInfo {
+        let access_key = access_key_of(req);
+        let identity = access_key
+            .as_deref()
+            .and_then(|ak| iam.lookup(ak))
+            .map(|(_, p)| p.arn);
+        let target = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let path = req.uri().path();
+        let (action, resource) = if let Some(op) = target.strip_prefix("TrentService.") {
+            (format!("kms:{op}"), None)
+        } else if let Some(op) = target.strip_prefix(crate::admin::TARGET_PREFIX) {
+            (format!("admin:{op}"), None)
+        } else {
+            let op = s3_operation(
+                req.method(),
+                path,
+                req.uri().query().unwrap_or(""),
+                req.headers(),
+            );
+            let p = crate::pct_decode(path.trim_start_matches('/'))
+                .unwrap_or_else(|| path.trim_start_matches('/').to_owned());
+            let resource = (!p.is_empty()).then(|| format!("arn:aws:s3:::{p}"));
+            (format!("s3:{op}"), resource)
+        };
+        RequestInfo {
+            request_id: uuid::Uuid::new_v4().simple().to_string(),
+            identity,
+            access_key,
+            source: peer.map(|p| p.to_string()),
+            action,
+            resource,
+            context: sse_context_keys(req.headers()),
+        }
+    }
+
+    fn event(&self, phase: Phase, outcome: Outcome) -> Event {
+        Event {
+            time: None,
+            request_id: self.request_id.clone(),
+            phase,
+            identity: self.identity.clone(),
+            access_key: self.access_key.clone(),
+            source: self.source.clone(),
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            key_id: None,
+            key_version: None,
+            context: self.context.clone(),
+            outcome,
+            error_code: None,
+        }
+    }
+}
+
+/// The `<Code>` of an S3 XML error body.
+fn xml_code(body: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(body).ok()?;
+    let start = s.find("<Code>")? + 6;
+    let end = s[start..].find("</Code>")? + start;
+    Some(s[start..end].to_owned())
+}
+
+pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{msg}</Message></Error>"
+    );
+    let mut resp = Response::new(s3s::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+impl Auditor {
+    /// The `request` record; `Err` means the request must not run.
+    pub async fn request(&self, info: &RequestInfo) -> Result<(), Response<s3s::Body>> {
+        match self
+            .log
+            .append(info.event(Phase::Request, Outcome::Pending))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!("audit log: {e}; refusing request {}", info.request_id);
+                Err(error_response(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The audit log cannot be written; the request was not performed.",
+                ))
+            }
+        }
+    }
+
+    /// The `response` record; returns the response to send (a 500 if it cannot be written).
+    pub async fn response(
+        self: &Arc<Self>,
+        info: RequestInfo,
+        mut resp: Response<s3s::Body>,
+    ) -> Response<s3s::Body> {
+        let status = resp.status();
+        let mut ev = info.event(
+            Phase::Response,
+            if status.is_client_error() || status.is_server_error() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+        );
+        if let Some(k) = resp.extensions_mut().remove::<KmsAudit>() {
+            ev.action = k.action;
+            ev.key_id = k.key_id;
+            ev.key_version = k.key_version;
+            // The KMS API reports only the keys (values never leave it).
+            ev.context = k.context_keys.into_iter().map(|k| (k, String::new())).collect();
+            ev.error_code = k.error_code;
+        } else if let Some(a) = resp.extensions_mut().remove::<AdminAudit>() {
+            ev.action = a.action;
+            ev.resource = a.resource;
+            ev.error_code = a.error_code;
+        } else {
+            if let Some(k) = resp
+                .headers()
+                .get("x-amz-server-side-encryption-aws-kms-key-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                ev.key_id = Some(k.to_owned());
+            }
+            if ev.outcome == Outcome::Failure {
+                ev.error_code = Some(
+                    resp.body()
+                        .bytes()
+                        .and_then(|b| xml_code(&b))
+                        .unwrap_or_else(|| format!("HTTP{}", status.as_u16())),
+                );
+            }
+        }
+        if let Err(e) = self.log.append(ev).await {
+            tracing::error!("audit log: {e}; failing request {}", info.request_id);
+            return error_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "The audit log cannot be written; the outcome of the request is unknown.",
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(&info.request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        if status.is_success() && !resp.body().is_end_stream_hint() {
+            let auditor = Arc::clone(self);
+            let (parts, body) = resp.into_parts();
+            let body = AuditedBody {
+                inner: body,
+                on_error: Some(Box::new(move || {
+                    let mut ev = info.event(Phase::Response, Outcome::Failure);
+                    ev.error_code = Some("ResponseBodyFailed".to_owned());
+                    // The status line is gone: record the failure; nothing else can be done.
+                    if let Err(e) = auditor.log.append_blocking(ev) {
+                        tracing::error!("audit log: {e}");
+                    }
+                })),
+            };
+            return Response::from_parts(parts, s3s::Body::http_body(body));
+        }
+        resp
+    }
+}
+
+/// Helper to tell a body that is known to be empty.
+trait EndHint {
+    fn is_end_stream_hint(&self) -> bool;
+}
+
+impl EndHint for s3s::Body {
+    fn is_end_stream_hint(&self) -> bool {
+        http_body::Body::is_end_stream(self) || self.bytes().is_some()
+    }
+}
+
+type OnError = Box<dyn FnOnce() + Send + Sync>;
+
+/// A streamed response body that records a failure in the audit log if it breaks.
+struct AuditedBody {
+    inner: s3s::Body,
+    on_error: Option<OnError>,
+}
+
+impl http_body::Body for AuditedBody {
+    type Data = bytes::Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            if let Some(f) = self.on_error.take() {
+                // append_blocking waits for the disk: keep it off the runtime's workers.
+                tokio::task::spawn_blocking(f);
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations() {
+        let h = HeaderMap::new();
+        let mut copy = HeaderMap::new();
+        copy.insert("x-amz-copy-source", HeaderValue::from_static("/b/k"));
+        let cases: &[(&str, &str, &str, &HeaderMap, &str)] = &[
+            ("GET", "/", "", &h, "ListBuckets"),
+            ("GET", "/b", "list-type=2&prefix=a", &h, "ListObjectsV2"),
+            ("GET", "/b/", "", &h, "ListObjects"),
+            ("PUT", "/b", "", &h, "CreateBucket"),
+            ("PUT", "/b", "policy", &h, "PutBucketPolicy"),
+            ("POST", "/b", "delete", &h, "DeleteObjects"),
+            ("GET", "/b/k/x", "", &h, "GetObject"),
+            ("HEAD", "/b/k", "", &h, "HeadObject"),
+            ("PUT", "/b/k", "", &h, "PutObject"),
+            ("PUT", "/b/k", "", &copy, "CopyObject"),
+            ("PUT", "/b/k", "partNumber=1&uploadId=u", &h, "UploadPart"),
+            ("PUT", "/b/k", "partNumber=1&uploadId=u", &copy, "UploadPartCopy"),
+            ("POST", "/b/k", "uploads", &h, "CreateMultipartUpload"),
+            ("POST", "/b/k", "uploadId=u", &h, "CompleteMultipartUpload"),
+            ("DELETE", "/b/k", "uploadId=u", &h, "AbortMultipartUpload"),
+            ("DELETE", "/b/k", "", &h, "DeleteObject"),
+            ("GET", "/b/k", "attributes", &h, "GetObjectAttributes"),
+        ];
+        for (m, p, q, hs, want) in cases {
+            let m: Method = m.parse().unwrap();
+            assert_eq!(s3_operation(&m, p, q, hs), *want, "{m} {p}?{q}");
+        }
+    }
+
+    #[test]
+    fn access_keys() {
+        let r = Request::builder()
+            .uri("/b/k")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab",
+            )
+            .body(())
+            .unwrap();
+        assert_eq!(access_key_of(&r).as_deref(), Some("AKID"));
+        let r = Request::builder()
+            .uri("/b/k?X-Amz-Credential=AK2%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x")
+            .body(())
+            .unwrap();
+        assert_eq!(access_key_of(&r).as_deref(), Some("AK2"));
+        let r = Request::builder().uri("/b/k").body(()).unwrap();
+        assert_eq!(access_key_of(&r), None);
+    }
+
+    #[test]
+    fn xml_codes() {
+        assert_eq!(
+            xml_code(b"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>").as_deref(),
+            Some("NoSuchKey")
+        );
+        assert_eq!(xml_code(b"garbage"), None);
+    }
+}
