@@ -405,3 +405,18 @@ fn context_keys_case_insensitive_and_multi_valued() {
     );
     assert_eq!(c.get("kms:EncryptionContext"), None);
 }
+
+/// The JSON examples of spec/policy.md §9 are exactly the policies tested above.
+#[test]
+fn spec_examples_are_the_tested_policies() {
+    let spec = include_str!("../../../spec/policy.md");
+    let blocks: Vec<&str> = spec
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        blocks,
+        [spec_require_sse_kms(), spec_one_key(), spec_key_policy()]
+    );
+}
