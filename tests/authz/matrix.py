@@ -21,6 +21,7 @@ mismatch.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,10 @@ from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 ALLOW = "allow"
+# Distinctive values that must never appear in the audit trail.
+BODY_MARK = b"object-body-4d2e8a61"
+PLAINTEXT_MARK = b"kms-plaintext-7f3a9c05"
+CONTEXT_MARK = "context-value-93b1e77d"
 
 
 class Matrix:
@@ -76,6 +81,7 @@ class Env:
         self.coffer = coffer
         self.server = server
         self.keys = {"root": (ACCESS_KEY, SECRET_KEY)}
+        self.old_secrets = []
 
     def admin(self, *args, who="root", stdin=None):
         ak, sk = self.keys[who]
@@ -145,14 +151,61 @@ def main():
     m = Matrix()
     root = tempfile.mkdtemp(prefix="coffer-authz-")
     server = Server(args.coffer, root)
+    env = Env(args.coffer, server)
     try:
-        run(m, Env(args.coffer, server))
+        run(m, env)
     except Exception:  # noqa: BLE001 - setup failure: report and fail
         traceback.print_exc()
         m.rows.append(("setup", "-", "-", "complete", "failed"))
     finally:
         server.stop()
-    sys.exit(0 if m.summary() else 1)
+    audit_rows(m, env, Path(root) / "data")
+    ok = m.summary()
+    if ok:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"data directory kept for inspection: {root}")
+    sys.exit(0 if ok else 1)
+
+
+def audit_rows(m, env, data):
+    """The trail of the whole run: intact, and free of secrets, plaintext and context values."""
+    files = sorted((data / "audit").glob("*"))
+
+    def clean():
+        blob = b"".join(f.read_bytes() for f in files if f.is_file())
+        assert blob.count(b'"phase":"response"') > 100, "too few response records"
+        needles = [secret.encode() for _, secret in env.keys.values()] + list(env.old_secrets)
+        needles += [BODY_MARK, PLAINTEXT_MARK, CONTEXT_MARK.encode()]
+        for n in needles:
+            assert n not in blob, f"audit trail contains {n[:6]!r}…"
+
+    m.row("-", "audit: no secret/plaintext/context value", "data/audit", ALLOW, clean)
+
+    def verify():
+        p = subprocess.run(
+            [env.coffer, "audit", "verify", "--data-dir", str(data)],
+            capture_output=True, text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))},
+        )
+        assert p.returncode == 0, p.stderr
+
+    m.row("-", "audit: coffer audit verify", "data/audit", ALLOW, verify)
+
+    def denials_recorded():
+        p = subprocess.run(
+            [env.coffer, "audit", "query", "--data-dir", str(data), "--identity", "arn:aws:iam::000000000000:user/bob"],
+            capture_output=True, text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))},
+        )
+        assert p.returncode == 0, p.stderr
+        recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+        denied = [r for r in recs if r["phase"] == "response" and r["error_code"] in ("AccessDenied", "AccessDeniedException")]
+        # every bob row expected to be denied above is in the trail
+        expected = sum(1 for r in m.rows if r[0] == "bob" and r[3] in ("AccessDenied", "AccessDeniedException"))
+        assert len(denied) >= expected, (len(denied), expected)
+
+    m.row("-", "audit: every denial of bob recorded", "data/audit", ALLOW, denials_recorded)
 
 
 def run(m, env):
@@ -223,7 +276,7 @@ def run(m, env):
     bob.put_object(Bucket="bob-data", Key="b", Body=b"bob")
 
     # ---- S3: own resources ----
-    m.row("alice", "s3:PutObject", "alice-data/new", ALLOW, lambda: alice.put_object(Bucket="alice-data", Key="new", Body=b"x"))
+    m.row("alice", "s3:PutObject", "alice-data/new", ALLOW, lambda: alice.put_object(Bucket="alice-data", Key="new", Body=BODY_MARK))
     m.row("alice", "s3:GetObject", "alice-data/private/b", ALLOW, lambda: alice.get_object(Bucket="alice-data", Key="private/b"))
     m.row("alice", "s3:ListBucket", "alice-data", ALLOW, lambda: alice.list_objects_v2(Bucket="alice-data"))
     m.row("alice", "s3:DeleteObject", "alice-data/new", ALLOW, lambda: alice.delete_object(Bucket="alice-data", Key="new"))
@@ -299,6 +352,7 @@ def run(m, env):
 
     # ---- credential rotation ----
     old = env.keys["bob"]
+    env.old_secrets.append(old[1].encode())
     new = env.admin("key", "rotate", "bob", old[0])["AccessKey"]
     env.keys["bob"] = (new["AccessKeyId"], new["SecretAccessKey"])
     m.row("bob", "s3:GetObject (old key)", "bob-data/b", "InvalidAccessKeyId", lambda: bob.get_object(Bucket="bob-data", Key="b"))
@@ -313,7 +367,7 @@ def kms_rows(m, env):
     key = ka.create_key(Description="alice's key")["KeyMetadata"]["Arn"]
     alice, bob = env.s3("alice"), env.s3("bob")
     kb, kr = env.kms("bob"), env.kms("root")
-    m.row("alice", "kms:Encrypt", "alice's key", ALLOW, lambda: ka.encrypt(KeyId=key, Plaintext=b"x"))
+    m.row("alice", "kms:Encrypt", "alice's key", ALLOW, lambda: ka.encrypt(KeyId=key, Plaintext=PLAINTEXT_MARK, EncryptionContext={"case": CONTEXT_MARK}))
     m.row("bob", "kms:Encrypt", "alice's key", "AccessDeniedException", lambda: kb.encrypt(KeyId=key, Plaintext=b"x"))
     m.row("root", "kms:Encrypt", "alice's key", "AccessDeniedException", lambda: kr.encrypt(KeyId=key, Plaintext=b"x"))
     m.row("root", "kms:DescribeKey", "alice's key", "AccessDeniedException", lambda: kr.describe_key(KeyId=key))

@@ -263,12 +263,21 @@ impl Auditor {
                 ev.key_id = Some(k.to_owned());
             }
             if ev.outcome == Outcome::Failure {
-                ev.error_code = Some(
-                    resp.body()
-                        .bytes()
-                        .and_then(|b| xml_code(&b))
-                        .unwrap_or_else(|| format!("HTTP{}", status.as_u16())),
-                );
+                let body = resp.body().bytes();
+                let code = body
+                    .as_deref()
+                    .and_then(xml_code)
+                    .unwrap_or_else(|| format!("HTTP{}", status.as_u16()));
+                // A stored object that failed authentication is an InternalError to the
+                // client; the trail names it.
+                let integrity = body
+                    .as_deref()
+                    .is_some_and(|b| contains(b, INTEGRITY_MESSAGE.as_bytes()));
+                ev.error_code = Some(if integrity {
+                    "IntegrityError".to_owned()
+                } else {
+                    code
+                });
             }
         }
         if let Err(e) = self.log.append(ev).await {
@@ -287,9 +296,16 @@ impl Auditor {
             let (parts, body) = resp.into_parts();
             let body = AuditedBody {
                 inner: body,
-                on_error: Some(Box::new(move || {
+                on_error: Some(Box::new(move |integrity: bool| {
                     let mut ev = info.event(Phase::Response, Outcome::Failure);
-                    ev.error_code = Some("ResponseBodyFailed".to_owned());
+                    ev.error_code = Some(
+                        if integrity {
+                            "IntegrityError"
+                        } else {
+                            "ResponseBodyFailed"
+                        }
+                        .to_owned(),
+                    );
                     // The status line is gone: record the failure; nothing else can be done.
                     if let Err(e) = auditor.log.append_blocking(ev) {
                         tracing::error!("audit log: {e}");
@@ -313,7 +329,14 @@ impl EndHint for s3s::Body {
     }
 }
 
-type OnError = Box<dyn FnOnce() + Send + Sync>;
+type OnError = Box<dyn FnOnce(bool) + Send + Sync>;
+
+/// What the S3 layer says when a stored object fails authentication (see error.rs).
+pub const INTEGRITY_MESSAGE: &str = "integrity check";
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
 
 /// A streamed response body that records a failure in the audit log if it breaks.
 struct AuditedBody {
@@ -330,10 +353,11 @@ impl http_body::Body for AuditedBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &r {
+        if let Poll::Ready(Some(Err(e))) = &r {
             if let Some(f) = self.on_error.take() {
+                let integrity = e.to_string().contains(INTEGRITY_MESSAGE);
                 // append_blocking waits for the disk: keep it off the runtime's workers.
-                tokio::task::spawn_blocking(f);
+                tokio::task::spawn_blocking(move || f(integrity));
             }
         }
         r
