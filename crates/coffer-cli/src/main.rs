@@ -1,6 +1,7 @@
 //! `coffer`: Coffer's command-line tool.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod local;
 mod pipeline;
 mod server;
@@ -27,6 +28,8 @@ enum Command {
     Decrypt(local::CryptArgs),
     /// Run the S3-compatible server (HTTPS, every object encrypted at rest).
     Server(server::ServerArgs),
+    /// Check or search the audit log (<data-dir>/audit).
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => local::encrypt(&args),
         Command::Decrypt(args) => local::decrypt(&args),
         Command::Server(args) => server::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ pub mod blob;
 pub mod error;
 pub mod meta;
 pub mod principal;
+pub mod rootkey;
 pub mod s3;
 pub mod sse;
 pub mod tls;
