@@ -187,9 +187,11 @@ impl Record {
         match (ev.phase, ev.outcome) {
             (Phase::Request, Outcome::Pending)
             | (Phase::Response, Outcome::Success | Outcome::Failure) => {}
-            (p, o) => return Err(invalid(format!(
+            (p, o) => {
+                return Err(invalid(format!(
                 "outcome {o:?} in phase {p:?}: a request is pending, a response succeeds or fails"
-            ))),
+            )))
+            }
         }
         let strings = [
             ("request_id", Some(&ev.request_id)),

@@ -85,6 +85,10 @@ pub fn verify(dir: &Path, key: &SecretKey) -> Result<VerifyReport> {
         let scan = match files::scan_file(dir, number, &mac_key, Some(&chain), want_seq)? {
             Ok(scan) => scan,
             Err(bad_record) => {
+                // Every line before the bad one was a valid record.
+                let valid = bad_record.line.saturating_sub(1);
+                report.records += valid;
+                report.last_seq = chain.seq + valid;
                 report.first_bad = Some(bad_record);
                 return Ok(report);
             }

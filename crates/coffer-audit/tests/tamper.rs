@@ -73,7 +73,13 @@ fn write_lines(dir: &Path, file: &str, lines: &[String]) {
 }
 
 /// Asserts verify's first bad record, and that `open` refuses the log.
-fn assert_bad(dir: &Path, file: &str, line: u64, seq: Option<u64>, reason: &str) {
+fn assert_bad(
+    dir: &Path,
+    file: &str,
+    line: u64,
+    seq: Option<u64>,
+    reason: &str,
+) -> coffer_audit::VerifyReport {
     let report = verify(dir, &key()).unwrap();
     let bad = report.first_bad.clone().expect("verify found nothing");
     assert_eq!(
@@ -87,6 +93,7 @@ fn assert_bad(dir: &Path, file: &str, line: u64, seq: Option<u64>, reason: &str)
             .starts_with(&format!("file {file} line {line} seq ")),
         "{bad}"
     );
+    report
 }
 
 fn assert_open_refused(dir: &Path) {
@@ -103,7 +110,8 @@ fn edited_identity() {
     let mut lines = read_lines(tmp.path(), F1);
     lines[4] = lines[4].replace("user/user4", "user/admin");
     write_lines(tmp.path(), F1, &lines);
-    assert_bad(tmp.path(), F1, 5, Some(5), "hash does not match");
+    let report = assert_bad(tmp.path(), F1, 5, Some(5), "hash does not match");
+    assert_eq!((report.records, report.last_seq), (4, 4));
     // The tail (the last record and the anchor) is intact, so open does not scan this far
     // back; verify is what finds edits in the middle.
 }

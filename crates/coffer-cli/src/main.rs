@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod local;
 mod pipeline;
 mod server;
@@ -31,6 +32,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Manage identities, access keys and identity policies on a running server.
     Admin(admin::AdminArgs),
+    /// Check or search the audit log (<data-dir>/audit).
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Decrypt(args) => local::decrypt(&args),
         Command::Server(args) => server::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

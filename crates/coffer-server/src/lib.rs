@@ -17,6 +17,7 @@ pub mod iam;
 pub mod kms_api;
 pub mod meta;
 pub mod principal;
+pub mod rootkey;
 pub mod s3;
 pub mod sigv4;
 pub mod sse;
