@@ -169,7 +169,7 @@ impl RequestInfo {
     }
 
     fn event(&self, phase: Phase, outcome: Outcome) -> Event {
-        Event {
+        clamp(Event {
             time: None,
             request_id: self.request_id.clone(),
             phase,
@@ -183,8 +183,44 @@ impl RequestInfo {
             context: self.context.clone(),
             outcome,
             error_code: None,
-        }
+        })
     }
+}
+
+/// The log refuses over-long fields (spec/audit-log.md §2); a hostile request (a 16 KiB path,
+/// 100 context entries) must still be recorded, so long values are cut, marked `…`.
+fn clamp(mut ev: Event) -> Event {
+    const MAX: usize = 1024;
+    let cut = |s: &mut String| {
+        if s.len() > MAX {
+            let mut end = MAX;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push('…');
+        }
+    };
+    for f in [
+        &mut ev.identity,
+        &mut ev.access_key,
+        &mut ev.source,
+        &mut ev.resource,
+        &mut ev.key_id,
+        &mut ev.error_code,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        cut(f);
+    }
+    cut(&mut ev.action);
+    ev.context.truncate(32);
+    for (k, v) in &mut ev.context {
+        cut(k);
+        cut(v);
+    }
+    ev
 }
 
 /// The `<Code>` of an S3 XML error body.
@@ -196,8 +232,15 @@ fn xml_code(body: &[u8]) -> Option<String> {
 }
 
 pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Response<s3s::Body> {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{msg}</Message></Error>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
+        esc(code),
+        esc(msg)
     );
     let mut resp = Response::new(s3s::Body::from(body));
     *resp.status_mut() = status;
@@ -280,7 +323,7 @@ impl Auditor {
                 });
             }
         }
-        if let Err(e) = self.log.append(ev).await {
+        if let Err(e) = self.log.append(clamp(ev)).await {
             tracing::error!("audit log: {e}; failing request {}", info.request_id);
             return error_response(
                 http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -22,6 +22,7 @@ pub mod s3;
 pub mod sigv4;
 pub mod sse;
 pub mod tls;
+pub mod xmlbody;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -278,6 +279,8 @@ struct Front {
     audit: Arc<audit::Auditor>,
     /// The connection's client address (set per connection).
     peer: Option<std::net::SocketAddr>,
+    /// `--body-idle-timeout`, for the XML bodies read here.
+    idle: Duration,
 }
 
 type RespFuture =
@@ -334,6 +337,41 @@ impl Front {
                     "Value for x-amz-sdk-checksum-algorithm header is invalid.",
                 );
             }
+        }
+        let op = audit::s3_operation(
+            req.method(),
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+            req.headers(),
+        );
+        let streaming = req
+            .headers()
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("STREAMING-"));
+        // Anonymous requests are refused by s3s's auth first (AccessDenied), as on S3.
+        let signed = req.headers().contains_key(hyper::header::AUTHORIZATION)
+            || req
+                .uri()
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature="));
+        if xmlbody::has_xml_body(op) && !streaming && signed {
+            let s3 = self.s3.clone();
+            let idle = self.idle;
+            return Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let bytes = match xmlbody::read(body, idle).await {
+                    Ok(b) => b,
+                    Err((status, code, msg)) => {
+                        return Ok(audit::error_response(status, code, &msg));
+                    }
+                };
+                if let Err((status, code, msg)) = xmlbody::check(&parts.headers, &bytes, op) {
+                    return Ok(audit::error_response(status, code, &msg));
+                }
+                s3.call(hyper::Request::from_parts(parts, s3s::Body::from(bytes)))
+                    .await
+            });
         }
         hyper::service::Service::call(&self.s3, req)
     }
@@ -680,6 +718,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         kms: kms_api,
         audit,
         peer: None,
+        idle: config.limits.body_idle_timeout,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
