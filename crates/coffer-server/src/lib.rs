@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_kms::{KeyFileSealer, Kms, KmsConfig, PassphraseSealer, Sealer, SystemClock};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
@@ -148,22 +147,10 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
     std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| ServerError::Internal(format!("chmod {}: {e}", data.display())))?;
     let mut notes = Vec::new();
-    let sealer: Box<dyn Sealer> = match &config.root_passphrase {
-        Some(p) => Box::new(PassphraseSealer::new(
-            coffer_format::SecretBytes::new(p.as_bytes().to_vec()),
-            Default::default(),
-        )),
-        None => Box::new(KeyFileSealer::new(
-            config
-                .root_key_file
-                .clone()
-                .unwrap_or_else(|| data.join("root.key")),
-        )),
-    };
-    let kms = Kms::open(
-        KmsConfig::new(data.join("kms")),
-        sealer.as_ref(),
-        Arc::new(SystemClock),
+    let kms = rootkey::open_kms(
+        data,
+        config.root_key_file.as_deref(),
+        config.root_passphrase.as_ref().map(|p| p.as_str()),
     )?;
     notes.extend(kms.warnings().iter().map(|w| format!("warning: {w}")));
     let kms = Arc::new(kms);
