@@ -42,6 +42,7 @@ Usage: python3 tests/reliability/tamper.py --coffer target/debug/coffer [--seed 
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -85,6 +86,7 @@ class Case:
     """One stored object (or a set) damaged one way, and the requests that read it back."""
 
     def __init__(self, name, key, mode, body, blob, affected):
+        self.failed_ids = []
         self.name, self.key, self.mode, self.body, self.blob = name, key, mode, body, blob
         self.affected = affected  # ALL, or a set of plaintext chunk indices
         self.layout = Layout(blob.read_bytes()) if blob and blob.exists() else None
@@ -120,13 +122,20 @@ class Case:
         return reqs
 
 
+LAST_REQUEST_ID = [None]
+
+
 def read(s3, bucket, key, read_kw, get_kw):
-    """('error', status code, b'') | ('cut', status, prefix) | ('ok', status, body)."""
+    """('error', status code, b'') | ('cut', status, prefix) | ('ok', status, body).
+    The request id the server answered with (x-amz-request-id) is left in LAST_REQUEST_ID."""
+    LAST_REQUEST_ID[0] = None
     try:
         r = s3.get_object(Bucket=bucket, Key=key, **read_kw, **get_kw)
     except ClientError as e:
         st = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        LAST_REQUEST_ID[0] = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-request-id")
         return "error", f"{st} {e.response.get('Error', {}).get('Code')}", b""
+    LAST_REQUEST_ID[0] = r["ResponseMetadata"].get("HTTPHeaders", {}).get("x-amz-request-id")
     status = r["ResponseMetadata"]["HTTPStatusCode"]
     want = r.get("ContentLength")
     got = bytearray()
@@ -160,6 +169,8 @@ def judge(case, s3):
             if data != expect[:len(data)]:
                 altered = True
                 kind = "ALTERED (cut)"
+        if kind in ("error", "cut"):
+            case.failed_ids.append(LAST_REQUEST_ID[0])
         case.results.append((label, kind, status, len(data)))
     case.verdict = "ALTERED" if altered else ("undetected" if undetected else "detected")
     return case.verdict
@@ -608,6 +619,23 @@ def main():
     if panicked:
         failures.append(f"the server panicked (log: {log})")
 
+    # Every GET that failed on tampered data has an audit record naming the integrity error.
+    audited = {}
+    for f in sorted((Path(data) / "audit").glob("audit-*.jsonl")):
+        for line in f.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("phase") == "response" and rec.get("outcome") == "failure":
+                audited.setdefault(rec.get("request_id"), set()).add(rec.get("error_code"))
+    failed_gets = [(c, rid) for c in cases if c.verdict == "detected" for rid in c.failed_ids]
+    recorded = sum(1 for _, rid in failed_gets if "IntegrityError" in audited.get(rid, ()))
+    for c, rid in failed_gets:
+        if "IntegrityError" not in audited.get(rid, ()):
+            failures.append(f"{c.name}: failed GET {rid} has no IntegrityError audit record "
+                            f"(recorded: {sorted(audited.get(rid, ()), key=str)})")
+
     for c in cases:
         mark = {"detected": "ok  ", "undetected": "MISS", "ALTERED": "BAD "}[c.verdict]
         print(f"{mark} {c.name} [{c.key}]")
@@ -635,7 +663,8 @@ def main():
     for f in failures:
         print(f"FAIL {f}")
     print(f"tamper: {len(cases)} blob cases ({requests} GETs), {len(db_results)} database "
-          f"cases; server log: {integrity_logged} integrity errors logged")
+          f"cases; server log: {integrity_logged} integrity errors logged; audit trail: "
+          f"{recorded} of {len(failed_gets)} failed GETs recorded as IntegrityError")
     print(f"tamper: {detected} tamper cases detected out of {tried} tried, altered bytes "
           f"returned {altered}, undetected {tried - detected - altered}, failed checks "
           f"{len(failures)} ({time.monotonic() - t0:.0f}s, seed {seed})")
