@@ -14,7 +14,11 @@ use zeroize::Zeroizing;
 #[derive(clap::Args, Debug, Clone)]
 pub struct EndpointArgs {
     /// The server's URL.
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "https://127.0.0.1:9443")]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "https://127.0.0.1:9443"
+    )]
     pub endpoint: String,
     /// PEM file of the CA that signed the server's certificate (the server prints it at
     /// start). Default: `<data-dir>/tls/ca.pem` when present, else the system's roots.
@@ -60,12 +64,15 @@ fn root_store(ca: Option<&Path>) -> Result<rustls::RootCertStore> {
 
 impl SignedClient {
     pub fn new(args: &EndpointArgs) -> Result<SignedClient> {
-        let access_key = std::env::var("AWS_ACCESS_KEY_ID")
-            .map_err(|_| anyhow!("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the credentials to sign with)"))?;
-        let secret_key = Zeroizing::new(
-            std::env::var("AWS_SECRET_ACCESS_KEY")
-                .map_err(|_| anyhow!("set AWS_SECRET_ACCESS_KEY (the secret of AWS_ACCESS_KEY_ID)"))?,
-        );
+        let access_key = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| {
+            anyhow!(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the credentials to sign with)"
+            )
+        })?;
+        let secret_key =
+            Zeroizing::new(std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| {
+                anyhow!("set AWS_SECRET_ACCESS_KEY (the secret of AWS_ACCESS_KEY_ID)")
+            })?);
         let uri: hyper::Uri = args
             .endpoint
             .parse()

@@ -138,10 +138,7 @@ impl AdminRoute {
             }
             "RotateAccessKey" => {
                 let u = field(body, "UserName")?;
-                key_json(
-                    u,
-                    &iam.rotate_access_key(u, field(body, "AccessKeyId")?)?,
-                )
+                key_json(u, &iam.rotate_access_key(u, field(body, "AccessKeyId")?)?)
             }
             "DeleteAccessKey" => {
                 iam.delete_access_key(field(body, "UserName")?, field(body, "AccessKeyId")?)?;

@@ -291,7 +291,11 @@ impl Auditor {
             ev.key_id = k.key_id;
             ev.key_version = k.key_version;
             // The KMS API reports only the keys (values never leave it).
-            ev.context = k.context_keys.into_iter().map(|k| (k, String::new())).collect();
+            ev.context = k
+                .context_keys
+                .into_iter()
+                .map(|k| (k, String::new()))
+                .collect();
             ev.error_code = k.error_code;
         } else if let Some(a) = resp.extensions_mut().remove::<AdminAudit>() {
             ev.action = a.action;
@@ -436,7 +440,13 @@ mod tests {
             ("PUT", "/b/k", "", &h, "PutObject"),
             ("PUT", "/b/k", "", &copy, "CopyObject"),
             ("PUT", "/b/k", "partNumber=1&uploadId=u", &h, "UploadPart"),
-            ("PUT", "/b/k", "partNumber=1&uploadId=u", &copy, "UploadPartCopy"),
+            (
+                "PUT",
+                "/b/k",
+                "partNumber=1&uploadId=u",
+                &copy,
+                "UploadPartCopy",
+            ),
             ("POST", "/b/k", "uploads", &h, "CreateMultipartUpload"),
             ("POST", "/b/k", "uploadId=u", &h, "CompleteMultipartUpload"),
             ("DELETE", "/b/k", "uploadId=u", &h, "AbortMultipartUpload"),

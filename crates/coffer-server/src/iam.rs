@@ -393,7 +393,12 @@ impl Iam {
 
     // ---- identity policies ----
 
-    pub fn put_identity_policy(&self, name: &str, policy_name: &str, doc: &str) -> ServerResult<()> {
+    pub fn put_identity_policy(
+        &self,
+        name: &str,
+        policy_name: &str,
+        doc: &str,
+    ) -> ServerResult<()> {
         self.get_identity(name)?;
         check_name("PolicyName", policy_name, 128)?;
         Policy::parse(doc, PolicyKind::Identity).map_err(malformed_policy)?;
@@ -588,8 +593,12 @@ pub fn base_context(p: &Principal, secure: bool) -> Context {
 pub fn s3_action(op: &str) -> String {
     let a = match op {
         "GetObject" | "HeadObject" => "GetObject",
-        "PutObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart"
-        | "UploadPartCopy" | "CompleteMultipartUpload" => "PutObject",
+        "PutObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload" => "PutObject",
         "AbortMultipartUpload" => "AbortMultipartUpload",
         "ListParts" => "ListMultipartUploadParts",
         "DeleteObject" | "DeleteObjects" => "DeleteObject",
@@ -643,7 +652,10 @@ impl s3s::access::S3Access for S3Authz {
         };
         let mut ctx = base_context(&p, self.secure);
         for (h, k) in [
-            ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
+            (
+                "x-amz-server-side-encryption",
+                "s3:x-amz-server-side-encryption",
+            ),
             (
                 "x-amz-server-side-encryption-aws-kms-key-id",
                 "s3:x-amz-server-side-encryption-aws-kms-key-id",
@@ -686,7 +698,10 @@ impl s3s::access::S3Access for S3Authz {
                 .and_then(copy_source)
             {
                 let src = s3_arn(&sb, Some(&sk));
-                if !self.iam.authorize(&p, "s3:GetObject", &src, Some(&sb), &ctx) {
+                if !self
+                    .iam
+                    .authorize(&p, "s3:GetObject", &src, Some(&sb), &ctx)
+                {
                     return Err(access_denied());
                 }
             }

@@ -1004,7 +1004,10 @@ impl KmsApi {
         principal: &Principal,
         action: &str,
     ) -> Result<(), KmsApiError> {
-        if self.identities.allows_unbound(principal, action, self.secure) {
+        if self
+            .identities
+            .allows_unbound(principal, action, self.secure)
+        {
             return Ok(());
         }
         Err(KmsApiError::new(

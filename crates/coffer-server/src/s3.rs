@@ -2629,6 +2629,55 @@ fn fill_headers(rec: &ObjectRecord, out: &mut HeaderFields<'_>) {
     }
 }
 
+/// Checks a buffered (small, non-streaming) request body against its `Content-MD5` and
+/// `x-amz-checksum-*` headers; `require` demands one of them (DeleteObjects, as S3 does).
+pub(crate) fn verify_small_body(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    require: bool,
+) -> ServerResult<()> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .map(|v| v.to_str().map(str::to_owned))
+            .transpose()
+            .map_err(|_| ServerError::invalid_argument(format!("invalid {n} header")))
+    };
+    let req = ChecksumRequest {
+        crc32: header("x-amz-checksum-crc32")?,
+        crc32c: header("x-amz-checksum-crc32c")?,
+        crc64nvme: header("x-amz-checksum-crc64nvme")?,
+        sha1: header("x-amz-checksum-sha1")?,
+        sha256: header("x-amz-checksum-sha256")?,
+        algorithm: None,
+    };
+    let content_md5 = header("content-md5")?;
+    let has_checksum = [
+        &req.crc32,
+        &req.crc32c,
+        &req.crc64nvme,
+        &req.sha1,
+        &req.sha256,
+    ]
+    .iter()
+    .any(|v| v.is_some());
+    if require && content_md5.is_none() && !has_checksum {
+        return Err(ServerError::invalid_request(
+            "Missing required header for this request: Content-MD5",
+        ));
+    }
+    if content_md5.is_some() {
+        let md5: [u8; 16] = md5::Md5::digest(body).into();
+        verify_content_md5(content_md5.as_deref(), &md5)?;
+    }
+    if has_checksum {
+        let mut h = req.hasher()?;
+        h.update(body);
+        req.verify(&h.finalize())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2787,47 +2836,4 @@ mod tests {
             Err(ServerError::S3(S3ErrorCode::InvalidDigest, _))
         ));
     }
-}
-
-/// Checks a buffered (small, non-streaming) request body against its `Content-MD5` and
-/// `x-amz-checksum-*` headers; `require` demands one of them (DeleteObjects, as S3 does).
-pub(crate) fn verify_small_body(
-    headers: &http::HeaderMap,
-    body: &[u8],
-    require: bool,
-) -> ServerResult<()> {
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .map(|v| v.to_str().map(str::to_owned))
-            .transpose()
-            .map_err(|_| ServerError::invalid_argument(format!("invalid {n} header")))
-    };
-    let req = ChecksumRequest {
-        crc32: header("x-amz-checksum-crc32")?,
-        crc32c: header("x-amz-checksum-crc32c")?,
-        crc64nvme: header("x-amz-checksum-crc64nvme")?,
-        sha1: header("x-amz-checksum-sha1")?,
-        sha256: header("x-amz-checksum-sha256")?,
-        algorithm: None,
-    };
-    let content_md5 = header("content-md5")?;
-    let has_checksum = [&req.crc32, &req.crc32c, &req.crc64nvme, &req.sha1, &req.sha256]
-        .iter()
-        .any(|v| v.is_some());
-    if require && content_md5.is_none() && !has_checksum {
-        return Err(ServerError::invalid_request(
-            "Missing required header for this request: Content-MD5",
-        ));
-    }
-    if content_md5.is_some() {
-        let md5: [u8; 16] = md5::Md5::digest(body).into();
-        verify_content_md5(content_md5.as_deref(), &md5)?;
-    }
-    if has_checksum {
-        let mut h = req.hasher()?;
-        h.update(body);
-        req.verify(&h.finalize())?;
-    }
-    Ok(())
 }

@@ -56,10 +56,7 @@ where
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_XML_BODY {
-                return Err(bad(
-                    "MaxMessageLengthExceeded",
-                    "Your request was too big.",
-                ));
+                return Err(bad("MaxMessageLengthExceeded", "Your request was too big."));
             }
             buf.extend_from_slice(&data);
         }
@@ -125,11 +122,13 @@ fn nesting(body: &[u8]) -> usize {
 pub fn well_formed(body: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
     // XML 1.0 § 2.2: no C0 controls except tab, line feed, carriage return.
-    if let Some(c) = text
-        .chars()
-        .find(|&c| (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}')
-    {
-        return Err(format!("character U+{:04X} is not allowed in XML", c as u32));
+    if let Some(c) = text.chars().find(|&c| {
+        (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
+    }) {
+        return Err(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ));
     }
     // S3's documents nest a few levels; a deep one would exhaust the parser's stack.
     if nesting(body) > MAX_DEPTH {
