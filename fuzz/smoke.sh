@@ -13,7 +13,7 @@ seconds="${FUZZ_SECONDS:-15}"
 runs="${FUZZ_RUNS:--1}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(header_parse wrapped_key_decode object_decrypt sse_headers kms_context range_headers)
+    targets=(header_parse wrapped_key_decode object_decrypt sse_headers kms_context range_headers audit_record)
 fi
 
 cargo +nightly fuzz build || exit 1
