@@ -14,7 +14,7 @@ runs="${FUZZ_RUNS:--1}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(header_parse wrapped_key_decode object_decrypt sse_headers kms_context range_headers
-        policy_parse kms_json)
+        policy_parse kms_json audit_record)
 fi
 
 cargo +nightly fuzz build || exit 1
