@@ -2,7 +2,7 @@
 # Builds the fuzz targets and runs each for FUZZ_SECONDS (default 15) from its committed
 # seeds; exits non-zero if any target crashes, panics, times out or runs out of memory.
 # Usage: fuzz/smoke.sh [TARGET...]   (default: every target)
-#   FUZZ_SECONDS=N   seconds per target (CI: the default, 7 targets × 15 s)
+#   FUZZ_SECONDS=N   seconds per target (CI: the default, 9 targets × 15 s)
 #   FUZZ_RUNS=N      stop each target after N executions instead (the long run:
 #                    FUZZ_RUNS=10000000 FUZZ_SECONDS=0 fuzz/smoke.sh; -1 = no limit)
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
