@@ -155,8 +155,6 @@ KNOWN_OPEN = {
     ('ranges', "plain: unit 'pages=0-'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
     ('ranges', "plain: unit 'Bytes=0-1'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
     ('ranges', "plain: unit 'BYTES=0-1'"): 'D4: s3s refuses unknown or uppercase range units with 400 (RFC 9110: ignore them)',
-    ('aws-chunked', 'final chunk missing'): 'D5: s3s accepts an aws-chunked body without its final chunk',
-    ('aws-chunked', 'trailer: two checksum trailers'): 'D6: a second checksum trailer is not refused',
 }
 
 

@@ -448,6 +448,15 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> ServerError {
             s3s::S3ErrorCode::SignatureDoesNotMatch,
             "The request signature we calculated does not match the signature you provided.",
         )
+    } else if msg.contains(crate::chunked::FRAMING_ERROR) && msg.contains("checksum trailer") {
+        ServerError::invalid_request(
+            "Expecting a single x-amz-checksum- trailer. Multiple checksum Types are not allowed.",
+        )
+    } else if msg.contains(crate::chunked::FRAMING_ERROR) && msg.contains("final") {
+        ServerError::s3(
+            s3s::S3ErrorCode::IncompleteBody,
+            "The aws-chunked body ended before its final (signed) zero-length chunk.",
+        )
     } else if msg.contains("FormatError") || msg.contains("TooLarge") || msg.contains("TooMany") {
         ServerError::invalid_request(format!("malformed aws-chunked body: {msg}"))
     } else {
