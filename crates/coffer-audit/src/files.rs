@@ -151,30 +151,44 @@ pub fn read_anchor(dir: &Path, key: &hmac::Key) -> Result<AnchorState> {
     })
 }
 
-/// Replaces the anchor atomically: temp file, fdatasync, rename, fsync of the directory
-/// (spec §6 says why this and not an in-place write).
+/// Replaces the anchor atomically: the new anchor goes into `audit.head.tmp` (rewritten in
+/// place), is fdatasync'ed, and is then swapped with `audit.head` by one
+/// `renameat2(RENAME_EXCHANGE)`, then the directory is fsync'ed (spec §6 says why an atomic
+/// replacement and not an in-place write). Both files stay allocated, so updating the anchor
+/// needs no free space: on a full disk the log keeps working in its preallocated room
+/// (where `RENAME_EXCHANGE` is not supported, a plain rename is used).
 pub fn write_anchor(dir: &Path, dir_handle: &File, anchor: &Anchor) -> Result<()> {
     let temp = dir.join(ANCHOR_TEMP);
+    let head = dir.join(ANCHOR_FILE);
     let mut bytes = serde_json::to_vec(anchor)
         .map_err(|e| crate::AuditError::Failed(format!("serialize anchor: {e}")))?;
     bytes.push(b'\n');
-    match fs::remove_file(&temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(format!("remove {}", temp.display()))(e)),
-    }
     let mut f = OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(&temp)
-        .map_err(io(format!("create {}", temp.display())))?;
+        .map_err(io(format!("open {}", temp.display())))?;
     f.write_all(&bytes)
+        .and_then(|()| f.set_len(bytes.len() as u64))
         .map_err(io(format!("write {}", temp.display())))?;
     f.sync_data()
         .map_err(io(format!("sync {}", temp.display())))?;
-    fs::rename(&temp, dir.join(ANCHOR_FILE))
-        .map_err(io(format!("rename {} to {ANCHOR_FILE}", temp.display())))?;
+    drop(f);
+    let exchanged = head.exists()
+        && rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &temp,
+            rustix::fs::CWD,
+            &head,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .is_ok();
+    if !exchanged {
+        fs::rename(&temp, &head)
+            .map_err(io(format!("rename {} to {ANCHOR_FILE}", temp.display())))?;
+    }
     dir_handle
         .sync_all()
         .map_err(io(format!("sync directory {}", dir.display())))

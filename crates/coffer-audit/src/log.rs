@@ -152,6 +152,7 @@ impl AuditLog {
             .append(true)
             .open(&path)
             .map_err(io(format!("open {}", path.display())))?;
+        preallocate(&file, tail.file_len);
         let writer = Writer {
             dir: dir.into(),
             dir_handle,
@@ -229,6 +230,38 @@ impl AuditLog {
     }
 }
 
+/// Room kept allocated past the end of the current log file (`fallocate` with
+/// `KEEP_SIZE`): records go into space nothing else can take, so on a full disk the trail
+/// (and with it reads and deletes, which must be recorded) keeps working for about
+/// [`PREALLOCATE`] / 600 bytes ≈ 7 000 records; the server refuses uploads on a full disk
+/// meanwhile. Best effort: a filesystem without `fallocate` just has no reserve.
+pub const PREALLOCATE: u64 = 4 << 20;
+
+/// Keeps at least half of [`PREALLOCATE`] allocated past `len` (one `fallocate` per
+/// 2 MiB of records).
+pub(crate) fn preallocate(file: &File, len: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let allocated = file.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+    if allocated < len + PREALLOCATE / 2 {
+        let _ = rustix::fs::fallocate(
+            file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            len,
+            PREALLOCATE,
+        );
+    }
+}
+
+/// Frees the room preallocated past `len`.
+fn release_preallocation(file: &File, len: u64) {
+    let _ = rustix::fs::fallocate(
+        file,
+        rustix::fs::FallocateFlags::KEEP_SIZE | rustix::fs::FallocateFlags::PUNCH_HOLE,
+        len,
+        PREALLOCATE * 2,
+    );
+}
+
 fn create_log_file(dir: &Path, dir_handle: &File, number: u32) -> Result<File> {
     let path = dir.join(files::file_name(number));
     let file = OpenOptions::new()
@@ -240,6 +273,7 @@ fn create_log_file(dir: &Path, dir_handle: &File, number: u32) -> Result<File> {
     dir_handle
         .sync_all()
         .map_err(io(format!("sync directory {}", dir.display())))?;
+    preallocate(&file, 0);
     Ok(file)
 }
 
@@ -464,12 +498,15 @@ impl Writer {
             .map_err(io(format!("write {name}")))?;
         self.file.sync_data().map_err(io(format!("sync {name}")))?;
         self.file_len += buf.len() as u64;
+        preallocate(&self.file, self.file_len);
         Ok(())
     }
 
     fn rotate(&mut self, undo: &mut Vec<Undo>) -> Result<()> {
         let next = self.file_no + 1;
         let file = create_log_file(&self.dir, &self.dir_handle, next)?;
+        // The finished file gives back its preallocated room.
+        release_preallocation(&self.file, self.file_len);
         undo.push(Undo {
             file: file.try_clone().map_err(io("dup the audit file"))?,
             len: 0,
