@@ -774,7 +774,8 @@ fn parallel_crypto() -> bool {
     std::thread::available_parallelism().is_ok_and(|n| n.get() > 3)
 }
 
-pub(crate) fn s3_error<E, R>(
+/// An [`Error::S3`] for a failed SDK call, with a hint for the common causes.
+pub fn s3_error<E, R>(
     operation: &'static str,
     target: &str,
     err: &aws_sdk_s3::error::SdkError<E, R>,
