@@ -99,7 +99,12 @@ pub fn load_profile(name: &str) -> Result<Profile> {
         None => bail!(
             "no profile {name:?} in {} (it has: {})",
             path.display(),
-            config.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            config
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -124,7 +129,11 @@ impl ConnectionArgs {
         let secret_access_key = Zeroizing::new(
             env("AWS_SECRET_ACCESS_KEY")
                 .or_else(|| profile.secret_access_key.clone())
-                .ok_or_else(|| anyhow!("no secret key: set AWS_SECRET_ACCESS_KEY (the secret of {access_key_id})"))?,
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no secret key: set AWS_SECRET_ACCESS_KEY (the secret of {access_key_id})"
+                    )
+                })?,
         );
         let url = self.endpoint.clone().or_else(|| profile.endpoint.clone());
         if let Some(u) = &url {
@@ -149,10 +158,15 @@ impl ConnectionArgs {
 }
 
 /// How a key-encryption key is named on the command line (`--kek`) or in a profile.
-pub fn parse_kek(spec: &str, endpoint: &Endpoint, passphrase_file: Option<&PathBuf>) -> Result<Kek> {
+pub fn parse_kek(
+    spec: &str,
+    endpoint: &Endpoint,
+    passphrase_file: Option<&PathBuf>,
+) -> Result<Kek> {
     if let Some(path) = spec.strip_prefix("file:") {
         let text = Zeroizing::new(
-            std::fs::read_to_string(path).with_context(|| format!("cannot read key file {path}"))?,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read key file {path}"))?,
         );
         let key = coffer_client::KeyFile::parse(&text).map_err(|e| anyhow!("{path}: {e}"))?;
         return Ok(Kek::KeyFile(key));
@@ -174,12 +188,17 @@ pub fn parse_kek(spec: &str, endpoint: &Endpoint, passphrase_file: Option<&PathB
                 "--kek passphrase needs the passphrase: set COFFER_PASSPHRASE or give --passphrase-file FILE"
             ),
         };
-        return Ok(Kek::Passphrase(PassphraseKek::new(SecretBytes::new(bytes))?));
+        return Ok(Kek::Passphrase(PassphraseKek::new(SecretBytes::new(
+            bytes,
+        ))?));
     }
     if spec.is_empty() || spec.contains(char::is_whitespace) {
         bail!("--kek {spec:?}: expected a KMS key id, ARN or alias/NAME, file:PATH, or passphrase");
     }
-    Ok(Kek::Kms(KmsKek::new(endpoint.kms_client()?, Some(spec.to_owned()))))
+    Ok(Kek::Kms(KmsKek::new(
+        endpoint.kms_client()?,
+        Some(spec.to_owned()),
+    )))
 }
 
 /// The keys a download may need: the KMS (always; objects name their KMS key), plus the

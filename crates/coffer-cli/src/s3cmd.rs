@@ -133,7 +133,9 @@ fn parse_s3(uri: &str) -> Option<Result<S3Location>> {
     let rest = uri.strip_prefix("s3://")?;
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Some(Err(anyhow!("{uri:?}: no bucket (expected s3://BUCKET/KEY)")));
+        return Some(Err(anyhow!(
+            "{uri:?}: no bucket (expected s3://BUCKET/KEY)"
+        )));
     }
     Some(Ok(S3Location {
         bucket: bucket.to_owned(),
@@ -273,9 +275,9 @@ pub fn cp(args: CpArgs) -> Result<()> {
     let src = parse_s3(&args.src).transpose()?;
     let dst = parse_s3(&args.dst).transpose()?;
     match (&src, &dst) {
-        (Some(_), Some(_)) => bail!(
-            "copying between two S3 locations is not supported: download, then upload"
-        ),
+        (Some(_), Some(_)) => {
+            bail!("copying between two S3 locations is not supported: download, then upload")
+        }
         (None, None) => bail!(
             "neither {:?} nor {:?} is an s3:// location: use cp(1) for local copies",
             args.src,
@@ -301,14 +303,26 @@ pub fn cp(args: CpArgs) -> Result<()> {
                     .ok_or_else(|| {
                         anyhow!("--client-encrypt needs a key-encryption key: --kek KEY-ID|alias/NAME|file:PATH|passphrase (or `kek` in the profile)")
                     })?;
-                Some(parse_kek(spec, &s.endpoint, args.keys.passphrase_file.as_ref())?)
+                Some(parse_kek(
+                    spec,
+                    &s.endpoint,
+                    args.keys.passphrase_file.as_ref(),
+                )?)
             } else {
                 if args.keys.kek.is_some() {
                     bail!("--kek without --client-encrypt: add --client-encrypt to encrypt on this machine");
                 }
                 None
             };
-            rt.block_on(upload(&s, Path::new(&args.src), &to, args.recursive, kek.as_ref(), &sse, args.quiet))
+            rt.block_on(upload(
+                &s,
+                Path::new(&args.src),
+                &to,
+                args.recursive,
+                kek.as_ref(),
+                &sse,
+                args.quiet,
+            ))
         }
         (Some(from), None) => {
             let ring = keyring(
@@ -317,7 +331,15 @@ pub fn cp(args: CpArgs) -> Result<()> {
                 &s.endpoint,
                 args.keys.passphrase_file.as_ref(),
             )?;
-            rt.block_on(download(&s, &from, Path::new(&args.dst), args.recursive, &ring, &sse, args.quiet))
+            rt.block_on(download(
+                &s,
+                &from,
+                Path::new(&args.dst),
+                args.recursive,
+                &ring,
+                &sse,
+                args.quiet,
+            ))
         }
         _ => unreachable!("checked above"),
     }
@@ -338,7 +360,9 @@ fn walk(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
+        {
             let entry = entry?;
             let path = entry.path();
             let kind = entry.file_type()?;
@@ -405,7 +429,11 @@ async fn upload(
                 path.display(),
                 to.bucket,
                 key,
-                if kek.is_some() { " (client-encrypted)" } else { "" }
+                if kek.is_some() {
+                    " (client-encrypted)"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -416,11 +444,7 @@ async fn upload(
 /// would escape it (`..`, absolute paths).
 fn safe_relative(rel: &str) -> Result<PathBuf> {
     let path = PathBuf::from(rel);
-    if rel.is_empty()
-        || !path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
+    if rel.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
         bail!("refusing object key {rel:?}: it would be written outside the destination");
     }
     Ok(path)
@@ -437,8 +461,13 @@ async fn list_keys(s: &Session, bucket: &str, prefix: &str) -> Result<Vec<String
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk_error("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        let page =
+            page.map_err(|e| sdk_error("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
     }
     Ok(keys)
 }
@@ -470,7 +499,11 @@ async fn download(
             .collect::<Result<_>>()?
     } else {
         if from.key.is_empty() || from.key.ends_with('/') {
-            bail!("s3://{}/{} names no object: give a key, or -r for a prefix", from.bucket, from.key);
+            bail!(
+                "s3://{}/{} names no object: give a key, or -r for a prefix",
+                from.bucket,
+                from.key
+            );
         }
         let dest = if dst.is_dir() || args_ends_with_slash(dst) {
             let name = from.key.rsplit('/').next().unwrap_or(&from.key);
@@ -525,7 +558,11 @@ fn download_error(e: coffer_client::Error, dest: &Path) -> anyhow::Error {
     }
 }
 
-fn sdk_error<E, R>(op: &'static str, target: &str, e: &aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
+fn sdk_error<E, R>(
+    op: &'static str,
+    target: &str,
+    e: &aws_sdk_s3::error::SdkError<E, R>,
+) -> anyhow::Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -546,7 +583,14 @@ pub fn cat(args: CatArgs) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         s.transfers
-            .download_to_writer(&from.bucket, &from.key, std::io::stdout(), &ring, &sse, &coffer_client::NoProgress)
+            .download_to_writer(
+                &from.bucket,
+                &from.key,
+                std::io::stdout(),
+                &ring,
+                &sse,
+                &coffer_client::NoProgress,
+            )
             .await
     })
     .map_err(|e| {
@@ -622,7 +666,10 @@ pub fn rm(args: RmArgs) -> Result<()> {
             list_keys(&s, &loc.bucket, &loc.key).await?
         } else {
             if loc.key.is_empty() {
-                bail!("{}: give a key, or -r to delete everything under a prefix", args.target);
+                bail!(
+                    "{}: give a key, or -r to delete everything under a prefix",
+                    args.target
+                );
             }
             vec![loc.key.clone()]
         };
@@ -634,7 +681,9 @@ pub fn rm(args: RmArgs) -> Result<()> {
                 .key(&key)
                 .send()
                 .await
-                .map_err(|e| sdk_error("DeleteObject", &format!("s3://{}/{key}", loc.bucket), &e))?;
+                .map_err(|e| {
+                    sdk_error("DeleteObject", &format!("s3://{}/{key}", loc.bucket), &e)
+                })?;
             println!("delete: s3://{}/{key}", loc.bucket);
         }
         Ok(())

@@ -42,6 +42,9 @@ pub mod error;
 pub mod kek;
 pub mod transfer;
 
+/// The SDKs the client is built on, for callers that need more of their APIs.
+pub use aws_sdk_kms;
+pub use aws_sdk_s3;
 pub use coffer_format::keyfile::KeyFile;
 pub use coffer_format::SecretBytes;
 pub use endpoint::Endpoint;

@@ -511,7 +511,11 @@ impl Transfers {
         let head = head.send().await.map_err(|e| {
             let mut err = s3_error("HeadObject", &target, &e);
             if let Error::S3 { code, hint, .. } = &mut err {
-                if (code == "BadRequest" || code == "InvalidRequest") && customer.is_none() {
+                // Coffer answers HEAD of an SSE-C object without the key with a 400 that the
+                // SDK may report as a bad response (HTTP/2 stream reset): hint in both cases.
+                if matches!(code.as_str(), "BadRequest" | "InvalidRequest" | "BadResponse")
+                    && customer.is_none()
+                {
                     *hint = Some(
                         "if the object is SSE-C encrypted, give its key: --sse sse-c --sse-c-key-file FILE"
                             .into(),
