@@ -5,6 +5,8 @@ mod admin;
 mod audit;
 mod local;
 mod pipeline;
+mod profile;
+mod s3cmd;
 mod server;
 mod signed;
 
@@ -34,6 +36,16 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Check or search the audit log (<data-dir>/audit).
     Audit(audit::AuditArgs),
+    /// Copy files to or from S3 (Coffer or any S3 store), optionally encrypted on this machine.
+    Cp(s3cmd::CpArgs),
+    /// List buckets, or objects under s3://BUCKET[/PREFIX].
+    Ls(s3cmd::LsArgs),
+    /// Delete an object (or, with -r, every object under a prefix).
+    Rm(s3cmd::RmArgs),
+    /// Make a bucket.
+    Mb(s3cmd::MbArgs),
+    /// Write an object to standard output (decrypted if client-encrypted).
+    Cat(s3cmd::CatArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +57,11 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Cp(args) => s3cmd::cp(args),
+        Command::Ls(args) => s3cmd::ls(args),
+        Command::Rm(args) => s3cmd::rm(args),
+        Command::Mb(args) => s3cmd::mb(args),
+        Command::Cat(args) => s3cmd::cat(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
