@@ -89,7 +89,10 @@ t_awscli_ciphertext() {
   rm -f "$work/raw"
 }
 check "aws-cli fetches ciphertext (marked coffer-client-encrypted: v1)" t_awscli_ciphertext
-t_no_plaintext_at_rest() { ! grep -r -q -a -F CLIENT-RUN-PLAINTEXT-MARKER "$work/data"; }
+t_no_plaintext_at_rest() {
+  grep -q -a -F CLIENT-RUN-PLAINTEXT-MARKER "$work/plain" || { echo "the search finds nothing even in the plaintext"; return 1; }
+  ! grep -r -q -a -F CLIENT-RUN-PLAINTEXT-MARKER "$work/data"
+}
 check "the data directory holds no plaintext" t_no_plaintext_at_rest
 t_disabled() {
   aws kms disable-key --key-id "$key_id" || return 1

@@ -380,7 +380,19 @@ fn round_trips_with_each_provider_store_only_ciphertext() {
     server.ok(&["cp", &w("big"), "s3://client-e2e/plain/big"], &[]);
     server.ok(&["cp", "s3://client-e2e/plain/big", &w("plain.back")], &[]);
     assert!(fs::read(w("plain.back")).unwrap() == big);
-    // … and the data directory, which encrypts everything at rest, holds no plaintext either.
+    // … and the data directory, which encrypts everything at rest, holds no plaintext either
+    // (the same search finds the marker in the plaintext file, so it is not vacuous).
+    let found = Command::new("grep")
+        .args(["-q", "-F", "-a", "--"])
+        .arg(std::str::from_utf8(MARKER).unwrap())
+        .arg(w("big"))
+        .status()
+        .unwrap();
+    assert_eq!(
+        found.code(),
+        Some(0),
+        "grep cannot find the marker in the plaintext"
+    );
     assert!(
         !server.data_contains(MARKER),
         "plaintext found in the data directory"
