@@ -377,26 +377,11 @@ fn refuse(
     code: &str,
     msg: &str,
 ) -> futures::future::BoxFuture<'static, Result<hyper::Response<s3s::Body>, s3s::HttpError>> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
-        esc(code),
-        esc(msg)
-    );
-    let mut resp = hyper::Response::new(s3s::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/xml"),
-    );
+    let resp = audit::error_response(status, code, msg);
     Box::pin(async move { Ok(resp) })
 }
 
-type Refusal = (hyper::StatusCode, &'static str, String);
+pub(crate) type Refusal = (hyper::StatusCode, &'static str, String);
 
 /// SigV4 rules s3s leaves to the service: one auth mechanism, the algorithm, the credential
 /// scope (this region, service `s3`), `host` and every `x-amz-*` header signed (so nothing

@@ -29,7 +29,7 @@ pub fn has_xml_body(op: &str) -> bool {
     )
 }
 
-pub type Refusal = (http::StatusCode, &'static str, String);
+use crate::Refusal;
 
 fn bad(code: &'static str, msg: impl Into<String>) -> Refusal {
     (http::StatusCode::BAD_REQUEST, code, msg.into())
