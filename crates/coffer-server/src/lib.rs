@@ -313,6 +313,9 @@ impl Front {
         if let Err((status, code, msg)) = check_sigv4_scope(&req) {
             return refuse(status, code, &msg);
         }
+        let (mut parts, body) = req.into_parts();
+        normalize_range_unit(&mut parts, &*self.audit.iam);
+        let req = hyper::Request::from_parts(parts, body);
         if let Some(alg) = req.headers().get("x-amz-sdk-checksum-algorithm") {
             let known = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
             if !alg
@@ -369,6 +372,96 @@ impl Front {
             return Box::pin(async move { s3.call(hyper::Request::from_parts(parts, body)).await });
         }
         hyper::service::Service::call(&self.s3, req)
+    }
+}
+
+/// RFC 9110 §14.2 for the `Range` of a GET or HEAD: a range unit the server does not know is
+/// ignored (the whole object, `200`, as S3 answers), and units are case-insensitive
+/// (`Bytes=0-1` is a byte range). s3s's parser knows only a lower-case `bytes=` and refuses
+/// the rest with `400`, so the header is normalised before s3s sees it. A `Range` the client
+/// signed is changed only through [`sigv4::resign_s3`], which first verifies the client's
+/// signature; if that fails, or the range is signed in a presigned URL, the request goes on
+/// unchanged (and gets s3s's answer).
+fn normalize_range_unit(
+    req: &mut hyper::http::request::Parts,
+    identities: &dyn principal::IdentityLookup,
+) {
+    let Some(value) = range_for_s3s(&req.method, &req.headers) else {
+        return;
+    };
+    let name = hyper::header::RANGE;
+    let signed_list = |list: &str| {
+        list.split(';')
+            .any(|h| h.trim().eq_ignore_ascii_case("range"))
+    };
+    let header_signed = req
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("SignedHeaders=").nth(1))
+        .map(|v| v.split(',').next().unwrap_or_default().to_owned());
+    let query_signed = req.uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-SignedHeaders"))
+            .and_then(|(_, v)| pct_decode(v))
+    });
+    match (header_signed, query_signed) {
+        (Some(list), _) if signed_list(&list) => {
+            if let Err(e) = sigv4::resign_s3(
+                req.method.as_str(),
+                &req.uri,
+                &mut req.headers,
+                &name,
+                value,
+                identities,
+                std::time::SystemTime::now(),
+            ) {
+                tracing::debug!(
+                    error = e.aws_code(),
+                    "Range left as sent: signature not verified"
+                );
+            }
+        }
+        (_, Some(list)) if signed_list(&list) => {}
+        _ => match value {
+            Some(v) => {
+                req.headers.insert(name, v);
+            }
+            None => {
+                req.headers.remove(name);
+            }
+        },
+    }
+}
+
+/// The `Range` header s3s should see, when it differs from the one sent: `Some(None)` to drop
+/// it (a unit other than bytes), `Some(Some(v))` for a bytes unit in another case. `None`:
+/// leave it (already `bytes=`, not one single header, not GET/HEAD, or no `unit=` at all —
+/// malformed, which s3s refuses with `400 InvalidArgument`).
+fn range_for_s3s(
+    method: &hyper::Method,
+    headers: &hyper::HeaderMap,
+) -> Option<Option<hyper::header::HeaderValue>> {
+    if method != hyper::Method::GET && method != hyper::Method::HEAD {
+        return None;
+    }
+    let mut values = headers.get_all(hyper::header::RANGE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let (unit, set) = value.to_str().ok()?.split_once('=')?;
+    // range-unit = token (RFC 9110 §14.1, §5.6.2).
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if unit == "bytes" || unit.is_empty() || !unit.bytes().all(tchar) {
+        return None;
+    }
+    if unit.eq_ignore_ascii_case("bytes") {
+        hyper::header::HeaderValue::from_str(&format!("bytes={set}"))
+            .ok()
+            .map(Some)
+    } else {
+        Some(None)
     }
 }
 
@@ -819,4 +912,42 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
 
 fn abs(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn range(method: hyper::Method, values: &[&str]) -> Option<Option<String>> {
+        let mut headers = hyper::HeaderMap::new();
+        for v in values {
+            headers.append(hyper::header::RANGE, v.parse().unwrap());
+        }
+        range_for_s3s(&method, &headers).map(|v| v.map(|v| v.to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn range_units_follow_rfc_9110() {
+        let get = || hyper::Method::GET;
+        // Understood as sent: s3s parses it.
+        assert_eq!(range(get(), &["bytes=0-1"]), None);
+        // Case-insensitive unit: the byte range.
+        assert_eq!(range(get(), &["BYTES=0-1"]), Some(Some("bytes=0-1".into())));
+        assert_eq!(
+            range(hyper::Method::HEAD, &["Bytes=-5"]),
+            Some(Some("bytes=-5".into()))
+        );
+        // Unknown units: ignored.
+        assert_eq!(range(get(), &["items=0-1"]), Some(None));
+        assert_eq!(range(get(), &["pages=0-"]), Some(None));
+        // Not a `unit=` form, not a token, or two headers: left for s3s to refuse.
+        for bad in ["bytes 0-1", "=0-1", "by tes=0-1", "bytes", "b\"s=1"] {
+            assert_eq!(range(get(), &[bad]), None, "{bad}");
+        }
+        assert_eq!(range(get(), &["items=0-1", "bytes=0-1"]), None);
+        // Only reads have a Range.
+        assert_eq!(range(hyper::Method::PUT, &["items=0-1"]), None);
+    }
 }

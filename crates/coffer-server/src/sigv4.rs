@@ -1,4 +1,6 @@
-//! AWS Signature Version 4 verification for the KMS API (header-signed requests only).
+//! AWS Signature Version 4 verification for the KMS API (header-signed requests only), and
+//! the re-signing of an S3 request whose signed `Range` header the front service normalises
+//! ([`resign_s3`]).
 //!
 //! s3s verifies S3 requests itself but refuses a credential scope whose service is not `s3`,
 //! so KMS requests (`X-Amz-Target: TrentService.*`) are verified here. The canonical request
@@ -16,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
 use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SigningParams, SigningSettings,
+    sign, PercentEncodingMode, SignableBody, SignableRequest, SigningParams, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 
@@ -181,6 +184,25 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).ok()?))
 }
 
+/// What the signed payload is.
+enum Payload<'a> {
+    /// A body read in full: its SHA-256 is computed here, and a client's
+    /// `x-amz-content-sha256` must agree with it (the KMS API).
+    Body(&'a [u8]),
+    /// A request that has not been read: the signature covers the `x-amz-content-sha256`
+    /// value as sent (S3: the body's hash, `UNSIGNED-PAYLOAD`, …), which s3s checks later.
+    Claimed,
+}
+
+/// A verified header signature, with what re-signing needs.
+struct Checked<'h> {
+    principal: Principal,
+    secret: zeroize::Zeroizing<String>,
+    auth: AuthorizationHeader<'h>,
+    time: SystemTime,
+    payload_hash: String,
+}
+
 /// Verifies a header-signed SigV4 request for `service` whose body has been read in full.
 /// `uri` is the request target as received (`/` for KMS). `now` is the server's time.
 pub fn verify(
@@ -192,6 +214,189 @@ pub fn verify(
     identities: &dyn IdentityLookup,
     now: SystemTime,
 ) -> Result<Verified, SigV4Error> {
+    check(
+        method,
+        uri,
+        headers,
+        Payload::Body(body),
+        service,
+        identities,
+        now,
+    )
+    .map(|c| Verified {
+        principal: c.principal,
+    })
+}
+
+/// Re-signs a header-signed S3 request after the front service changed one signed header
+/// (`value` `None`: removed it), so s3s, which verifies every S3 request itself, accepts the
+/// changed request. The original signature is verified first, with the same rules as
+/// [`verify`], under the signer's own secret and timestamp; the new `Authorization` header
+/// lists the same signed headers (less a removed one). Nothing changes if verification
+/// fails: s3s then refuses the original request as it would have.
+///
+/// Used only for a `Range` unit that RFC 9110 §14.2 tells the server to ignore or read
+/// case-insensitively (lib.rs); it never widens what the signer authorised.
+pub fn resign_s3(
+    method: &str,
+    uri: &http::Uri,
+    headers: &mut http::HeaderMap,
+    name: &http::HeaderName,
+    value: Option<http::HeaderValue>,
+    identities: &dyn IdentityLookup,
+    now: SystemTime,
+) -> Result<(), SigV4Error> {
+    let (authorization, changed) = {
+        let checked = check(
+            method,
+            uri,
+            headers,
+            Payload::Claimed,
+            "s3",
+            identities,
+            now,
+        )?;
+        let mut changed = headers.clone();
+        match &value {
+            Some(v) => {
+                changed.insert(name.clone(), v.clone());
+            }
+            None => {
+                changed.remove(name);
+            }
+        }
+        let signed: Vec<&str> = checked
+            .auth
+            .signed_headers
+            .iter()
+            .copied()
+            .filter(|h| value.is_some() || *h != name.as_str())
+            .collect();
+        let pairs = signed_pairs(uri, &changed, &signed)?;
+        let (listed, signature) = signature(
+            method,
+            uri,
+            pairs,
+            checked.payload_hash.clone(),
+            &checked.auth,
+            &checked.secret,
+            checked.time,
+        )?;
+        if listed != signed.join(";") {
+            return Err(incomplete("the request cannot be canonicalised"));
+        }
+        let a = &checked.auth;
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}/{}/{}/{}, SignedHeaders={listed}, Signature={signature}",
+            a.access_key, a.date, a.region, a.service, a.terminator
+        );
+        (authorization, changed)
+    };
+    let authorization = http::HeaderValue::from_str(&authorization)
+        .map_err(|_| incomplete("the request cannot be canonicalised"))?;
+    *headers = changed;
+    headers.insert(http::header::AUTHORIZATION, authorization);
+    Ok(())
+}
+
+/// Exactly the signed headers, with their received values. HTTP/2 carries the host in the
+/// `:authority` pseudo-header, which hyper puts in the URI.
+fn signed_pairs<'h>(
+    uri: &'h http::Uri,
+    headers: &'h http::HeaderMap,
+    signed_headers: &[&'h str],
+) -> Result<Vec<(&'h str, &'h str)>, SigV4Error> {
+    let authority = uri.authority().map(|a| a.as_str());
+    let mut signed: Vec<(&str, &str)> = Vec::new();
+    for name in signed_headers {
+        let mut any = false;
+        for v in headers.get_all(*name) {
+            let v = v
+                .to_str()
+                .map_err(|_| incomplete("a signed header is not ASCII"))?;
+            signed.push((name, v));
+            any = true;
+        }
+        if !any {
+            match (*name, authority) {
+                ("host", Some(a)) => signed.push(("host", a)),
+                _ => {
+                    return Err(SigV4Error::InvalidSignature(format!(
+                        "The request signature we calculated does not match the signature you provided: signed header '{name}' is missing"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(signed)
+}
+
+/// The signature aws-sigv4 computes for these headers under `auth`'s scope, and the signed
+/// header list it put in its own `Authorization` header.
+fn signature(
+    method: &str,
+    uri: &http::Uri,
+    pairs: Vec<(&str, &str)>,
+    payload_hash: String,
+    auth: &AuthorizationHeader<'_>,
+    secret: &str,
+    time: SystemTime,
+) -> Result<(String, String), SigV4Error> {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = SignableRequest::new(
+        method,
+        path_and_query,
+        pairs.into_iter(),
+        SignableBody::Precomputed(payload_hash),
+    )
+    .map_err(|_| incomplete("the request cannot be canonicalised"))?;
+    let identity = aws_credential_types::Credentials::new(
+        auth.access_key,
+        secret,
+        None,
+        None,
+        "coffer-identity",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    // Verify exactly what the client signed: no header is dropped from its list.
+    settings.excluded_headers = Some(Vec::new());
+    if auth.service == "s3" {
+        // S3 signs the path as sent: neither normalised nor encoded a second time.
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    let params: SigningParams<'_> = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(auth.region)
+        .name(auth.service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|_| incomplete("the request cannot be canonicalised"))?
+        .into();
+    let expected =
+        sign(request, &params).map_err(|_| incomplete("the request cannot be canonicalised"))?;
+    let (instructions, signature) = expected.into_parts();
+    let listed = instructions
+        .headers()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.split("SignedHeaders=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    Ok((listed, signature))
+}
+
+fn check<'h>(
+    method: &str,
+    uri: &http::Uri,
+    headers: &'h http::HeaderMap,
+    payload: Payload<'_>,
+    service: &str,
+    identities: &dyn IdentityLookup,
+    now: SystemTime,
+) -> Result<Checked<'h>, SigV4Error> {
     let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
         return Err(SigV4Error::MissingAuthenticationToken);
     };
@@ -255,84 +460,41 @@ pub fn verify(
             unsigned.join(", ")
         )));
     }
-    // The payload hash: SHA-256 of the body we received; a client that sent
-    // x-amz-content-sha256 must have sent that same hash.
-    let body_hash = hex::encode(digest::digest(&digest::SHA256, body).as_ref());
-    if let Some(claimed) = headers.get("x-amz-content-sha256") {
-        if claimed.as_bytes() != body_hash.as_bytes() {
-            return Err(SigV4Error::InvalidSignature(
-                "The provided 'x-amz-content-sha256' header does not match what was computed."
-                    .into(),
-            ));
-        }
-    }
-    // Exactly the signed headers, with their received values. HTTP/2 carries the host in
-    // the `:authority` pseudo-header, which hyper puts in the URI.
-    let authority = uri.authority().map(|a| a.as_str().to_owned());
-    let mut signed: Vec<(&str, &str)> = Vec::new();
-    for name in &auth.signed_headers {
-        let values = headers.get_all(*name);
-        let mut any = false;
-        for v in values {
-            let v = v
-                .to_str()
-                .map_err(|_| incomplete("a signed header is not ASCII"))?;
-            signed.push((name, v));
-            any = true;
-        }
-        if !any {
-            match (*name, authority.as_deref()) {
-                ("host", Some(a)) => signed.push(("host", a)),
-                _ => {
-                    return Err(SigV4Error::InvalidSignature(format!(
-                        "The request signature we calculated does not match the signature you provided: signed header '{name}' is missing"
-                    )))
-                }
+    let claimed = headers.get("x-amz-content-sha256");
+    let payload_hash = match payload {
+        // The payload hash: SHA-256 of the body we received; a client that sent
+        // x-amz-content-sha256 must have sent that same hash.
+        Payload::Body(body) => {
+            let body_hash = hex::encode(digest::digest(&digest::SHA256, body).as_ref());
+            if claimed.is_some_and(|c| c.as_bytes() != body_hash.as_bytes()) {
+                return Err(SigV4Error::InvalidSignature(
+                    "The provided 'x-amz-content-sha256' header does not match what was computed."
+                        .into(),
+                ));
             }
+            body_hash
         }
-    }
+        // S3 requires the header, and signs it.
+        Payload::Claimed => claimed
+            .filter(|_| auth.signed_headers.contains(&"x-amz-content-sha256"))
+            .and_then(|c| c.to_str().ok())
+            .ok_or_else(|| incomplete("x-amz-content-sha256 must be sent and signed"))?
+            .to_owned(),
+    };
+    let pairs = signed_pairs(uri, headers, &auth.signed_headers)?;
     let Some((secret, principal)) = identities.lookup(auth.access_key) else {
         return Err(SigV4Error::UnrecognizedClient);
     };
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = SignableRequest::new(
+    let (listed, signature) = signature(
         method,
-        path_and_query,
-        signed.into_iter(),
-        SignableBody::Precomputed(body_hash),
-    )
-    .map_err(|_| incomplete("the request cannot be canonicalised"))?;
-    let identity = aws_credential_types::Credentials::new(
-        auth.access_key,
-        secret.as_str(),
-        None,
-        None,
-        "coffer-identity",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    // Verify exactly what the client signed: no header is dropped from its list.
-    settings.excluded_headers = Some(Vec::new());
-    let params: SigningParams<'_> = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|_| incomplete("the request cannot be canonicalised"))?
-        .into();
-    let expected =
-        sign(request, &params).map_err(|_| incomplete("the request cannot be canonicalised"))?;
+        uri,
+        pairs,
+        payload_hash.clone(),
+        &auth,
+        &secret,
+        time,
+    )?;
     // The signer lists the signed headers itself; they must be the client's list.
-    let (instructions, signature) = expected.into_parts();
-    let listed = instructions
-        .headers()
-        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.split("SignedHeaders=").nth(1))
-        .and_then(|v| v.split(',').next())
-        .map(str::to_owned)
-        .unwrap_or_default();
     let ours_match = listed == auth.signed_headers.join(";");
     let signature_match = aws_lc_rs::constant_time::verify_slices_are_equal(
         signature.as_bytes(),
@@ -345,7 +507,13 @@ pub fn verify(
                 .into(),
         ));
     }
-    Ok(Verified { principal })
+    Ok(Checked {
+        principal,
+        secret,
+        auth,
+        time,
+        payload_hash,
+    })
 }
 
 #[cfg(test)]
@@ -573,5 +741,125 @@ mod tests {
         ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
+    }
+
+    /// An S3 GET signed by aws-sigv4 as the AWS SDK for S3 signs it (path as sent, the
+    /// payload hash in `x-amz-content-sha256`).
+    fn s3_get(range: Option<&str>, time: SystemTime) -> http::HeaderMap {
+        let uri = "https://localhost:9443/bkt/a%20b/c?versionId=x%2By";
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri(uri)
+            .header("host", "localhost:9443")
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let mut req = req.body(()).unwrap();
+        let identity = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params: SigningParams<'_> = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(REGION)
+            .name("s3")
+            .time(time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "GET",
+            uri,
+            req.headers()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.to_str().unwrap())),
+            SignableBody::UnsignedPayload,
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        req.headers().clone()
+    }
+
+    fn resign(headers: &mut http::HeaderMap, value: Option<&str>) -> Result<(), SigV4Error> {
+        resign_s3(
+            "GET",
+            &"/bkt/a%20b/c?versionId=x%2By".parse().unwrap(),
+            headers,
+            &http::header::RANGE,
+            value.map(|v| v.parse().unwrap()),
+            &OneKey,
+            at() + Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn a_resigned_request_is_what_the_sdk_signs_for_the_changed_request() {
+        // Dropping an unknown range unit: the SDK's signature of the request without Range.
+        let mut headers = s3_get(Some("items=0-1"), at());
+        resign(&mut headers, None).unwrap();
+        assert_eq!(headers, s3_get(None, at()));
+        // Lower-casing the bytes unit: the SDK's signature of `bytes=0-1`.
+        let mut headers = s3_get(Some("BYTES=0-1"), at());
+        resign(&mut headers, Some("bytes=0-1")).unwrap();
+        assert_eq!(headers, s3_get(Some("bytes=0-1"), at()));
+        // And s3s's rules would verify it: it checks here too, as an S3 request.
+        let uri: http::Uri = "/bkt/a%20b/c?versionId=x%2By".parse().unwrap();
+        let c = super::check("GET", &uri, &headers, Payload::Claimed, "s3", &OneKey, at());
+        assert_eq!(c.unwrap().principal.name, "alice");
+    }
+
+    #[test]
+    fn nothing_is_resigned_without_a_valid_original_signature() {
+        type Tamper = fn(&mut http::HeaderMap);
+        let cases: [(&str, Tamper); 5] = [
+            ("range changed after signing", |h| {
+                h.insert("range", "items=0-9".parse().unwrap());
+            }),
+            ("payload hash changed", |h| {
+                h.insert("x-amz-content-sha256", "e3b0".parse().unwrap());
+            }),
+            ("signature altered", |h| {
+                let a = h["authorization"].to_str().unwrap();
+                let last = a.chars().last().unwrap();
+                let swapped = if last == '0' { '1' } else { '0' };
+                let a = format!("{}{swapped}", &a[..a.len() - 1]);
+                h.insert("authorization", a.parse().unwrap());
+            }),
+            ("unknown access key", |h| {
+                let a = h["authorization"]
+                    .to_str()
+                    .unwrap()
+                    .replace("AKIDEXAMPLE", "AKIDX");
+                h.insert("authorization", a.parse().unwrap());
+            }),
+            ("unsigned x-amz header added", |h| {
+                h.insert("x-amz-meta-extra", "1".parse().unwrap());
+            }),
+        ];
+        for (what, tamper) in cases {
+            let mut headers = s3_get(Some("items=0-1"), at());
+            tamper(&mut headers);
+            let before = headers.clone();
+            assert!(resign(&mut headers, None).is_err(), "{what}");
+            assert_eq!(headers, before, "{what}: headers changed");
+        }
+        // An expired signature is not renewed either.
+        let mut headers = s3_get(Some("items=0-1"), at() - Duration::from_secs(3600));
+        let before = headers.clone();
+        assert!(resign(&mut headers, None).is_err());
+        assert_eq!(headers, before);
+        // A KMS-scoped signature is not an S3 one.
+        let (_, mut headers) = signed(REGION, "kms", &[("range", "items=0-1")], at());
+        assert!(resign(&mut headers, None).is_err());
     }
 }
