@@ -1535,6 +1535,103 @@ def cat_presigned(ctx):
     return cases
 
 
+@category("json-apis")
+def cat_json_apis(ctx):
+    """Hostile JSON bodies and targets on the admin API (CofferAdmin.*) and the KMS API
+    (TrentService.*): refused with the API's JSON error, nothing created."""
+    cases = []
+    J = lambda *a, **k: Case("json-apis", *a, **k)  # noqa: E731
+    ser = X((400, "SerializationException"))
+
+    def call(prefix, op, body, service="s3", sign=True):
+        def send():
+            h = {"X-Amz-Target": f"{prefix}.{op}", "Content-Type": "application/x-amz-json-1.1"}
+            if not sign:
+                return ctx.go(ctx.unsigned("POST", "/", list(h.items()), body), method="POST")
+            return ctx.go(ctx.signed("POST", "/", h, body, service=service), method="POST")
+        return send
+
+    admin = lambda op, body, **kw: call("CofferAdmin", op, body, **kw)  # noqa: E731
+    kms = lambda op, body, **kw: call("TrentService", op, body, service="kms", **kw)  # noqa: E731
+
+    def no_user(name):
+        def after(accepted=False):
+            r = ctx.go(ctx.signed("POST", "/", {"X-Amz-Target": "CofferAdmin.GetUser",
+                                                "Content-Type": "application/x-amz-json-1.1"},
+                                  json.dumps({"UserName": name}).encode()), method="POST")
+            return None if r.status == 404 else f"GetUser {name!r} answered {r.status} {r.code}: user exists?"
+        return after
+
+    # Bodies that are not one JSON object: SerializationException, and no user appears.
+    bodies = [
+        ("truncated JSON", b'{"UserName": "hostile-a"'),
+        ("a JSON array", b'["UserName", "hostile-a"]'),
+        ("a JSON string", b'"hostile-a"'),
+        ("a JSON number", b"12"),
+        ("JSON null", b"null"),
+        ("trailing garbage", b'{"UserName": "hostile-a"} {}'),
+        ("invalid UTF-8", b'{"UserName": "hostile-\xff\xfe"}'),
+        ("a NUL byte outside strings", b'{"UserName": "hostile-a"}\x00'),
+        ("a raw control character in a string", b'{"UserName": "hostile-\x01a"}'),
+        ("20 000 nested arrays (under the size limit)", b"[" * 20_000 + b"]" * 20_000),
+        ("10 000 nested objects", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+        ("invalid UTF-8 in an unknown member", b'{"Pad": "\xc3\x28", "UserName": "hostile-a"}'),
+        ("an unterminated string of 60 KiB", b'{"UserName": "' + b"a" * 60_000),
+        ("a lone surrogate escape", b'{"UserName": "hostile-\\ud800"}'),
+    ]
+    for what, body in bodies:
+        cases.append(J(f"admin CreateUser with {what}", admin("CreateUser", body), ser,
+                       after=no_user("hostile-a")))
+    cases.append(J("admin body over 64 KiB", admin("CreateUser", json.dumps({"UserName": "hostile-big", "Pad": "p" * 70_000}).encode()),
+                   X((400, "ValidationError")), after=no_user("hostile-big")))
+    # Well-formed JSON, wrong content.
+    for what, doc, exp in [
+        ("no UserName", {}, X((400, "ValidationError"))),
+        ("UserName a number", {"UserName": 7}, X((400, "ValidationError"))),
+        ("UserName an object", {"UserName": {"a": 1}}, X((400, "ValidationError"))),
+        ("UserName empty", {"UserName": ""}, X((400, "ValidationError"))),
+        ("UserName with a path", {"UserName": "../../etc/passwd"}, X((400, "ValidationError"))),
+        ("UserName with a NUL", {"UserName": "hostile\u0000b"}, X((400, "ValidationError"))),
+        ("UserName of 4 KiB", {"UserName": "u" * 4096}, X((400, "ValidationError"))),
+    ]:
+        name = doc.get("UserName") if isinstance(doc.get("UserName"), str) else None
+        cases.append(J(f"admin CreateUser with {what}", admin("CreateUser", json.dumps(doc).encode()), exp,
+                       after=no_user(name) if name else None))
+    # Targets.
+    for what, op in [("an unknown operation", "DropEverything"), ("an empty operation", ""),
+                     ("an operation with a path", "../CreateUser"), ("a lower-case operation", "createuser")]:
+        cases.append(J(f"admin {what}", admin(op, b'{"UserName": "hostile-op"}'),
+                       X((400, "UnknownOperationException")), after=no_user("hostile-op")))
+    cases.append(J("admin request without a signature", admin("CreateUser", b'{"UserName": "hostile-anon"}', sign=False),
+                   X((403, "AccessDenied")), after=no_user("hostile-anon")))
+    cases.append(J("admin request signed for another service",
+                   admin("CreateUser", b'{"UserName": "hostile-svc"}', service="iam"),
+                   X((400, "AuthorizationHeaderMalformed")), after=no_user("hostile-svc")))
+
+    # The KMS API: the same kinds of bodies (it has its own fuzz target, kms_json).
+    for what, body in bodies[:12]:
+        exp = ser
+        if what.startswith("10 000 nested objects"):
+            # The nesting is inside a member CreateKey does not have: the KMS API ignores
+            # unknown members, as AWS's JSON protocol does (serde skips them iteratively, so
+            # depth is no danger); the admin API parses whole documents and refuses it.
+            exp = X((400, "SerializationException"), (200, None))
+        cases.append(J(f"KMS CreateKey with {what}", kms("CreateKey", body), exp))
+    for what, op in [("an unknown operation", "DropEverything"), ("an empty operation", ""),
+                     ("a lower-case operation", "createkey")]:
+        cases.append(J(f"KMS {what}", kms(op, b"{}"), X((400, "UnknownOperationException"))))
+    for what, doc in [("Plaintext not base64", {"KeyId": "alias/aws/s3", "Plaintext": "@@not-base64@@"}),
+                      ("Plaintext a number", {"KeyId": "alias/aws/s3", "Plaintext": 5}),
+                      ("KeyId an array", {"KeyId": ["a"], "Plaintext": "aGk="}),
+                      ("EncryptionContext a string", {"KeyId": "alias/aws/s3", "Plaintext": "aGk=",
+                                                      "EncryptionContext": "x"})]:
+        cases.append(J(f"KMS Encrypt with {what}", kms("Encrypt", json.dumps(doc).encode()),
+                       X((400, {"SerializationException", "ValidationException"}))))
+    cases.append(J("KMS request without a signature", kms("CreateKey", b"{}", sign=False),
+                   X((400, "MissingAuthenticationTokenException"), (403, "MissingAuthenticationTokenException"))))
+    return cases
+
+
 @category("names")
 def cat_names(ctx):
     cases = []

@@ -10,6 +10,7 @@ helper by design (the suites must run on their own).
 import base64
 import datetime as _dt
 import hashlib
+import json
 import hmac
 import os
 import re
@@ -303,13 +304,31 @@ class Resp:
                 return v
         return None
 
+    def _json(self):
+        """The JSON error document of the KMS and admin APIs (`__type`, `message`), or None."""
+        if not (self.body or b"").lstrip().startswith(b"{"):
+            return None
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
     @property
     def code(self):
+        doc = self._json()
+        if doc is not None:
+            t = doc.get("__type")
+            return t.rsplit("#", 1)[-1] if isinstance(t, str) else None
         m = re.search(rb"<Code>([^<]*)</Code>", self.body or b"")
         return m.group(1).decode(errors="replace") if m else None
 
     @property
     def message(self):
+        doc = self._json()
+        if doc is not None:
+            m = doc.get("message", doc.get("Message"))
+            return m if isinstance(m, str) else None
         m = re.search(rb"<Message>([^<]*)</Message>", self.body or b"")
         return m.group(1).decode(errors="replace") if m else None
 

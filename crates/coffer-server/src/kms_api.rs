@@ -373,6 +373,14 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, KmsApiError> {
     } else {
         body
     };
+    // JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks the strings it keeps, but skips
+    // an unknown member's string without looking at its bytes: check the whole body first.
+    if std::str::from_utf8(body).is_err() {
+        return Err(KmsApiError::new(
+            "SerializationException",
+            "The request body is not valid UTF-8",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
         if let Some(field) = text.strip_prefix("missing field `") {
@@ -2424,6 +2432,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, "SerializationException");
         assert_eq!(audit.error_code.as_deref(), Some("SerializationException"));
+        // Invalid UTF-8, even in a member the operation ignores.
+        let e = api
+            .handle(
+                &alice,
+                "CreateKey",
+                b"{\"Unknown\": \"\xff\xfe\"}",
+                &mut audit,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
         let e = api
             .handle(&alice, "Encrypt", br#"{"Plaintext": "aGk="}"#, &mut audit)
             .unwrap_err();
