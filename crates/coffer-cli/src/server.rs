@@ -48,7 +48,54 @@ pub struct ServerArgs {
     max_object_size: u64,
 }
 
+/// The arena limit the server runs with unless its environment sets one (see
+/// [`limit_malloc_arenas`]).
+pub const MALLOC_ARENA_MAX: &str = "1";
+
+/// glibc's malloc gives threads their own arenas (up to 8 per core). The server's
+/// megabyte-sized buffers are allocated on one thread and freed on another (the runtime's
+/// workers, its blocking pool, rayon), and each arena keeps the freed memory it cannot hand
+/// back: on a 5 GiB PUT the peak RSS was 126–139 MiB with the default, 51 MiB with one arena,
+/// at the same throughput (docs/benchmarks.md, "Server memory"). glibc takes the limit only
+/// from its environment at start; setting it in-process needs `mallopt` (unsafe FFI, which
+/// the workspace forbids). So the server re-executes itself once, before it does anything
+/// else, with `MALLOC_ARENA_MAX=1` added — unless `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` is
+/// already set, which is also how an operator chooses another value. If the re-execution
+/// fails, the server goes on with glibc's default and says so.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var_os("GLIBC_TUNABLES").is_some()
+    {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next();
+    let err = match std::env::current_exe() {
+        Ok(exe) => {
+            let mut cmd = std::process::Command::new(exe);
+            if let Some(arg0) = arg0 {
+                cmd.arg0(arg0);
+            }
+            // Only returns on failure.
+            cmd.args(args)
+                .env("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
+                .exec()
+        }
+        Err(e) => e,
+    };
+    eprintln!(
+        "coffer: warning: could not restart with MALLOC_ARENA_MAX={MALLOC_ARENA_MAX} ({err}); \
+         memory use may be higher"
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 pub fn run(args: ServerArgs) -> Result<()> {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")

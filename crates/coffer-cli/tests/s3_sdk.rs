@@ -148,6 +148,8 @@ impl Server {
             .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
             .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
             .env_remove("COFFER_DATA_DIR")
+            .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("GLIBC_TUNABLES")
             .current_dir(dirs.root.path().join("cwd"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -222,6 +224,17 @@ impl Server {
             "a paste-ready `try: aws s3 ls …` line: {:?}",
             lines.lock().unwrap()
         );
+        // The server re-executed itself (same process) with one malloc arena (server.rs,
+        // limit_malloc_arenas): its environment now says so.
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            let environ = fs::read(format!("/proc/{}/environ", child.id())).expect("environ");
+            assert!(
+                environ
+                    .split(|&b| b == 0)
+                    .any(|v| v == b"MALLOC_ARENA_MAX=1"),
+                "the server runs with MALLOC_ARENA_MAX=1"
+            );
+        }
         let ca_pem = fs::read(&ca_bundle).expect("read CA");
         Self {
             child: Some(child),
