@@ -281,13 +281,17 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let info = audit::RequestInfo::of(&req, self.peer, &self.audit.iam);
+        let head = req.method() == hyper::Method::HEAD;
         let this = self.clone();
         Box::pin(async move {
-            if let Err(refused) = this.audit.request(&info).await {
-                return Ok(refused);
-            }
-            let resp = this.route(req).await?;
-            Ok(this.audit.response(info, resp).await)
+            let resp = match this.audit.request(&info).await {
+                Err(refused) => refused,
+                Ok(()) => {
+                    let resp = this.route(req).await?;
+                    this.audit.response(info, resp).await
+                }
+            };
+            Ok(if head { without_body(resp) } else { resp })
         })
     }
 }
@@ -373,6 +377,19 @@ impl Front {
         }
         hyper::service::Service::call(&self.s3, req)
     }
+}
+
+/// A response to HEAD carries no content (RFC 9110 §9.3.2). s3s answers a failed HEAD with
+/// its XML error body; HTTP/1.1 drops it on the way out, but over HTTP/2 hyper sent it as
+/// DATA and clients reset the stream (curl: `PROTOCOL_ERROR`, the AWS Rust SDK: a dispatch
+/// failure instead of the 404 or 400). An error's body and its `Content-Length` go; a success
+/// keeps its headers (`Content-Length` is the object's size there, as S3 sends it).
+fn without_body(resp: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> {
+    let (mut parts, _body) = resp.into_parts();
+    if !parts.status.is_success() {
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    }
+    hyper::Response::from_parts(parts, s3s::Body::empty())
 }
 
 /// RFC 9110 §14.2 for the `Range` of a GET or HEAD: a range unit the server does not know is
