@@ -58,7 +58,8 @@ pub const MALLOC_ARENA_MAX: &str = "1";
 /// back: on a 5 GiB PUT the peak RSS was 126–139 MiB with the default, 51 MiB with one arena,
 /// at the same throughput (docs/benchmarks.md, "Server memory"). glibc takes the limit only
 /// from its environment at start; setting it in-process needs `mallopt` (unsafe FFI, which
-/// the workspace forbids). So the server re-executes itself once, before it does anything
+/// this crate forbids; the workspace's one audited exception is coffer-kms's locked-memory
+/// module). So the server re-executes itself once, before it does anything
 /// else, with `MALLOC_ARENA_MAX=1` added — unless `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` is
 /// already set, which is also how an operator chooses another value. If the re-execution
 /// fails, the server goes on with glibc's default and says so.
