@@ -558,14 +558,13 @@ fn download_error(e: coffer_client::Error, dest: &Path) -> anyhow::Error {
     }
 }
 
-fn sdk_error<E, R>(
+fn sdk_error<E>(
     op: &'static str,
     target: &str,
-    e: &aws_sdk_s3::error::SdkError<E, R>,
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> anyhow::Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     anyhow::Error::new(coffer_client::transfer::s3_error(op, target, e))
 }

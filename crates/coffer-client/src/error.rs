@@ -78,18 +78,25 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The code, message and hint of an SDK error, whatever the operation.
-pub(crate) fn describe_sdk_error<E, R>(
-    err: &aws_sdk_s3::error::SdkError<E, R>,
+pub(crate) fn describe_sdk_error<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> (String, String, Option<String>)
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
-            let code = e.code().unwrap_or("Error").to_owned();
+            // An answer to HEAD has no body, so no error code: name it after the status, as
+            // botocore and the AWS CLI do (400 BadRequest, 403 Forbidden, 404 NotFound).
+            let code = match (e.code(), se.raw().status().as_u16()) {
+                (Some(c), _) => c.to_owned(),
+                (None, 400) => "BadRequest".to_owned(),
+                (None, 403) => "Forbidden".to_owned(),
+                (None, 404) => "NotFound".to_owned(),
+                (None, status) => format!("HTTP{status}"),
+            };
             let message = e.message().unwrap_or_default().to_owned();
             let hint = match code.as_str() {
                 "InvalidAccessKeyId"

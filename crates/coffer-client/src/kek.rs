@@ -216,14 +216,13 @@ fn bad_kms_answer(message: &str) -> Error {
     }
 }
 
-fn kms_error<E, R>(
+fn kms_error<E>(
     operation: &'static str,
     key: &str,
-    err: &aws_sdk_kms::error::SdkError<E, R>,
+    err: &aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
 ) -> Error
 where
     E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let (code, message, hint) = describe_sdk_error(err);
     let hint = hint.or_else(|| match code.as_str() {

@@ -511,10 +511,9 @@ impl Transfers {
         let head = head.send().await.map_err(|e| {
             let mut err = s3_error("HeadObject", &target, &e);
             if let Error::S3 { code, hint, .. } = &mut err {
-                // Coffer answers HEAD of an SSE-C object without the key with a 400 that the
-                // SDK may report as a bad response (HTTP/2 stream reset): hint in both cases.
-                if matches!(code.as_str(), "BadRequest" | "InvalidRequest" | "BadResponse")
-                    && customer.is_none()
+                // HEAD of an SSE-C object without the key: 400, without a body (so without
+                // an error code) as on S3.
+                if matches!(code.as_str(), "BadRequest" | "InvalidRequest") && customer.is_none()
                 {
                     *hint = Some(
                         "if the object is SSE-C encrypted, give its key: --sse sse-c --sse-c-key-file FILE"
@@ -779,14 +778,13 @@ fn parallel_crypto() -> bool {
 }
 
 /// An [`Error::S3`] for a failed SDK call, with a hint for the common causes.
-pub fn s3_error<E, R>(
+pub fn s3_error<E>(
     operation: &'static str,
     target: &str,
-    err: &aws_sdk_s3::error::SdkError<E, R>,
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let (code, message, hint) = describe_sdk_error(err);
     let hint = hint.or_else(|| match code.as_str() {
