@@ -314,11 +314,12 @@ impl Front {
             let api = Arc::clone(&self.kms);
             return Box::pin(async move { Ok(api.serve(req).await) });
         }
-        if let Err((status, code, msg)) = check_sigv4_scope(&req) {
-            return refuse(status, code, &msg);
-        }
+        let signing = match check_sigv4_scope(&req) {
+            Ok(signing) => signing,
+            Err((status, code, msg)) => return refuse(status, code, &msg),
+        };
         let (mut parts, body) = req.into_parts();
-        normalize_range_unit(&mut parts, &*self.audit.iam);
+        normalize_range_unit(&mut parts, signing.as_ref(), &*self.audit.iam);
         let req = hyper::Request::from_parts(parts, body);
         if let Some(alg) = req.headers().get("x-amz-sdk-checksum-algorithm") {
             let known = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
@@ -401,30 +402,18 @@ fn without_body(resp: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> 
 /// unchanged (and gets s3s's answer).
 fn normalize_range_unit(
     req: &mut hyper::http::request::Parts,
+    signing: Option<&Signing>,
     identities: &dyn principal::IdentityLookup,
 ) {
     let Some(value) = range_for_s3s(&req.method, &req.headers) else {
         return;
     };
     let name = hyper::header::RANGE;
-    let signed_list = |list: &str| {
-        list.split(';')
-            .any(|h| h.trim().eq_ignore_ascii_case("range"))
-    };
-    let header_signed = req
-        .headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("SignedHeaders=").nth(1))
-        .map(|v| v.split(',').next().unwrap_or_default().to_owned());
-    let query_signed = req.uri.query().and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-SignedHeaders"))
-            .and_then(|(_, v)| pct_decode(v))
-    });
-    match (header_signed, query_signed) {
-        (Some(list), _) if signed_list(&list) => {
+    let range_signed = signing.filter(|s| s.headers.iter().any(|h| h == name.as_str()));
+    match range_signed {
+        Some(Signing {
+            presigned: false, ..
+        }) => {
             if let Err(e) = sigv4::resign_s3(
                 req.method.as_str(),
                 &req.uri,
@@ -440,8 +429,10 @@ fn normalize_range_unit(
                 );
             }
         }
-        (_, Some(list)) if signed_list(&list) => {}
-        _ => match value {
+        Some(Signing {
+            presigned: true, ..
+        }) => {}
+        None => match value {
             Some(v) => {
                 req.headers.insert(name, v);
             }
@@ -493,10 +484,20 @@ fn refuse(
 
 pub(crate) type Refusal = (hyper::StatusCode, &'static str, String);
 
+/// How a SigV4 request is signed, as [`check_sigv4_scope`] read it.
+struct Signing {
+    /// In the query string (a presigned URL), not the `Authorization` header.
+    presigned: bool,
+    /// The signed header names, lower-case.
+    headers: Vec<String>,
+}
+
 /// SigV4 rules s3s leaves to the service: one auth mechanism, the algorithm, the credential
 /// scope (this region, service `s3`), `host` and every `x-amz-*` header signed (so nothing
 /// can be added to a signed or presigned request), presigned URLs valid at most 7 days.
-fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
+/// Returns the signed header list of a SigV4 request (`None`: unsigned, SigV2, or a header
+/// s3s refuses as malformed).
+fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refusal> {
     const REGION: &str = "us-east-1";
     let bad = hyper::StatusCode::BAD_REQUEST;
     let query: Vec<(String, String)> = req
@@ -532,10 +533,10 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
         }
         (Some(h), None) => {
             let Some((alg, rest)) = h.trim().split_once(' ') else {
-                return Ok(()); // s3s answers malformed headers itself
+                return Ok(None); // s3s answers malformed headers itself
             };
             if alg == "AWS" {
-                return Ok(()); // SigV2 signs every x-amz-* header by construction
+                return Ok(None); // SigV2 signs every x-amz-* header by construction
             }
             let mut cred = None;
             let mut sh = None;
@@ -555,7 +556,7 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
             q("X-Amz-SignedHeaders").map(str::to_owned),
             true,
         ),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
     };
     let malformed = if presigned {
         "AuthorizationQueryParametersError"
@@ -606,36 +607,40 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<(), Refusal> {
             }
         }
     }
-    if let Some(signed) = signed {
-        let signed: Vec<String> = signed
-            .split(';')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
-        if !signed.iter().any(|h| h == "host") {
-            return Err((
-                hyper::StatusCode::FORBIDDEN,
-                "AccessDenied",
-                "The host header must be signed".into(),
-            ));
-        }
-        let unsigned: Vec<&str> = req
-            .headers()
-            .keys()
-            .map(|k| k.as_str())
-            .filter(|k| k.starts_with("x-amz-") && !signed.iter().any(|s| s == k))
-            .collect();
-        if !unsigned.is_empty() {
-            return Err((
-                hyper::StatusCode::FORBIDDEN,
-                "AccessDenied",
-                format!(
-                    "There were headers present in the request which were not signed: {}",
-                    unsigned.join(", ")
-                ),
-            ));
-        }
+    let Some(signed) = signed else {
+        return Ok(None);
+    };
+    let signed: Vec<String> = signed
+        .split(';')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if !signed.iter().any(|h| h == "host") {
+        return Err((
+            hyper::StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "The host header must be signed".into(),
+        ));
     }
-    Ok(())
+    let unsigned: Vec<&str> = req
+        .headers()
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-amz-") && !signed.iter().any(|s| s == k))
+        .collect();
+    if !unsigned.is_empty() {
+        return Err((
+            hyper::StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!(
+                "There were headers present in the request which were not signed: {}",
+                unsigned.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(Signing {
+        presigned,
+        headers: signed,
+    }))
 }
 
 pub(crate) fn pct_decode(s: &str) -> Option<String> {
