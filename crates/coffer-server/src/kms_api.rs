@@ -375,13 +375,13 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, KmsApiError> {
     };
     // JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks the strings it keeps, but skips
     // an unknown member's string without looking at its bytes: check the whole body first.
-    if std::str::from_utf8(body).is_err() {
+    let Ok(text) = std::str::from_utf8(body) else {
         return Err(KmsApiError::new(
             "SerializationException",
             "The request body is not valid UTF-8",
         ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
+    };
+    serde_json::from_str(text).map_err(|e| {
         let text = e.to_string();
         if let Some(field) = text.strip_prefix("missing field `") {
             let field = field.split('`').next().unwrap_or_default();
