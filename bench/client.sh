@@ -31,14 +31,9 @@ export AWS_ACCESS_KEY_ID=CFBENCHROOT0001 AWS_SECRET_ACCESS_KEY=bench-root-secret
 export COFFER_CONFIG=/dev/null
 # The server's data directory on tmpfs too: the run measures the crypto and the transfer,
 # not the disk.
-mkdir -p "$DIR/cwd"
-(cd "$DIR/cwd" && COFFER_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFER_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  exec "$BIN" server --data-dir "$DIR/data" --listen 127.0.0.1:0 >"$DIR/server.out" 2>"$DIR/server.err") &
-server_pid=$!
-for _ in $(seq 1 300); do grep -qx ready "$DIR/server.out" 2>/dev/null && break; sleep 0.1; done
-grep -qx ready "$DIR/server.out" || { echo "server did not start"; cat "$DIR/server.err"; exit 1; }
-export AWS_ENDPOINT_URL=$(sed -n 's/^endpoint: //p' "$DIR/server.out")
-export AWS_CA_BUNDLE=$(sed -n 's/^ca-bundle: //p' "$DIR/server.out")
+. tests/lib/server.sh
+start_coffer "$BIN" "$DIR"
+export AWS_ENDPOINT_URL=$endpoint AWS_CA_BUNDLE=$ca_bundle
 "$BIN" mb s3://bench >/dev/null
 key_id=$(python3 -m awscli kms create-key --query KeyMetadata.KeyId --output text 2>/dev/null || true)
 if [ -z "$key_id" ]; then

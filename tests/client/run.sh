@@ -9,12 +9,8 @@
 #
 # The last line is `client: N passed, M failed`; the exit status is non-zero on any failure.
 set -uo pipefail
-bin="${1:-${COFFER_BIN:-}}"
-if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-  echo "usage: bash tests/client/run.sh PATH/TO/coffer   (or set COFFER_BIN)" >&2
-  exit 2
-fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+. "$(dirname "$0")/../lib/server.sh"
+bin=$(coffer_bin tests/client/run.sh "${1:-}") || exit 2
 python3 -c 'import awscli' || { echo "tests/client/run.sh: install aws-cli first" >&2; exit 2; }
 SIZE_MIB=${SIZE_MIB:-1024}
 work="$(mktemp -d)"
@@ -25,14 +21,8 @@ trap cleanup EXIT
 for v in $(env | grep -o '^AWS_[A-Z_]*'); do unset "$v"; done
 export AWS_ACCESS_KEY_ID=CFCLIENTRUNROOT AWS_SECRET_ACCESS_KEY=client-run-root-secret-0123 AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null COFFER_CONFIG=/dev/null
-mkdir -p "$work/cwd"
-(cd "$work/cwd" && COFFER_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFER_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  exec "$bin" server --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/out.log" 2>"$work/err.log") &
-server_pid=$!
-for _ in $(seq 1 300); do grep -qx ready "$work/out.log" 2>/dev/null && break; sleep 0.1; done
-grep -qx ready "$work/out.log" || { echo "server did not start"; cat "$work/err.log"; exit 1; }
-export AWS_ENDPOINT_URL=$(sed -n 's/^endpoint: //p' "$work/out.log")
-export AWS_CA_BUNDLE=$(sed -n 's/^ca-bundle: //p' "$work/out.log")
+start_coffer "$bin" "$work"
+export AWS_ENDPOINT_URL=$endpoint AWS_CA_BUNDLE=$ca_bundle
 aws() { python3 -m awscli --output json "$@"; }
 
 passed=0 failed=0

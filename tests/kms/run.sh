@@ -6,12 +6,8 @@
 #
 # The last line is `kms: N passed, M failed`; the exit status is non-zero on any failure.
 set -uo pipefail
-bin="${1:-${COFFER_BIN:-}}"
-if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-  echo "usage: bash tests/kms/run.sh PATH/TO/coffer   (or set COFFER_BIN)" >&2
-  exit 2
-fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+. "$(dirname "$0")/../lib/server.sh"
+bin=$(coffer_bin tests/kms/run.sh "${1:-}") || exit 2
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -c 'import awscli, aws_encryption_sdk' || {
   echo "tests/kms/run.sh: install the requirements first (see the header)" >&2
@@ -26,14 +22,8 @@ trap cleanup EXIT
 for v in $(env | grep -o '^AWS_[A-Z_]*'); do unset "$v"; done
 export AWS_ACCESS_KEY_ID=CFKMSTESTROOT AWS_SECRET_ACCESS_KEY=kms-test-root-secret AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-mkdir -p "$work/cwd"
-(cd "$work/cwd" && COFFER_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFER_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  exec "$bin" server --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/out.log" 2>"$work/err.log") &
-server_pid=$!
-for _ in $(seq 1 300); do grep -qx ready "$work/out.log" 2>/dev/null && break; sleep 0.1; done
-grep -qx ready "$work/out.log" || { echo "server did not start"; cat "$work/err.log"; exit 1; }
-endpoint=$(sed -n 's/^endpoint: //p' "$work/out.log")
-export AWS_CA_BUNDLE=$(sed -n 's/^ca-bundle: //p' "$work/out.log")
+start_coffer "$bin" "$work"
+export AWS_CA_BUNDLE=$ca_bundle
 export AWS_ENDPOINT_URL_KMS=$endpoint
 echo "server $endpoint; $(python3 -m awscli --version 2>&1); aws-encryption-sdk $(python3 -c 'import aws_encryption_sdk as e; print(e.__version__)')"
 
