@@ -8,12 +8,8 @@
 # The last line is `authz: N rows, A allowed, D denied, M mismatches`; non-zero exit on any
 # mismatch.
 set -euo pipefail
-bin="${1:-${COFFER_BIN:-}}"
-if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-  echo "usage: bash tests/authz/run.sh PATH/TO/coffer   (or set COFFER_BIN)" >&2
-  exit 2
-fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+. "$(dirname "$0")/../lib/server.sh"
+bin=$(coffer_bin tests/authz/run.sh "${1:-}") || exit 2
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 "$here/matrix.py" --coffer "$bin"
 # Fail-closed audit: a full audit filesystem refuses requests and changes nothing (needs root

@@ -1,5 +1,5 @@
-# Sourced by the bash scripts that drive the real `coffer server` (tests/client/run.sh,
-# tests/kms/run.sh, bench/client.sh): the binary argument and the server's start.
+# Sourced by the bash scripts that drive the real `coffer server` (tests/*/run.sh,
+# bench/client.sh): the binary argument and the server's start.
 
 # coffer_bin SCRIPT PATH: prints PATH (or $COFFER_BIN when PATH is empty) as an absolute path;
 # prints SCRIPT's usage and fails when it is not an executable. Use as

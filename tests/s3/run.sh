@@ -8,11 +8,8 @@
 #
 # The last line is `compat: N passed, M failed`; the exit status is non-zero on any failure.
 set -euo pipefail
-bin="${1:-${COFFER_BIN:-}}"
-if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-  echo "usage: bash tests/s3/run.sh PATH/TO/coffer   (or set COFFER_BIN)" >&2
-  exit 2
-fi
+. "$(dirname "$0")/../lib/server.sh"
+bin=$(coffer_bin tests/s3/run.sh "${1:-}") || exit 2
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -c 'import boto3, awscli, requests' || {
   echo "tests/s3/run.sh: install the requirements first: python3 -m pip install -r tests/s3/requirements.txt" >&2
