@@ -36,6 +36,13 @@ pub enum KmsError {
     /// Imported material is not the material the key had before.
     #[error("the key material is not the material previously imported into this key")]
     IncorrectKeyMaterial,
+    /// The key policy and grants do not allow the caller this action on this key. The
+    /// message is AWS's wording and names the caller, the action and the key.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A key policy document does not parse, or would lock its author out.
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// A parameter is out of range or malformed.
     #[error("validation failed: {0}")]
     Validation(String),
@@ -78,6 +85,8 @@ impl KmsError {
             KmsError::InvalidImportToken => "InvalidImportTokenException",
             KmsError::ExpiredImportToken => "ExpiredImportTokenException",
             KmsError::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
+            KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             KmsError::Validation(_) => "ValidationException",
             KmsError::AlreadyExists(_) => "AlreadyExistsException",
             KmsError::InvalidAliasName(_) => "InvalidAliasNameException",

@@ -29,6 +29,7 @@ use coffer_format::{Context, KeyKind, KeyReference, SecretBytes, SecretKey, Wrap
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::authz::KeyUse;
 use crate::cache::KeyCache;
 use crate::clock::{from_unix_seconds, unix_seconds, Clock, DAY};
 use crate::error::{KmsError, Result};
@@ -159,12 +160,16 @@ pub struct Ciphertext {
     pub ciphertext_blob: Vec<u8>,
     /// ARN of the key that encrypted.
     pub key_id: String,
+    /// The key version that encrypted (what the audit trail records).
+    pub key_version: u32,
 }
 
 /// `Decrypt` output.
 pub struct Plaintext {
     pub plaintext: SecretBytes,
     pub key_id: String,
+    /// The key version that had encrypted it.
+    pub key_version: u32,
 }
 
 /// `GenerateDataKey` output.
@@ -172,6 +177,8 @@ pub struct DataKey {
     pub plaintext: SecretKey,
     pub ciphertext_blob: Vec<u8>,
     pub key_id: String,
+    /// The key version the data key is wrapped under.
+    pub key_version: u32,
 }
 
 impl std::fmt::Debug for Plaintext {
@@ -182,6 +189,7 @@ impl std::fmt::Debug for Plaintext {
                 &format_args!("<{} bytes redacted>", self.plaintext.len()),
             )
             .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
             .finish()
     }
 }
@@ -191,6 +199,7 @@ impl std::fmt::Debug for DataKey {
         f.debug_struct("DataKey")
             .field("plaintext", &"<redacted>")
             .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
             .finish_non_exhaustive()
     }
 }
@@ -200,7 +209,9 @@ impl std::fmt::Debug for DataKey {
 pub struct ReEncrypted {
     pub ciphertext_blob: Vec<u8>,
     pub source_key_id: String,
+    pub source_key_version: u32,
     pub key_id: String,
+    pub key_version: u32,
 }
 
 /// What [`Kms::run_maintenance`] did.
@@ -1162,9 +1173,15 @@ impl Kms {
 
     // ---- cryptographic operations ----
 
-    /// The record and material for a new ciphertext under `key`: enabled, current version.
-    fn encryption_key(&self, key: &str) -> Result<(Arc<KeyRecord>, Arc<LockedKey>)> {
-        let id = self.resolve(key)?;
+    /// The record and material for a new ciphertext under the key `proof` allows `action`
+    /// on: enabled, current version.
+    fn encryption_key(
+        &self,
+        proof: &KeyUse,
+        action: &str,
+    ) -> Result<(Arc<KeyRecord>, Arc<LockedKey>)> {
+        let id = proof.key_id().to_owned();
+        proof.check(action, &id)?;
         let record = self.record(&id)?;
         check_usable(&record)?;
         let material = self
@@ -1186,41 +1203,72 @@ impl Kms {
         Ok(wrapped.encode())
     }
 
-    /// Encrypts up to 4096 bytes, binding `context` as associated data.
-    pub fn encrypt(&self, key: &str, plaintext: &[u8], context: &Context) -> Result<Ciphertext> {
+    /// Encrypts up to 4096 bytes, binding `context` as associated data. Needs a proof for
+    /// `kms:Encrypt`.
+    pub fn encrypt(
+        &self,
+        proof: &KeyUse,
+        plaintext: &[u8],
+        context: &Context,
+    ) -> Result<Ciphertext> {
+        self.encrypt_as(proof, "kms:Encrypt", plaintext, context)
+    }
+
+    fn encrypt_as(
+        &self,
+        proof: &KeyUse,
+        action: &str,
+        plaintext: &[u8],
+        context: &Context,
+    ) -> Result<Ciphertext> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
             return Err(KmsError::Validation(
                 "plaintext must be 1..=4096 bytes".into(),
             ));
         }
-        let (record, material) = self.encryption_key(key)?;
+        let (record, material) = self.encryption_key(proof, action)?;
         let ciphertext_blob = self.seal(&record, &material, plaintext, context)?;
         Ok(Ciphertext {
             ciphertext_blob,
             key_id: self.key_arn(&record.id),
+            key_version: record.current_version,
         })
     }
 
-    /// Decrypts a blob made by `encrypt`/`generate_data_key*`; the blob names its key.
-    /// `key`, when given, must be the key that made it.
-    pub fn decrypt(&self, blob: &[u8], context: &Context, key: Option<&str>) -> Result<Plaintext> {
+    /// The key id a ciphertext blob names (`InvalidCiphertextException` if it names none):
+    /// what a caller authorizes `kms:Decrypt` on before calling [`Kms::decrypt`].
+    pub fn ciphertext_key_id(blob: &[u8]) -> Result<String> {
         let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
         let reference = wrapped.reference();
         if reference.kind != KeyKind::Kms {
             return Err(KmsError::InvalidCiphertext);
         }
         let id = reference.key_id_str().ok_or(KmsError::InvalidCiphertext)?;
-        if let Some(expected) = key {
-            if self.resolve(expected)? != id {
-                return Err(KmsError::IncorrectKey);
-            }
-        }
         if uuid::Uuid::try_parse(id).is_err() {
             return Err(KmsError::InvalidCiphertext);
         }
-        let record = self.record(id)?;
+        Ok(id.to_owned())
+    }
+
+    /// Decrypts a blob made by `encrypt`/`generate_data_key*`. Needs a proof for
+    /// `kms:Decrypt` on the key the blob names (`IncorrectKeyException` for another key).
+    pub fn decrypt(&self, proof: &KeyUse, blob: &[u8], context: &Context) -> Result<Plaintext> {
+        self.decrypt_as(proof, "kms:Decrypt", blob, context)
+    }
+
+    fn decrypt_as(
+        &self,
+        proof: &KeyUse,
+        action: &str,
+        blob: &[u8],
+        context: &Context,
+    ) -> Result<Plaintext> {
+        let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
+        let id = Self::ciphertext_key_id(blob)?;
+        proof.check(action, &id)?;
+        let record = self.record(&id)?;
         check_usable(&record)?;
-        let version = reference.version;
+        let version = wrapped.reference().version;
         if version < record.min_decryption_version {
             return Err(KmsError::InvalidState(format!(
                 "version {version} of key {id} is below the minimum decryption version {}",
@@ -1231,63 +1279,87 @@ impl Kms {
             return Err(KmsError::InvalidCiphertext);
         }
         let material = self
-            .material(id, version)?
+            .material(&id, version)?
             .ok_or(KmsError::InvalidCiphertext)?;
         let plaintext = wrapped
             .unwrap(&material.to_secret_key(), context)
             .map_err(|_| KmsError::InvalidCiphertext)?;
         Ok(Plaintext {
             plaintext,
-            key_id: self.key_arn(id),
+            key_id: self.key_arn(&id),
+            key_version: version,
         })
     }
 
     /// Decrypts under the source key and context, encrypts under the destination; the
-    /// plaintext never leaves the KMS.
+    /// plaintext never leaves the KMS. Needs `kms:ReEncryptFrom` on the source key and
+    /// `kms:ReEncryptTo` on the destination.
     pub fn re_encrypt(
         &self,
+        from: &KeyUse,
         blob: &[u8],
         source_context: &Context,
-        source_key: Option<&str>,
-        destination_key: &str,
+        to: &KeyUse,
         destination_context: &Context,
     ) -> Result<ReEncrypted> {
-        let source = self.decrypt(blob, source_context, source_key)?;
-        let out = self.encrypt(
-            destination_key,
+        let source = self.decrypt_as(from, "kms:ReEncryptFrom", blob, source_context)?;
+        let out = self.encrypt_as(
+            to,
+            "kms:ReEncryptTo",
             source.plaintext.expose(),
             destination_context,
         )?;
         Ok(ReEncrypted {
             ciphertext_blob: out.ciphertext_blob,
             source_key_id: source.key_id,
+            source_key_version: source.key_version,
             key_id: out.key_id,
+            key_version: out.key_version,
         })
     }
 
-    /// A fresh 256-bit data key, in clear and wrapped under `key` bound to `context`.
-    pub fn generate_data_key(&self, key: &str, context: &Context) -> Result<DataKey> {
-        let (record, material) = self.encryption_key(key)?;
+    /// A fresh 256-bit data key, in clear and wrapped under the key bound to `context`.
+    /// Needs a proof for `kms:GenerateDataKey`.
+    pub fn generate_data_key(&self, proof: &KeyUse, context: &Context) -> Result<DataKey> {
+        let (record, material) = self.encryption_key(proof, "kms:GenerateDataKey")?;
         let plaintext = SecretKey::generate()?;
         let ciphertext_blob = self.seal(&record, &material, plaintext.expose(), context)?;
         Ok(DataKey {
             plaintext,
             ciphertext_blob,
             key_id: self.key_arn(&record.id),
+            key_version: record.current_version,
         })
     }
 
-    /// Like [`Kms::generate_data_key`], without returning the plaintext.
+    /// A data key of `len` (1..=1024) bytes: random bytes, returned in clear and encrypted
+    /// under the key. Needs a proof for `kms:GenerateDataKey`.
+    pub fn generate_data_key_bytes(
+        &self,
+        proof: &KeyUse,
+        len: usize,
+        context: &Context,
+    ) -> Result<(SecretBytes, Ciphertext)> {
+        let bytes = self.generate_random(len)?;
+        let ciphertext = self.encrypt_as(proof, "kms:GenerateDataKey", bytes.expose(), context)?;
+        Ok((bytes, ciphertext))
+    }
+
+    /// A fresh data key wrapped under the key, without its plaintext. Needs a proof for
+    /// `kms:GenerateDataKeyWithoutPlaintext`; `len` as in [`Kms::generate_data_key_bytes`].
     pub fn generate_data_key_without_plaintext(
         &self,
-        key: &str,
+        proof: &KeyUse,
+        len: usize,
         context: &Context,
     ) -> Result<Ciphertext> {
-        let data_key = self.generate_data_key(key, context)?;
-        Ok(Ciphertext {
-            ciphertext_blob: data_key.ciphertext_blob,
-            key_id: data_key.key_id,
-        })
+        let bytes = self.generate_random(len)?;
+        self.encrypt_as(
+            proof,
+            "kms:GenerateDataKeyWithoutPlaintext",
+            bytes.expose(),
+            context,
+        )
     }
 
     /// 1..=1024 random bytes from the CSPRNG.

@@ -7,11 +7,14 @@
 //!   `coffer_format::WrappedKey`s (spec/wrapped-key.md);
 //! - [`store`]: the [`store::KeyStore`] trait, its conformance suite, and the SQLCipher
 //!   implementation (page-encrypted, keyed from the root key);
+//! - [`authz`]: key policies and grants; [`Kms::authorize`] returns the [`KeyUse`] proof
+//!   every cryptographic operation takes;
 //! - [`locked`]: locked, non-dumpable memory for key material, and core-dump hardening.
 //!
 //! docs/kms.md gives the whole picture.
 #![deny(unsafe_code)]
 
+pub mod authz;
 mod cache;
 pub mod clock;
 pub mod error;
@@ -21,7 +24,9 @@ pub mod pkcs11;
 pub mod seal;
 pub mod store;
 
+pub use authz::{CallContext, KeyUse, MANAGED_OWNER, S3_VIA_SERVICE};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use coffer_policy::Principal;
 pub use error::{KmsError, Result};
 pub use kms::{
     Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsConfig,

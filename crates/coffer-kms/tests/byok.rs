@@ -62,7 +62,7 @@ fn python_wrapped_material_imports_byte_exactly() {
     let id = external_key(&kms);
     let c = ctx(&[]);
     assert_eq!(
-        kms.encrypt(&id, b"x", &c).unwrap_err().aws_code(),
+        common::encrypt(&kms, &id, b"x", &c).unwrap_err().aws_code(),
         "KMSInvalidStateException"
     );
 
@@ -80,10 +80,10 @@ fn python_wrapped_material_imports_byte_exactly() {
     assert_eq!(meta.expiration_model, Some("KEY_MATERIAL_EXPIRES"));
 
     // The blob Python made with the raw key decrypts through the KMS: byte-exact import.
-    let out = kms.decrypt(&py.blob, &py.context, None).unwrap();
+    let out = common::decrypt(&kms, &py.blob, &py.context, None).unwrap();
     assert!(out.plaintext.ct_eq(py.plaintext.as_bytes()));
     assert_eq!(
-        kms.decrypt(&py.blob, &ctx(&[("purpose", "other")]), None)
+        common::decrypt(&kms, &py.blob, &ctx(&[("purpose", "other")]), None)
             .unwrap_err()
             .aws_code(),
         "InvalidCiphertextException"
@@ -95,8 +95,7 @@ fn python_wrapped_material_imports_byte_exactly() {
     );
 
     // No byte of the imported key in the data directory.
-    let ours = kms
-        .encrypt(&id, b"made by coffer", &c)
+    let ours = common::encrypt(&kms, &id, b"made by coffer", &c)
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -111,7 +110,9 @@ fn python_wrapped_material_imports_byte_exactly() {
         KeyState::PendingImport
     );
     assert_eq!(
-        kms.decrypt(&ours, &c, None).unwrap_err().aws_code(),
+        common::decrypt(&kms, &ours, &c, None)
+            .unwrap_err()
+            .aws_code(),
         "KMSInvalidStateException"
     );
     let params = kms
@@ -139,8 +140,7 @@ fn python_wrapped_material_imports_byte_exactly() {
     .unwrap();
     kms.import_key_material(&id, &params.import_token, &rewrapped, None)
         .unwrap();
-    assert!(kms
-        .decrypt(&ours, &c, None)
+    assert!(common::decrypt(&kms, &ours, &c, None)
         .unwrap()
         .plaintext
         .ct_eq(b"made by coffer"));
@@ -268,10 +268,10 @@ fn imported_material_expires() {
         Some(env.clock_now() + DAY),
     )
     .unwrap();
-    assert!(kms.decrypt(&py.blob, &py.context, None).is_ok());
+    assert!(common::decrypt(&kms, &py.blob, &py.context, None).is_ok());
     env.clock.advance(DAY);
     assert_eq!(
-        kms.decrypt(&py.blob, &py.context, None)
+        common::decrypt(&kms, &py.blob, &py.context, None)
             .unwrap_err()
             .aws_code(),
         "KMSInvalidStateException"

@@ -75,8 +75,7 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
     let config = || KmsConfig::new(env.data_dir());
     let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
-    let blob = kms
-        .encrypt(&key.key_id, b"in the token", &ctx(&[]))
+    let blob = common::encrypt(&kms, &key.key_id, b"in the token", &ctx(&[]))
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -115,8 +114,7 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
 
     // Restart with the same token unseals.
     let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
-    assert!(kms
-        .decrypt(&blob, &ctx(&[]), None)
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
         .unwrap()
         .plaintext
         .ct_eq(b"in the token"));
@@ -164,7 +162,7 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
     )
     .unwrap();
     let kms = env.open_with_passphrase("pw").unwrap();
-    assert!(kms.decrypt(&blob, &ctx(&[]), None).is_ok());
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None).is_ok());
     drop(kms);
     Kms::reseal(
         &env.data_dir(),
@@ -173,8 +171,7 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
     )
     .unwrap();
     let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
-    assert!(kms
-        .decrypt(&blob, &ctx(&[]), None)
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
         .unwrap()
         .plaintext
         .ct_eq(b"in the token"));

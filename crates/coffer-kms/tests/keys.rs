@@ -111,21 +111,27 @@ fn encrypt_decrypt_and_data_keys_bind_the_context() {
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     let c = ctx(&[("bucket", "photos"), ("key", "cat.jpg")]);
 
-    let ct = kms.encrypt(&key.key_id, b"attack at dawn", &c).unwrap();
+    let ct = common::encrypt(&kms, &key.key_id, b"attack at dawn", &c).unwrap();
     assert_eq!(ct.key_id, key.arn);
-    let pt = kms.decrypt(&ct.ciphertext_blob, &c, None).unwrap();
+    let pt = common::decrypt(&kms, &ct.ciphertext_blob, &c, None).unwrap();
     assert!(pt.plaintext.ct_eq(b"attack at dawn"));
     assert_eq!(pt.key_id, key.arn);
     // Naming the right key works, naming another fails.
-    assert!(kms.decrypt(&ct.ciphertext_blob, &c, Some(&key.arn)).is_ok());
+    assert!(common::decrypt(&kms, &ct.ciphertext_blob, &c, Some(&key.arn)).is_ok());
     let other = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     assert_eq!(
-        code(kms.decrypt(&ct.ciphertext_blob, &c, Some(&other.key_id))),
+        code(common::decrypt(
+            &kms,
+            &ct.ciphertext_blob,
+            &c,
+            Some(&other.key_id)
+        )),
         "IncorrectKeyException"
     );
     // Wrong or missing context.
     assert_eq!(
-        code(kms.decrypt(
+        code(common::decrypt(
+            &kms,
             &ct.ciphertext_blob,
             &ctx(&[("bucket", "photos"), ("key", "dog.jpg")]),
             None
@@ -133,32 +139,30 @@ fn encrypt_decrypt_and_data_keys_bind_the_context() {
         "InvalidCiphertextException"
     );
     assert_eq!(
-        code(kms.decrypt(&ct.ciphertext_blob, &ctx(&[]), None)),
+        code(common::decrypt(&kms, &ct.ciphertext_blob, &ctx(&[]), None)),
         "InvalidCiphertextException"
     );
 
     // Sizes.
-    assert!(kms.encrypt(&key.key_id, &[7u8; 4096], &c).is_ok());
+    assert!(common::encrypt(&kms, &key.key_id, &[7u8; 4096], &c).is_ok());
     assert_eq!(
-        code(kms.encrypt(&key.key_id, &[7u8; 4097], &c)),
+        code(common::encrypt(&kms, &key.key_id, &[7u8; 4097], &c)),
         "ValidationException"
     );
     assert_eq!(
-        code(kms.encrypt(&key.key_id, b"", &c)),
+        code(common::encrypt(&kms, &key.key_id, b"", &c)),
         "ValidationException"
     );
 
     // Data keys.
-    let dk = kms.generate_data_key(&key.key_id, &c).unwrap();
-    let back = kms.decrypt(&dk.ciphertext_blob, &c, None).unwrap();
+    let dk = common::generate_data_key(&kms, &key.key_id, &c).unwrap();
+    let back = common::decrypt(&kms, &dk.ciphertext_blob, &c, None).unwrap();
     assert!(back.plaintext.ct_eq(dk.plaintext.expose()));
-    let dk2 = kms.generate_data_key(&key.key_id, &c).unwrap();
+    let dk2 = common::generate_data_key(&kms, &key.key_id, &c).unwrap();
     assert!(!dk2.plaintext.ct_eq(&dk.plaintext), "data keys are fresh");
-    let wp = kms
-        .generate_data_key_without_plaintext(&key.key_id, &c)
-        .unwrap();
+    let wp = common::generate_data_key_without_plaintext(&kms, &key.key_id, &c).unwrap();
     assert_eq!(
-        kms.decrypt(&wp.ciphertext_blob, &c, None)
+        common::decrypt(&kms, &wp.ciphertext_blob, &c, None)
             .unwrap()
             .plaintext
             .len(),
@@ -167,18 +171,15 @@ fn encrypt_decrypt_and_data_keys_bind_the_context() {
 
     // ReEncrypt to another key and context.
     let c2 = ctx(&[("purpose", "archive")]);
-    let re = kms
-        .re_encrypt(&ct.ciphertext_blob, &c, None, &other.key_id, &c2)
-        .unwrap();
+    let re = common::re_encrypt(&kms, &ct.ciphertext_blob, &c, &other.key_id, &c2).unwrap();
     assert_eq!(re.source_key_id, key.arn);
     assert_eq!(re.key_id, other.arn);
-    assert!(kms
-        .decrypt(&re.ciphertext_blob, &c2, None)
+    assert!(common::decrypt(&kms, &re.ciphertext_blob, &c2, None)
         .unwrap()
         .plaintext
         .ct_eq(b"attack at dawn"));
     assert_eq!(
-        code(kms.decrypt(&re.ciphertext_blob, &c, None)),
+        code(common::decrypt(&kms, &re.ciphertext_blob, &c, None)),
         "InvalidCiphertextException"
     );
 
@@ -196,19 +197,18 @@ fn altered_and_truncated_blobs_are_rejected_without_panic() {
     let kms = env.open();
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     let c = ctx(&[("bucket", "b")]);
-    let blob = kms
-        .encrypt(&key.key_id, b"secret", &c)
+    let blob = common::encrypt(&kms, &key.key_id, b"secret", &c)
         .unwrap()
         .ciphertext_blob;
     for i in 0..blob.len() * 8 {
         let mut t = blob.clone();
         t[i / 8] ^= 1 << (i % 8);
-        let r = kms.decrypt(&t, &c, None);
+        let r = common::decrypt(&kms, &t, &c, None);
         assert!(r.is_err(), "bit {i} flip accepted");
     }
     for len in 0..blob.len() {
         assert_eq!(
-            code(kms.decrypt(&blob[..len], &c, None)),
+            code(common::decrypt(&kms, &blob[..len], &c, None)),
             "InvalidCiphertextException",
             "len {len}"
         );
@@ -216,18 +216,18 @@ fn altered_and_truncated_blobs_are_rejected_without_panic() {
     let mut long = blob.clone();
     long.push(0);
     assert_eq!(
-        code(kms.decrypt(&long, &c, None)),
+        code(common::decrypt(&kms, &long, &c, None)),
         "InvalidCiphertextException"
     );
     assert_eq!(
-        code(kms.decrypt(b"garbage", &c, None)),
+        code(common::decrypt(&kms, b"garbage", &c, None)),
         "InvalidCiphertextException"
     );
     // A blob for a key that never existed.
     let mut forged = blob.clone();
     let id_at = 6;
     forged[id_at..id_at + 36].copy_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
-    assert!(kms.decrypt(&forged, &c, None).is_err());
+    assert!(common::decrypt(&kms, &forged, &c, None).is_err());
 }
 
 #[test]
@@ -237,9 +237,10 @@ fn disabled_keys_refuse_every_operation() {
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     let other = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     let c = ctx(&[]);
-    let blob = kms.encrypt(&key.key_id, b"x", &c).unwrap().ciphertext_blob;
-    let other_blob = kms
-        .encrypt(&other.key_id, b"y", &c)
+    let blob = common::encrypt(&kms, &key.key_id, b"x", &c)
+        .unwrap()
+        .ciphertext_blob;
+    let other_blob = common::encrypt(&kms, &other.key_id, b"y", &c)
         .unwrap()
         .ciphertext_blob;
     kms.disable_key(&key.key_id).unwrap();
@@ -248,25 +249,37 @@ fn disabled_keys_refuse_every_operation() {
         KeyState::Disabled
     );
     let id = key.key_id.as_str();
-    assert_eq!(code(kms.encrypt(id, b"x", &c)), "DisabledException");
-    assert_eq!(code(kms.decrypt(&blob, &c, None)), "DisabledException");
-    assert_eq!(code(kms.generate_data_key(id, &c)), "DisabledException");
     assert_eq!(
-        code(kms.generate_data_key_without_plaintext(id, &c)),
+        code(common::encrypt(&kms, id, b"x", &c)),
         "DisabledException"
     );
     assert_eq!(
-        code(kms.re_encrypt(&blob, &c, None, &other.key_id, &c)),
+        code(common::decrypt(&kms, &blob, &c, None)),
         "DisabledException"
     );
     assert_eq!(
-        code(kms.re_encrypt(&other_blob, &c, None, id, &c)),
+        code(common::generate_data_key(&kms, id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(common::generate_data_key_without_plaintext(&kms, id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(common::re_encrypt(&kms, &blob, &c, &other.key_id, &c)),
+        "DisabledException"
+    );
+    assert_eq!(
+        code(common::re_encrypt(&kms, &other_blob, &c, id, &c)),
         "DisabledException"
     );
     assert_eq!(code(kms.rotate_key_on_demand(id)), "DisabledException");
     assert_eq!(code(kms.enable_key_rotation(id, None)), "DisabledException");
     kms.enable_key(id).unwrap();
-    assert!(kms.decrypt(&blob, &c, None).unwrap().plaintext.ct_eq(b"x"));
+    assert!(common::decrypt(&kms, &blob, &c, None)
+        .unwrap()
+        .plaintext
+        .ct_eq(b"x"));
 }
 
 #[test]
@@ -282,9 +295,17 @@ fn rotation_keeps_old_versions_and_honours_the_minimum() {
             .reference()
             .version
     };
-    let mut blobs = vec![kms.encrypt(id, b"v1", &c).unwrap().ciphertext_blob];
+    let mut blobs = vec![
+        common::encrypt(&kms, id, b"v1", &c)
+            .unwrap()
+            .ciphertext_blob,
+    ];
     assert_eq!(kms.rotate_key_on_demand(id).unwrap(), 2);
-    blobs.push(kms.encrypt(id, b"v2", &c).unwrap().ciphertext_blob);
+    blobs.push(
+        common::encrypt(&kms, id, b"v2", &c)
+            .unwrap()
+            .ciphertext_blob,
+    );
     // Automatic rotation: every 90 days.
     kms.enable_key_rotation(id, Some(90)).unwrap();
     assert_eq!(
@@ -293,11 +314,15 @@ fn rotation_keeps_old_versions_and_honours_the_minimum() {
     );
     env.clock.advance(DAY * 89);
     assert_eq!(
-        version_of(&kms.encrypt(id, b"x", &c).unwrap().ciphertext_blob),
+        version_of(&common::encrypt(&kms, id, b"x", &c).unwrap().ciphertext_blob),
         2
     );
     env.clock.advance(DAY * 2);
-    blobs.push(kms.encrypt(id, b"v3", &c).unwrap().ciphertext_blob);
+    blobs.push(
+        common::encrypt(&kms, id, b"v3", &c)
+            .unwrap()
+            .ciphertext_blob,
+    );
     assert_eq!(
         version_of(&blobs[2]),
         3,
@@ -307,7 +332,11 @@ fn rotation_keeps_old_versions_and_honours_the_minimum() {
     env.clock.advance(DAY * 91);
     let report = kms.run_maintenance().unwrap();
     assert_eq!(report.rotated, vec![key.key_id.clone()]);
-    blobs.push(kms.encrypt(id, b"v4", &c).unwrap().ciphertext_blob);
+    blobs.push(
+        common::encrypt(&kms, id, b"v4", &c)
+            .unwrap()
+            .ciphertext_blob,
+    );
     assert_eq!(version_of(&blobs[3]), 4);
 
     let rotations = kms.list_key_rotations(id).unwrap();
@@ -323,8 +352,7 @@ fn rotation_keeps_old_versions_and_honours_the_minimum() {
     let kms = env.open();
     for (i, blob) in blobs.iter().enumerate() {
         let expected = format!("v{}", i + 1);
-        assert!(kms
-            .decrypt(blob, &c, None)
+        assert!(common::decrypt(&kms, blob, &c, None)
             .unwrap()
             .plaintext
             .ct_eq(expected.as_bytes()));
@@ -337,12 +365,12 @@ fn rotation_keeps_old_versions_and_honours_the_minimum() {
     kms.set_min_decryption_version(id, 3).unwrap();
     for blob in &blobs[..2] {
         assert_eq!(
-            code(kms.decrypt(blob, &c, None)),
+            code(common::decrypt(&kms, blob, &c, None)),
             "KMSInvalidStateException"
         );
     }
     for blob in &blobs[2..] {
-        assert!(kms.decrypt(blob, &c, None).is_ok());
+        assert!(common::decrypt(&kms, blob, &c, None).is_ok());
     }
     assert_eq!(kms.describe_key(id).unwrap().min_decryption_version, 3);
     kms.disable_key_rotation(id).unwrap();
@@ -357,12 +385,10 @@ fn scheduled_deletion_shreds_and_cancellation_restores() {
     let doomed = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     let saved = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
     kms.create_alias("alias/doomed", &doomed.key_id).unwrap();
-    let doomed_blob = kms
-        .encrypt(&doomed.key_id, b"gone", &c)
+    let doomed_blob = common::encrypt(&kms, &doomed.key_id, b"gone", &c)
         .unwrap()
         .ciphertext_blob;
-    let saved_blob = kms
-        .encrypt(&saved.key_id, b"kept", &c)
+    let saved_blob = common::encrypt(&kms, &saved.key_id, b"kept", &c)
         .unwrap()
         .ciphertext_blob;
 
@@ -381,11 +407,11 @@ fn scheduled_deletion_shreds_and_cancellation_restores() {
     assert_eq!(meta.key_state, KeyState::PendingDeletion);
     assert_eq!(meta.deletion_date, Some(when));
     assert_eq!(
-        code(kms.decrypt(&doomed_blob, &c, None)),
+        code(common::decrypt(&kms, &doomed_blob, &c, None)),
         "KMSInvalidStateException"
     );
     assert_eq!(
-        code(kms.encrypt(&saved.key_id, b"x", &c)),
+        code(common::encrypt(&kms, &saved.key_id, b"x", &c)),
         "KMSInvalidStateException"
     );
     assert_eq!(
@@ -401,8 +427,7 @@ fn scheduled_deletion_shreds_and_cancellation_restores() {
         KeyState::Disabled
     );
     kms.enable_key(&saved.key_id).unwrap();
-    assert!(kms
-        .decrypt(&saved_blob, &c, None)
+    assert!(common::decrypt(&kms, &saved_blob, &c, None)
         .unwrap()
         .plaintext
         .ct_eq(b"kept"));
@@ -410,7 +435,7 @@ fn scheduled_deletion_shreds_and_cancellation_restores() {
     // After the window, the key and its material are gone for good, also after restart.
     env.clock.advance(DAY + std::time::Duration::from_secs(1));
     assert_eq!(
-        code(kms.decrypt(&doomed_blob, &c, None)),
+        code(common::decrypt(&kms, &doomed_blob, &c, None)),
         "NotFoundException"
     );
     assert_eq!(code(kms.describe_key(&doomed.key_id)), "NotFoundException");
@@ -422,7 +447,7 @@ fn scheduled_deletion_shreds_and_cancellation_restores() {
     drop(kms);
     let kms = env.open();
     assert_eq!(
-        code(kms.decrypt(&doomed_blob, &c, None)),
+        code(common::decrypt(&kms, &doomed_blob, &c, None)),
         "NotFoundException"
     );
     assert_eq!(kms.list_keys().unwrap().len(), 1);
@@ -450,11 +475,15 @@ fn cache_is_bounded() {
     let mut blobs = Vec::new();
     for _ in 0..6 {
         let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
-        blobs.push(kms.encrypt(&key.key_id, b"x", &c).unwrap().ciphertext_blob);
+        blobs.push(
+            common::encrypt(&kms, &key.key_id, b"x", &c)
+                .unwrap()
+                .ciphertext_blob,
+        );
         assert!(kms.cached_versions() <= 3);
     }
     for blob in &blobs {
-        assert!(kms.decrypt(blob, &c, None).is_ok());
+        assert!(common::decrypt(&kms, blob, &c, None).is_ok());
         assert!(kms.cached_versions() <= 3);
     }
     assert_eq!(kms.cached_versions(), 3);
@@ -468,4 +497,77 @@ impl ClockNow for Env {
         use coffer_kms::Clock;
         self.clock.now()
     }
+}
+
+/// Key material is reached only through a `KeyUse` made by `Kms::authorize` (the compile-time
+/// half is the `compile_fail` examples in `authz`): a proof for one action does not serve
+/// another, a proof for one key does not open another key's ciphertext, and a caller the
+/// key policy does not name gets no proof at all.
+#[test]
+fn cryptographic_operations_need_a_proof_for_that_action_and_key() {
+    use coffer_kms::{CallContext, Kms, Principal};
+    let env = Env::new();
+    let kms = env.open();
+    let c = ctx(&[("purpose", "proof")]);
+    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let other = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+
+    let decrypt_only = common::allow(&kms, &key.key_id, "kms:Decrypt").unwrap();
+    assert_eq!(decrypt_only.key_id(), key.key_id);
+    assert_eq!(decrypt_only.key_arn(), key.arn);
+    assert_eq!(
+        code(kms.generate_data_key(&decrypt_only, &c)),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(kms.encrypt(&decrypt_only, b"x", &c)),
+        "AccessDeniedException"
+    );
+    let describe = common::allow(&kms, &key.key_id, "kms:DescribeKey").unwrap();
+    assert_eq!(
+        code(kms.generate_data_key_without_plaintext(&describe, 32, &c)),
+        "AccessDeniedException"
+    );
+
+    // The right proof works, and says which version it used.
+    let generate = common::allow(&kms, &key.key_id, "kms:GenerateDataKey").unwrap();
+    let dk = kms.generate_data_key(&generate, &c).unwrap();
+    assert_eq!(dk.key_version, 1);
+    let pt = kms.decrypt(&decrypt_only, &dk.ciphertext_blob, &c).unwrap();
+    assert!(pt.plaintext.ct_eq(dk.plaintext.expose()));
+    assert_eq!(pt.key_version, 1);
+    kms.rotate_key_on_demand(&key.key_id).unwrap();
+    assert_eq!(kms.generate_data_key(&generate, &c).unwrap().key_version, 2);
+
+    // A proof for another key does not open this key's ciphertext.
+    let other_decrypt = common::allow(&kms, &other.key_id, "kms:Decrypt").unwrap();
+    assert_eq!(
+        code(kms.decrypt(&other_decrypt, &dk.ciphertext_blob, &c)),
+        "IncorrectKeyException"
+    );
+
+    // A caller the key policy does not name gets no proof (the owner is root here).
+    let alice = Principal::authenticated("alice", "AKALICE", false);
+    let refused = kms.authorize(&alice, &key.key_id, "kms:Decrypt", &CallContext::default());
+    assert_eq!(code(refused), "AccessDeniedException");
+    // A stored key policy that allows alice only Encrypt gives her only that proof.
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": alice.arn()},
+                       "Action": "kms:Encrypt", "Resource": "*"}]
+    });
+    kms.put_key_policy(&key.key_id, &policy.to_string())
+        .unwrap();
+    let call = CallContext::default();
+    assert!(kms
+        .authorize(&alice, &key.key_id, "kms:Encrypt", &call)
+        .is_ok());
+    assert_eq!(
+        code(kms.authorize(&alice, &key.key_id, "kms:Decrypt", &call)),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(Kms::ciphertext_key_id(b"not a ciphertext")),
+        "InvalidCiphertextException"
+    );
 }

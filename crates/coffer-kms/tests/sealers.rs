@@ -16,8 +16,7 @@ fn key_file_sealer_round_trips_and_creates_a_private_file() {
     let kms = env.open();
     assert!(kms.warnings().iter().any(|w| w.contains("development")));
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
-    let blob = kms
-        .encrypt(&key.key_id, b"hello", &ctx(&[]))
+    let blob = common::encrypt(&kms, &key.key_id, b"hello", &ctx(&[]))
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -28,8 +27,7 @@ fn key_file_sealer_round_trips_and_creates_a_private_file() {
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(std::fs::read(env.key_file().path()).unwrap().len(), 32);
     let kms = env.open();
-    assert!(kms
-        .decrypt(&blob, &ctx(&[]), None)
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
         .unwrap()
         .plaintext
         .ct_eq(b"hello"));
@@ -80,8 +78,7 @@ fn passphrase_sealer_round_trips_and_rejects_a_wrong_passphrase() {
         .unwrap();
     assert!(kms.warnings().is_empty() || !kms.warnings()[0].contains("development"));
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
-    let blob = kms
-        .encrypt(&key.key_id, b"hello", &ctx(&[]))
+    let blob = common::encrypt(&kms, &key.key_id, b"hello", &ctx(&[]))
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -119,8 +116,7 @@ fn passphrase_sealer_round_trips_and_rejects_a_wrong_passphrase() {
     let kms = env
         .open_with_passphrase("correct horse battery staple")
         .unwrap();
-    assert!(kms
-        .decrypt(&blob, &ctx(&[]), None)
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
         .unwrap()
         .plaintext
         .ct_eq(b"hello"));
@@ -137,8 +133,7 @@ fn reseal_moves_between_sealers_without_touching_the_store() {
     let env = Env::new();
     let kms = env.open();
     let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
-    let blob = kms
-        .encrypt(&key.key_id, b"hello", &ctx(&[]))
+    let blob = common::encrypt(&kms, &key.key_id, b"hello", &ctx(&[]))
         .unwrap()
         .ciphertext_blob;
     let root_id = kms.root_key_id().to_owned();
@@ -175,8 +170,7 @@ fn reseal_moves_between_sealers_without_touching_the_store() {
         root_id,
         "the root key itself never changed"
     );
-    assert!(kms
-        .decrypt(&blob, &ctx(&[]), None)
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
         .unwrap()
         .plaintext
         .ct_eq(b"hello"));
@@ -194,7 +188,7 @@ fn no_key_bytes_in_the_data_directory() {
             .create_key("user/alice", &format!("key {i}"), BTreeMap::new())
             .unwrap();
         kms.rotate_key_on_demand(&key.key_id).unwrap();
-        let dk = kms.generate_data_key(&key.key_id, &c).unwrap();
+        let dk = common::generate_data_key(&kms, &key.key_id, &c).unwrap();
         secrets.push((format!("data key {i}"), dk.plaintext.expose().to_vec()));
     }
     drop(kms);

@@ -32,12 +32,14 @@ mod error;
 mod json;
 mod parse;
 mod pattern;
+mod principal;
 
 use std::collections::BTreeMap;
 
 pub use error::PolicyError;
 use parse::{Effect, Patterns, Principals, Statement};
 use pattern::glob;
+pub use principal::{Principal, ACCOUNT};
 
 /// The largest policy document accepted, in bytes (KMS's key policy limit; S3 bucket
 /// policies are limited to 20 KB and IAM's managed policies to 6,144 characters in AWS).

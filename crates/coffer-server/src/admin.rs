@@ -112,7 +112,7 @@ impl AdminRoute {
                 "AccessDenied",
                 format!(
                     "User: {} is not authorized to perform: admin:{op} on resource: {resource}",
-                    p.arn
+                    p.arn()
                 ),
             ));
         }

@@ -134,7 +134,7 @@ impl RequestInfo {
         let identity = access_key
             .as_deref()
             .and_then(|ak| iam.lookup(ak))
-            .map(|(_, p)| p.arn);
+            .map(|(_, p)| p.arn().to_owned());
         let target = req
             .headers()
             .get("x-amz-target")

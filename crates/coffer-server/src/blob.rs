@@ -10,6 +10,7 @@ use coffer_format::chunked::{CHUNK_SIZE, PREFIX_LEN};
 use coffer_format::object::ObjectEncryptor;
 use coffer_format::range::{ObjectLayout, RangeDecryptor};
 use coffer_format::{Context, Header, Metadata};
+use coffer_kms::KeyUse;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use object_store::local::LocalFileSystem;
@@ -175,6 +176,7 @@ impl BlobStore {
         keys: &Keys,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
+        proof: Option<&KeyUse>,
         context: &Context,
     ) -> ServerResult<OpenBlob> {
         let path = blob_path(&seg.blob);
@@ -218,7 +220,7 @@ impl BlobStore {
         };
         let header_len = seg.header_len as usize;
         let header = Header::parse(&head[..header_len])?;
-        let dek = keys.unwrap_dek(sse, customer, header.wrapped_dek(), context)?;
+        let dek = keys.unwrap_dek(sse, customer, proof, header.wrapped_dek(), context)?;
         let (dec, metadata) =
             RangeDecryptor::new(dek, context, &header, &head[header_len..], layout)?;
         dec.verify_trailer(&trailer)?;

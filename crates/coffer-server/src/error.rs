@@ -148,6 +148,7 @@ impl From<coffer_kms::KmsError> for ServerError {
                 ServerError::Integrity(format!("data key did not unwrap: {e}"))
             }
             K::Validation(_) => ServerError::invalid_argument(e.to_string()),
+            K::AccessDenied(_) => ServerError::S3(S3ErrorCode::AccessDenied, e.to_string()),
             _ => ServerError::Internal(format!("kms: {e}")),
         }
     }

@@ -509,14 +509,14 @@ impl Iam {
     ) -> bool {
         let snap = self.snapshot();
         let req = Request {
-            principal: &p.arn,
+            principal: p.arn(),
             action,
             resource,
             context: ctx,
         };
         let mut decisions: Vec<Decision> = snap
             .policies
-            .get(&p.name)
+            .get(p.name())
             .map(|v| v.iter().map(|(_, pol)| pol.evaluate(&req)).collect())
             .unwrap_or_default();
         if let Some(bp) = bucket.and_then(|b| snap.bucket_policies.get(b)) {
@@ -529,9 +529,9 @@ impl Iam {
                 // ListBuckets is answered with the buckets the caller may list: harmless to
                 // allow by default (a policy can still deny it).
                 action == "s3:ListAllMyBuckets"
-                    || p.is_root
+                    || p.is_root()
                     || bucket.is_some_and(|b| {
-                        snap.bucket_owners.get(b).map_or("root", String::as_str) == p.name
+                        snap.bucket_owners.get(b).map_or("root", String::as_str) == p.name()
                     })
             }
         }
@@ -558,12 +558,7 @@ impl IdentityLookup for Iam {
         }
         Some((
             secret.clone(),
-            Principal {
-                name: name.clone(),
-                arn: id.arn.clone(),
-                access_key: access_key.to_owned(),
-                is_root: id.kind == "root",
-            },
+            Principal::with_arn(name, &id.arn, access_key, id.kind == "root"),
         ))
     }
 }
@@ -583,8 +578,8 @@ fn malformed_policy(e: coffer_policy::PolicyError) -> ServerError {
 pub fn base_context(p: &Principal, secure: bool) -> Context {
     let mut ctx = Context::new();
     ctx.insert("aws:SecureTransport", if secure { "true" } else { "false" });
-    ctx.insert("aws:PrincipalArn", p.arn.clone());
-    ctx.insert("aws:username", p.name.clone());
+    ctx.insert("aws:PrincipalArn", p.arn().to_owned());
+    ctx.insert("aws:username", p.name().to_owned());
     ctx.insert("aws:PrincipalAccount", crate::principal::ACCOUNT);
     ctx
 }

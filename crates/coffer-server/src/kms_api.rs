@@ -2,8 +2,10 @@
 //! `Content-Type: application/x-amz-json-1.1`, SigV4 with service `kms`) on the S3 port.
 //!
 //! A request goes: buffer the body (≤ 64 KiB, idle timeout) → verify SigV4 ([`crate::sigv4`])
-//! → decode the operation's JSON → resolve the key → **authorize** (key policy, then grants)
-//! → call [`coffer_kms::Kms`] → encode the response. Every response carries a [`KmsAudit`] in
+//! → decode the operation's JSON → [`Kms::authorize`] (resolves the key once, key policy
+//! then grants, returns a [`KeyUse`]) → call [`coffer_kms::Kms`] with that proof → encode
+//! the response. This file holds the DTOs and handlers only; the decision lives in
+//! `coffer_kms::authz`. Every response carries a [`KmsAudit`] in
 //! its `http::Extensions` for the audit trail.
 //!
 //! Authorization (docs/kms.md, "Authorization"): the creator of a key owns it and its default
@@ -18,10 +20,11 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use bytes::Buf;
 use coffer_format::{Context, SecretBytes, WrappedKey};
+use coffer_kms::authz::{access_denied, check_lockout, default_key_policy, parse_key_policy};
 use coffer_kms::{
-    GrantConstraints, GrantRecord, KeyMetadata, Kms, KmsError, Origin, WrappingKeySpec,
+    CallContext, GrantConstraints, GrantRecord, KeyMetadata, KeyUse, Kms, KmsError, Origin,
+    WrappingKeySpec, MANAGED_OWNER,
 };
-use coffer_policy::{Decision, Policy, PolicyKind};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,10 +39,6 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 pub const TARGET_PREFIX: &str = "TrentService.";
 /// Largest request body accepted (AWS KMS's request limit is far below; plaintexts ≤ 4 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
-/// `kms:ViaService` of requests the S3 server makes on a caller's behalf (SSE-KMS).
-pub const S3_VIA_SERVICE: &str = "s3.us-east-1.amazonaws.com";
-/// The owner recorded on AWS-managed keys (see `sse::SERVICE_PRINCIPAL`).
-const MANAGED_OWNER: &str = crate::sse::SERVICE_PRINCIPAL;
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Grant operations Coffer's symmetric keys support (AWS's grant operations minus the
@@ -96,22 +95,6 @@ impl KmsApiError {
     fn unsupported(message: impl Into<String>) -> Self {
         Self::new("UnsupportedOperationException", message)
     }
-
-    /// AWS's AccessDeniedException wording.
-    fn access_denied(principal: &Principal, action: &str, key_arn: &str, explicit: bool) -> Self {
-        let why = if explicit {
-            "with an explicit deny in a resource-based policy".to_owned()
-        } else {
-            format!("because no resource-based policy allows the {action} action")
-        };
-        Self::new(
-            "AccessDeniedException",
-            format!(
-                "User: {} is not authorized to perform: {action} on resource: {key_arn} {why}",
-                principal.arn
-            ),
-        )
-    }
 }
 
 impl From<KmsError> for KmsApiError {
@@ -140,26 +123,6 @@ impl From<&sigv4::SigV4Error> for KmsApiError {
     }
 }
 
-/// The facts about a request the key policy's conditions and the grants look at.
-#[derive(Clone, Debug, Default)]
-pub struct CallContext<'a> {
-    /// The encryption context, for operations that take one.
-    pub encryption_context: Option<&'a BTreeMap<String, String>>,
-    /// `kms:ViaService`, when another Coffer service calls on the principal's behalf.
-    pub via_service: Option<&'a str>,
-    /// Whether the request came over TLS (`aws:SecureTransport`).
-    pub secure: bool,
-    /// `kms:GrantOperations` (CreateGrant).
-    pub grant_operations: &'a [String],
-}
-
-/// The policy that applies to a key, and who owns it.
-struct KeyAuthority {
-    key_id: String,
-    arn: String,
-    policy: Policy,
-}
-
 /// The KMS API service. Cheap to share (`Arc` inside).
 pub struct KmsApi {
     kms: Arc<Kms>,
@@ -173,162 +136,6 @@ impl std::fmt::Debug for KmsApi {
         f.debug_struct("KmsApi")
             .field("secure", &self.secure)
             .finish_non_exhaustive()
-    }
-}
-
-/// The ARN of the root identity.
-fn root_arn() -> String {
-    Principal::user_arn("root")
-}
-
-/// The owner of a key as an ARN; `None` for AWS-managed keys. Keys created before key
-/// ownership existed have an owner that is not an ARN: they belong to root (migration).
-pub fn owner_arn(recorded_owner: &str) -> Option<String> {
-    if recorded_owner == MANAGED_OWNER {
-        None
-    } else if recorded_owner.starts_with("arn:") {
-        Some(recorded_owner.to_owned())
-    } else {
-        Some(root_arn())
-    }
-}
-
-/// The key policy a new key gets when CreateKey has no `Policy`: the owner may do
-/// everything with it.
-pub fn default_key_policy(owner_arn: &str) -> String {
-    json!({
-        "Version": "2012-10-17",
-        "Id": "coffer-key-default-1",
-        "Statement": [{
-            "Sid": "Allow the key owner full access",
-            "Effect": "Allow",
-            "Principal": {"AWS": owner_arn},
-            "Action": "kms:*",
-            "Resource": "*"
-        }]
-    })
-    .to_string()
-}
-
-/// The key policy of the AWS-managed key `alias/aws/s3`, modelled on AWS's: use through S3
-/// by anyone in the account, metadata reads directly.
-pub fn managed_key_policy() -> String {
-    json!({
-        "Version": "2012-10-17",
-        "Id": "auto-s3-2",
-        "Statement": [
-            {
-                "Sid": "Allow access through S3 for all principals in the account that are authorized to use S3",
-                "Effect": "Allow",
-                "Principal": {"AWS": "*"},
-                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {
-                    "kms:ViaService": S3_VIA_SERVICE,
-                    "kms:CallerAccount": ACCOUNT
-                }}
-            },
-            {
-                "Sid": "Allow direct access to key metadata to the account",
-                "Effect": "Allow",
-                "Principal": {"AWS": "*"},
-                "Action": ["kms:DescribeKey", "kms:GetKeyPolicy"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"kms:CallerAccount": ACCOUNT}}
-            }
-        ]
-    })
-    .to_string()
-}
-
-fn parse_key_policy(json: &str) -> Result<Policy, KmsApiError> {
-    Policy::parse(json, PolicyKind::Resource)
-        .map_err(|e| KmsApiError::new("MalformedPolicyDocumentException", e.to_string()))
-}
-
-/// The condition keys of one request (docs/kms.md lists them).
-fn condition_context(principal: &Principal, call: &CallContext<'_>) -> coffer_policy::Context {
-    let mut c = coffer_policy::Context::new();
-    if let Some(ec) = call.encryption_context {
-        for (k, v) in ec {
-            c.insert(&format!("kms:EncryptionContext:{k}"), v.clone());
-            c.insert("kms:EncryptionContextKeys", k.clone());
-        }
-    }
-    c.insert("kms:CallerAccount", ACCOUNT);
-    if let Some(via) = call.via_service {
-        c.insert("kms:ViaService", via);
-    }
-    c.insert(
-        "aws:SecureTransport",
-        if call.secure { "true" } else { "false" },
-    );
-    c.insert("aws:PrincipalArn", principal.arn.clone());
-    c.insert("aws:username", principal.name.clone());
-    c.insert("aws:PrincipalAccount", ACCOUNT);
-    for op in call.grant_operations {
-        c.insert("kms:GrantOperations", op.clone());
-    }
-    c
-}
-
-/// Whether a grant's constraints hold for the request's encryption context. Constraints
-/// only restrict operations that take an encryption context.
-fn grant_constraints_hold(
-    constraints: Option<&GrantConstraints>,
-    context: Option<&BTreeMap<String, String>>,
-) -> bool {
-    let (Some(constraints), Some(context)) = (constraints, context) else {
-        return true;
-    };
-    if let Some(equals) = &constraints.encryption_context_equals {
-        if equals != context {
-            return false;
-        }
-    }
-    if let Some(subset) = &constraints.encryption_context_subset {
-        if !subset.iter().all(|(k, v)| context.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    true
-}
-
-/// The authorization decision for `action` (`kms:<Operation>`) on one key: explicit deny in
-/// the key policy → denied; allowed by the key policy or by a grant for the caller covering
-/// the operation whose constraints hold → allowed; otherwise denied.
-pub fn decide(
-    policy: &Policy,
-    grants: &[GrantRecord],
-    principal: &Principal,
-    action: &str,
-    key_arn: &str,
-    call: &CallContext<'_>,
-) -> Result<(), KmsApiError> {
-    let context = condition_context(principal, call);
-    let request = coffer_policy::Request {
-        principal: &principal.arn,
-        action,
-        resource: key_arn,
-        context: &context,
-    };
-    match policy.evaluate(&request) {
-        Decision::Deny => return Err(KmsApiError::access_denied(principal, action, key_arn, true)),
-        Decision::Allow => return Ok(()),
-        Decision::NotApplicable => {}
-    }
-    let operation = action.strip_prefix("kms:").unwrap_or(action);
-    let granted = grants.iter().any(|g| {
-        g.grantee_principal == principal.arn
-            && g.operations.iter().any(|o| o == operation)
-            && grant_constraints_hold(g.constraints.as_ref(), call.encryption_context)
-    });
-    if granted {
-        Ok(())
-    } else {
-        Err(KmsApiError::access_denied(
-            principal, action, key_arn, false,
-        ))
     }
 }
 
@@ -1022,35 +829,8 @@ impl KmsApi {
             "AccessDeniedException",
             format!(
                 "User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} action",
-                principal.arn
+                principal.arn()
             ),
-        ))
-    }
-
-    /// The policy and identity of a key (resolving id, alias or ARN; NotFound first).
-    fn key_authority(&self, key: &str) -> Result<(KeyAuthority, KeyMetadata), KmsApiError> {
-        let meta = self.kms.describe_key(key)?;
-        let policy = match self.kms.key_policy(&meta.key_id)? {
-            Some(json) => parse_key_policy(&json).map_err(|e| {
-                tracing::error!(
-                    "stored policy of key {} does not parse: {}",
-                    meta.key_id,
-                    e.message
-                );
-                KmsApiError::from(KmsError::Internal("stored key policy".into()))
-            })?,
-            None => match owner_arn(&meta.owner) {
-                Some(owner) => parse_key_policy(&default_key_policy(&owner))?,
-                None => parse_key_policy(&managed_key_policy())?,
-            },
-        };
-        Ok((
-            KeyAuthority {
-                key_id: meta.key_id.clone(),
-                arn: meta.arn.clone(),
-                policy,
-            },
-            meta,
         ))
     }
 
@@ -1070,7 +850,8 @@ impl KmsApi {
         Ok(())
     }
 
-    /// Resolves `key`, records it in `audit`, and authorizes `action` on it.
+    /// Resolves `key`, authorizes `action` on it (`coffer_kms::authz`), and records the
+    /// resolved key in `audit`, also when the decision is a denial.
     fn authorize(
         &self,
         principal: &Principal,
@@ -1078,19 +859,19 @@ impl KmsApi {
         action: &str,
         call: &CallContext<'_>,
         audit: &mut KmsAudit,
-    ) -> Result<KeyMetadata, KmsApiError> {
-        let (authority, meta) = self.key_authority(key)?;
-        audit.key_id = Some(authority.key_id.clone());
-        let grants = self.kms.grants(&authority.key_id)?;
-        decide(
-            &authority.policy,
-            &grants,
-            principal,
-            action,
-            &authority.arn,
-            call,
-        )?;
-        Ok(meta)
+    ) -> Result<KeyUse, KmsApiError> {
+        match self.kms.authorize(principal, key, action, call) {
+            Ok(proof) => {
+                audit.key_id = Some(proof.key_id().to_owned());
+                Ok(proof)
+            }
+            Err(e) => {
+                if matches!(e, KmsError::AccessDenied(_)) {
+                    audit.key_id = self.kms.describe_key(key).ok().map(|m| m.key_id);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     fn call<'a>(&self, context: Option<&'a BTreeMap<String, String>>) -> CallContext<'a> {
@@ -1100,38 +881,6 @@ impl KmsApi {
             secure: self.secure,
             grant_operations: &[],
         }
-    }
-
-    /// For the S3 server path (SSE-KMS): may `principal` use `key` for `action`
-    /// (`kms:GenerateDataKey` or `kms:Decrypt`) with this encryption context? Returns the
-    /// resolved key id. `via_service` is `Some(S3_VIA_SERVICE)` when S3 calls on the
-    /// principal's behalf.
-    pub fn check_key_use(
-        &self,
-        principal: &Principal,
-        key: &str,
-        action: &str,
-        context: &BTreeMap<String, String>,
-        via_service: Option<&str>,
-        secure: bool,
-    ) -> Result<String, KmsApiError> {
-        let (authority, _) = self.key_authority(key)?;
-        let grants = self.kms.grants(&authority.key_id)?;
-        let call = CallContext {
-            encryption_context: Some(context),
-            via_service,
-            secure,
-            grant_operations: &[],
-        };
-        decide(
-            &authority.policy,
-            &grants,
-            principal,
-            action,
-            &authority.arn,
-            &call,
-        )?;
-        Ok(authority.key_id)
     }
 
     fn is_managed(meta: &KeyMetadata) -> bool {
@@ -1188,14 +937,14 @@ impl KmsApi {
             Some(p) => {
                 let parsed = parse_key_policy(p)?;
                 if !req.bypass_policy_lockout_safety_check {
-                    self.check_lockout(&parsed, principal)?;
+                    check_lockout(&parsed, principal, self.secure)?;
                 }
                 p.clone()
             }
-            None => default_key_policy(&principal.arn),
+            None => default_key_policy(principal.arn()),
         };
         let meta = self.kms.create_key_with_origin(
-            &principal.arn,
+            principal.arn(),
             req.description.as_deref().unwrap_or_default(),
             tags_map(req.tags),
             origin,
@@ -1205,25 +954,6 @@ impl KmsApi {
         reply(json!({ "KeyMetadata": key_metadata_json(&meta, false) }))
     }
 
-    /// AWS's lockout safety check: the new policy must let the caller change it again.
-    fn check_lockout(&self, policy: &Policy, principal: &Principal) -> Result<(), KmsApiError> {
-        let context = condition_context(principal, &self.call(None));
-        let allowed = policy.evaluate(&coffer_policy::Request {
-            principal: &principal.arn,
-            action: "kms:PutKeyPolicy",
-            resource: "*",
-            context: &context,
-        }) == Decision::Allow;
-        if allowed {
-            Ok(())
-        } else {
-            Err(KmsApiError::new(
-                "MalformedPolicyDocumentException",
-                "The new key policy will not allow you to update the key policy in the future.",
-            ))
-        }
-    }
-
     fn handle_describe_key(
         &self,
         principal: &Principal,
@@ -1231,14 +961,15 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         self.check_grant_tokens(&req.grant_tokens)?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:DescribeKey",
             &self.call(None),
             audit,
         )?;
-        reply(json!({ "KeyMetadata": key_metadata_json(&meta, Self::is_managed(&meta)) }))
+        let meta = proof.metadata();
+        reply(json!({ "KeyMetadata": key_metadata_json(meta, Self::is_managed(meta)) }))
     }
 
     fn handle_list_keys(&self, principal: &Principal, req: ListRequest) -> Reply {
@@ -1263,14 +994,15 @@ impl KmsApi {
         let target = req
             .target_key_id
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &target,
             "kms:CreateAlias",
             &self.call(None),
             audit,
         )?;
-        if Self::is_managed(&meta) {
+        let meta = proof.metadata();
+        if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
             ));
@@ -1297,14 +1029,15 @@ impl KmsApi {
             &self.call(None),
             audit,
         )?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &target,
             "kms:UpdateAlias",
             &self.call(None),
             audit,
         )?;
-        if Self::is_managed(&meta) {
+        let meta = proof.metadata();
+        if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
             ));
@@ -1365,7 +1098,8 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         let action = format!("kms:{operation}");
-        let meta = self.authorize(principal, &req.key_id, &action, &self.call(None), audit)?;
+        let proof = self.authorize(principal, &req.key_id, &action, &self.call(None), audit)?;
+        let meta = proof.metadata();
         let id = meta.key_id.as_str();
         match operation {
             "EnableKey" => self.kms.enable_key(id)?,
@@ -1411,13 +1145,14 @@ impl KmsApi {
         req: ScheduleKeyDeletionRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:ScheduleKeyDeletion",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         let at = self
             .kms
             .schedule_key_deletion(&meta.key_id, req.pending_window_in_days)?;
@@ -1435,13 +1170,14 @@ impl KmsApi {
         req: EnableKeyRotationRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:EnableKeyRotation",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         self.kms
             .enable_key_rotation(&meta.key_id, req.rotation_period_in_days)?;
         reply(json!({}))
@@ -1456,13 +1192,14 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &key,
             "kms:ListKeyRotations",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         let rotations = self.kms.list_key_rotations(&meta.key_id)?;
         let (rotations, next) = paginate(rotations, req.limit, req.marker.as_deref(), 100, 1000)?;
         let list: Vec<Value> = rotations
@@ -1489,13 +1226,14 @@ impl KmsApi {
         req: GetParametersForImportRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:GetParametersForImport",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         if req.wrapping_algorithm != "RSAES_OAEP_SHA_256" {
             return Err(KmsApiError::unsupported(format!(
                 "WrappingAlgorithm {} is not supported: only RSAES_OAEP_SHA_256",
@@ -1526,13 +1264,14 @@ impl KmsApi {
         req: ImportKeyMaterialRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:ImportKeyMaterial",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         let valid_to = match (req.expiration_model.as_deref(), req.valid_to) {
             (None | Some("KEY_MATERIAL_EXPIRES"), Some(t)) if t.is_finite() && t > 0.0 => {
                 Some(SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64))
@@ -1576,7 +1315,7 @@ impl KmsApi {
         Self::note_context(audit, &req.encryption_context);
         check_algorithm(req.encryption_algorithm.as_deref())?;
         self.check_grant_tokens(&req.grant_tokens)?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:Encrypt",
@@ -1587,11 +1326,11 @@ impl KmsApi {
             return Err(dry_run());
         }
         let out = self.kms.encrypt(
-            &meta.key_id,
+            &proof,
             req.plaintext.0.expose(),
             &to_context(&req.encryption_context)?,
         )?;
-        audit.key_version = Some(meta.current_version);
+        audit.key_version = Some(out.key_version);
         reply(json!({
             "CiphertextBlob": B64.encode(&out.ciphertext_blob),
             "KeyId": out.key_id,
@@ -1633,7 +1372,7 @@ impl KmsApi {
                 return Err(KmsError::IncorrectKey.into());
             }
         }
-        self.authorize(
+        let proof = self.authorize(
             principal,
             &key_id,
             "kms:Decrypt",
@@ -1645,9 +1384,9 @@ impl KmsApi {
             return Err(dry_run());
         }
         let out = self.kms.decrypt(
+            &proof,
             &req.ciphertext_blob.0,
             &to_context(&req.encryption_context)?,
-            Some(&key_id),
         )?;
         let plaintext = Zeroizing::new(B64.encode(out.plaintext.expose()));
         reply(json!({
@@ -1673,7 +1412,7 @@ impl KmsApi {
                 return Err(KmsError::IncorrectKey.into());
             }
         }
-        self.authorize(
+        let source = self.authorize(
             principal,
             &source_id,
             "kms:ReEncryptFrom",
@@ -1692,10 +1431,10 @@ impl KmsApi {
             return Err(dry_run());
         }
         let out = self.kms.re_encrypt(
+            &source,
             &req.ciphertext_blob.0,
             &to_context(&req.source_encryption_context)?,
-            Some(&source_id),
-            &destination.key_id,
+            &destination,
             &to_context(&req.destination_encryption_context)?,
         )?;
         reply(json!({
@@ -1749,7 +1488,7 @@ impl KmsApi {
         } else {
             "kms:GenerateDataKeyWithoutPlaintext"
         };
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             action,
@@ -1760,29 +1499,22 @@ impl KmsApi {
             return Err(dry_run());
         }
         let context = to_context(&req.encryption_context)?;
-        let (plaintext, blob, key_arn) = if length == 32 {
-            let dk = self.kms.generate_data_key(&meta.key_id, &context)?;
-            let plaintext = Zeroizing::new(B64.encode(dk.plaintext.expose()));
-            (plaintext, dk.ciphertext_blob, dk.key_id)
+        let (plaintext, ct) = if with_plaintext {
+            let (bytes, ct) = self.kms.generate_data_key_bytes(&proof, length, &context)?;
+            (Some(Zeroizing::new(B64.encode(bytes.expose()))), ct)
         } else {
-            // Other sizes: random bytes encrypted under the key; the same blob format.
-            let bytes = self.kms.generate_random(length)?;
-            let ct = self.kms.encrypt(&meta.key_id, bytes.expose(), &context)?;
-            (
-                Zeroizing::new(B64.encode(bytes.expose())),
-                ct.ciphertext_blob,
-                ct.key_id,
-            )
+            let ct = self
+                .kms
+                .generate_data_key_without_plaintext(&proof, length, &context)?;
+            (None, ct)
         };
-        audit.key_version = Some(meta.current_version);
+        audit.key_version = Some(ct.key_version);
         let mut v = json!({
-            "CiphertextBlob": B64.encode(&blob),
-            "KeyId": key_arn,
+            "CiphertextBlob": B64.encode(&ct.ciphertext_blob),
+            "KeyId": ct.key_id,
         });
-        if with_plaintext {
-            if let Some(o) = v.as_object_mut() {
-                o.insert("Plaintext".into(), Value::String(plaintext.to_string()));
-            }
+        if let (Some(plaintext), Some(o)) = (plaintext, v.as_object_mut()) {
+            o.insert("Plaintext".into(), Value::String(plaintext.to_string()));
         }
         reply(v)
     }
@@ -1827,15 +1559,15 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         Self::check_policy_name(req.policy_name.as_deref())?;
-        self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:GetKeyPolicy",
             &self.call(None),
             audit,
         )?;
-        let (authority, _) = self.key_authority(&req.key_id)?;
-        reply(json!({"Policy": authority.policy.source(), "PolicyName": "default"}))
+        let policy = self.kms.effective_key_policy(proof.metadata())?;
+        reply(json!({"Policy": policy.source(), "PolicyName": "default"}))
     }
 
     fn handle_put_key_policy(
@@ -1848,21 +1580,22 @@ impl KmsApi {
         let policy = req
             .policy
             .ok_or_else(|| KmsApiError::validation("Policy is required"))?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:PutKeyPolicy",
             &self.call(None),
             audit,
         )?;
-        if Self::is_managed(&meta) {
+        let meta = proof.metadata();
+        if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "the key policy of an AWS managed key cannot be changed",
             ));
         }
         let parsed = parse_key_policy(&policy)?;
         if !req.bypass_policy_lockout_safety_check {
-            self.check_lockout(&parsed, principal)?;
+            check_lockout(&parsed, principal, self.secure)?;
         }
         self.kms.put_key_policy(&meta.key_id, &policy)?;
         reply(json!({}))
@@ -1905,7 +1638,8 @@ impl KmsApi {
             secure: self.secure,
             grant_operations: &req.operations,
         };
-        let meta = self.authorize(principal, &req.key_id, "kms:CreateGrant", &call, audit)?;
+        let proof = self.authorize(principal, &req.key_id, "kms:CreateGrant", &call, audit)?;
+        let meta = proof.metadata();
         if req.dry_run {
             return Err(dry_run());
         }
@@ -1932,7 +1666,7 @@ impl KmsApi {
             key_id: meta.key_id.clone(),
             grantee_principal: req.grantee_principal,
             retiring_principal: req.retiring_principal,
-            issuer: principal.arn.clone(),
+            issuer: principal.arn().to_owned(),
             operations: req.operations,
             constraints,
             name: req.name,
@@ -1948,13 +1682,14 @@ impl KmsApi {
         req: ListGrantsRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:ListGrants",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         let grants: Vec<GrantRecord> = self
             .kms
             .grants(&meta.key_id)?
@@ -2005,16 +1740,17 @@ impl KmsApi {
         audit.key_id = Some(grant.key_id.clone());
         // Who may retire (AWS): the retiring principal, or the grantee when the grant
         // includes RetireGrant. No one else, root included.
-        let may = grant.retiring_principal.as_deref() == Some(principal.arn.as_str())
-            || (grant.grantee_principal == principal.arn
+        let may = grant.retiring_principal.as_deref() == Some(principal.arn())
+            || (grant.grantee_principal == principal.arn()
                 && grant.operations.iter().any(|o| o == "RetireGrant"));
         if !may {
-            return Err(KmsApiError::access_denied(
+            return Err(access_denied(
                 principal,
                 "kms:RetireGrant",
                 &self.kms.key_arn(&grant.key_id),
                 false,
-            ));
+            )
+            .into());
         }
         if req.dry_run {
             return Err(dry_run());
@@ -2029,13 +1765,14 @@ impl KmsApi {
         req: RevokeGrantRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:RevokeGrant",
             &self.call(None),
             audit,
         )?;
+        let meta = proof.metadata();
         if req.dry_run {
             return Err(dry_run());
         }
@@ -2056,14 +1793,15 @@ impl KmsApi {
         req: TagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:TagResource",
             &self.call(None),
             audit,
         )?;
-        if Self::is_managed(&meta) {
+        let meta = proof.metadata();
+        if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "AWS managed keys cannot be tagged",
             ));
@@ -2078,14 +1816,15 @@ impl KmsApi {
         req: UntagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &req.key_id,
             "kms:UntagResource",
             &self.call(None),
             audit,
         )?;
-        if Self::is_managed(&meta) {
+        let meta = proof.metadata();
+        if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "AWS managed keys cannot be tagged",
             ));
@@ -2103,14 +1842,15 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let meta = self.authorize(
+        let proof = self.authorize(
             principal,
             &key,
             "kms:ListResourceTags",
             &self.call(None),
             audit,
         )?;
-        let tags: Vec<(String, String)> = meta.tags.into_iter().collect();
+        let meta = proof.metadata();
+        let tags: Vec<(String, String)> = meta.tags.clone().into_iter().collect();
         let (tags, next) = paginate(tags, req.limit, req.marker.as_deref(), 50, 50)?;
         let list: Vec<Value> = tags
             .iter()
@@ -2129,18 +1869,18 @@ mod tests {
     use super::*;
 
     fn user(name: &str) -> Principal {
-        Principal {
-            name: name.into(),
-            arn: Principal::user_arn(name),
-            access_key: format!("AK{name}"),
-            is_root: name == "root",
-        }
+        Principal::authenticated(name, &format!("AK{name}"), name == "root")
     }
 
+    /// No access keys; every caller may run the operations on no particular key
+    /// (CreateKey, ListKeys…), so these tests exercise key policies and grants alone.
     struct NoIdentities;
     impl IdentityLookup for NoIdentities {
         fn lookup(&self, _: &str) -> Option<(Zeroizing<String>, Principal)> {
             None
+        }
+        fn allows_unbound(&self, _: &Principal, _: &str, _: bool) -> bool {
+            true
         }
     }
 
@@ -2223,9 +1963,9 @@ mod tests {
         let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
         let key = create_key(&api, &alice);
         let policy = json!({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Allow", "Principal": {"AWS": [bob.arn, carol.arn]}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
-            {"Effect": "Deny", "Principal": {"AWS": carol.arn}, "Action": "kms:Encrypt", "Resource": "*",
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn()}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": [bob.arn(), carol.arn()]}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": carol.arn()}, "Action": "kms:Encrypt", "Resource": "*",
              "Condition": {"StringEquals": {"kms:EncryptionContext:team": "red"}}}
         ]});
         call(
@@ -2254,7 +1994,7 @@ mod tests {
         let alice = user("alice");
         let key = create_key(&api, &alice);
         let lockout = json!({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": alice.arn}, "Action": "kms:Encrypt", "Resource": "*"}
+            {"Effect": "Allow", "Principal": {"AWS": alice.arn()}, "Action": "kms:Encrypt", "Resource": "*"}
         ]})
         .to_string();
         let e = call(
@@ -2295,7 +2035,7 @@ mod tests {
             &alice,
             "CreateGrant",
             json!({
-                "KeyId": key, "GranteePrincipal": bob.arn, "RetiringPrincipal": carol.arn,
+                "KeyId": key, "GranteePrincipal": bob.arn(), "RetiringPrincipal": carol.arn(),
                 "Operations": ["Encrypt", "Decrypt"],
                 "Constraints": {"EncryptionContextEquals": {"app": "x"}}
             }),
@@ -2317,7 +2057,7 @@ mod tests {
             &alice,
             "CreateGrant",
             json!({
-                "KeyId": key, "GranteePrincipal": carol.arn, "Operations": ["Encrypt"],
+                "KeyId": key, "GranteePrincipal": carol.arn(), "Operations": ["Encrypt"],
                 "Constraints": {"EncryptionContextSubset": {"app": "x"}}
             }),
         )
@@ -2347,7 +2087,7 @@ mod tests {
             &api,
             &alice,
             "CreateGrant",
-            json!({"KeyId": key, "GranteePrincipal": bob.arn, "Operations": ["Encrypt"]}),
+            json!({"KeyId": key, "GranteePrincipal": bob.arn(), "Operations": ["Encrypt"]}),
         )
         .unwrap();
         encrypt(&api, &bob, &key, json!({})).unwrap();
@@ -2379,22 +2119,26 @@ mod tests {
             .unwrap();
         let bob = user("bob");
         let ctx = BTreeMap::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::b/k".to_owned())]);
-        assert_eq!(
-            api.check_key_use(
-                &bob,
-                "alias/aws/s3",
-                "kms:GenerateDataKey",
-                &ctx,
-                Some(S3_VIA_SERVICE),
-                true
-            )
-            .unwrap(),
-            id
-        );
+        let via_s3 = CallContext {
+            encryption_context: Some(&ctx),
+            via_service: Some(coffer_kms::S3_VIA_SERVICE),
+            secure: true,
+            grant_operations: &[],
+        };
+        let proof = api
+            .kms
+            .authorize(&bob, "alias/aws/s3", "kms:GenerateDataKey", &via_s3)
+            .unwrap();
+        assert_eq!(proof.key_id(), id);
+        let direct = CallContext {
+            via_service: None,
+            ..via_s3
+        };
         let e = api
-            .check_key_use(&bob, "alias/aws/s3", "kms:Decrypt", &ctx, None, true)
+            .kms
+            .authorize(&bob, "alias/aws/s3", "kms:Decrypt", &direct)
             .unwrap_err();
-        assert_eq!(e.code, "AccessDeniedException");
+        assert_eq!(KmsApiError::from(e).code, "AccessDeniedException");
         denied(encrypt(&api, &bob, "alias/aws/s3", json!({})));
         let d = call(&api, &bob, "DescribeKey", json!({"KeyId": "alias/aws/s3"})).unwrap();
         assert_eq!(d["KeyMetadata"]["KeyManager"], "AWS");

@@ -140,7 +140,15 @@ fn ensure_root_credentials(meta: &meta::MetaStore) -> ServerResult<Option<(Strin
 
 /// Opens everything under the data directory. Returns the S3 implementation and what to
 /// print at start.
-pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
+/// What [`open`] assembles from a data directory: the S3 service, the KMS API beside it,
+/// and notes for the operator (recovery done at startup).
+pub struct Opened {
+    pub s3: s3::Coffer,
+    pub kms_api: Arc<kms_api::KmsApi>,
+    pub notes: Vec<String>,
+}
+
+pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
     let data = &config.data_dir;
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Internal(format!("create {}: {e}", data.display())))?;
@@ -195,7 +203,6 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
     let coffer = s3::Coffer {
         audit,
         iam,
-        kms_api,
         meta,
         blobs: Arc::new(blobs),
         keys: Arc::new(keys),
@@ -203,7 +210,11 @@ pub fn open(config: &ServerConfig) -> ServerResult<(s3::Coffer, Vec<String>)> {
         limits: config.limits,
         reserve: s3::Reserve::new(data.join("reserve")),
     };
-    Ok((coffer, notes))
+    Ok(Opened {
+        s3: coffer,
+        kms_api,
+        notes,
+    })
 }
 
 fn build_service(
@@ -775,7 +786,11 @@ async fn shutdown_signal() {
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains connections (up to 30 s).
 pub async fn run(config: ServerConfig) -> ServerResult<()> {
-    let (coffer, notes) = open(&config)?;
+    let Opened {
+        s3: coffer,
+        kms_api,
+        notes,
+    } = open(&config)?;
     let tls = if config.insecure_http {
         None
     } else {
@@ -806,7 +821,6 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let kms_api = Arc::clone(&coffer.kms_api);
     let audit = Arc::clone(&coffer.audit);
     let service = Front {
         s3: build_service(coffer, &config, local.port())?,

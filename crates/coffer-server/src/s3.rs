@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use bytes::Bytes;
 use coffer_format::Metadata;
+use coffer_kms::KeyUse;
 use futures::Stream;
 use md5::{Digest, Md5};
 use s3s::dto::*;
@@ -35,8 +36,6 @@ pub struct Coffer {
     /// The audit trail (written by the front service in lib.rs).
     pub audit: Arc<crate::audit::Auditor>,
     pub iam: Arc<crate::iam::Iam>,
-    /// Key policies and grants: SSE-KMS needs the caller's permission on the key.
-    pub kms_api: Arc<crate::kms_api::KmsApi>,
     pub meta: Arc<MetaStore>,
     pub blobs: Arc<BlobStore>,
     pub keys: Arc<Keys>,
@@ -562,6 +561,7 @@ impl Coffer {
         part: u32,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
+        proof: Option<&KeyUse>,
         headers: &ObjectHeaders,
         hasher: s3s::checksum::ChecksumHasher,
         max_len: u64,
@@ -571,7 +571,7 @@ impl Coffer {
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
         let ctx = sse::blob_context(bucket, key, version, part)?;
-        let bk = self.keys.new_blob_key(sse, customer, &ctx)?;
+        let bk = self.keys.new_blob_key(sse, customer, proof, &ctx)?;
         let written = self
             .blobs
             .write(
@@ -605,6 +605,7 @@ impl Coffer {
         key: &str,
         rec: &ObjectRecord,
         customer: Option<CustomerKey>,
+        proof: Option<KeyUse>,
         range: Range<u64>,
     ) -> ServerResult<ChannelBody> {
         // (segment, its plaintext range within the segment)
@@ -628,7 +629,14 @@ impl Coffer {
         let ctx = sse::blob_context(bucket, key, &first_seg.version, first_seg.part_number)?;
         let first = self
             .blobs
-            .open(&first_seg, &self.keys, &rec.sse, customer.as_ref(), &ctx)
+            .open(
+                &first_seg,
+                &self.keys,
+                &rec.sse,
+                customer.as_ref(),
+                proof.as_ref(),
+                &ctx,
+            )
             .await?;
         // The first window is decrypted before the response starts: a small object is fully
         // authenticated before its status line, and damage is an error response, not a cut
@@ -649,7 +657,7 @@ impl Coffer {
                 for (seg, r) in plan {
                     let ctx = sse::blob_context(&bucket, &key, &seg.version, seg.part_number)?;
                     let blob = blobs
-                        .open(&seg, &keys, &sse, customer.as_ref(), &ctx)
+                        .open(&seg, &keys, &sse, customer.as_ref(), proof.as_ref(), &ctx)
                         .await?;
                     if !blobs.stream_range(&blob, r, &tx).await? {
                         return Ok(());
@@ -725,51 +733,49 @@ impl Coffer {
         Ok((bucket, key, rec))
     }
 
-    /// SSE-KMS uses the key on the caller's behalf: the caller needs `action` on the key
-    /// (key policy or grant), decided with `kms:ViaService` = S3, as AWS does.
-    fn kms_use(&self, ext: &http::Extensions, sse: &SseRecord, action: &str) -> S3Result<()> {
+    /// SSE-KMS uses the key on the caller's behalf: the caller's proof for `action` on the
+    /// object's key (`None` for the other encryption kinds, which need none).
+    fn kms_use(
+        &self,
+        ext: &http::Extensions,
+        sse: &SseRecord,
+        action: &str,
+    ) -> S3Result<Option<KeyUse>> {
         let SseRecord::Kms { key_arn, context } = sse else {
-            return Ok(());
+            return Ok(None);
         };
         let caller = principal(ext)?;
-        self.kms_api
-            .check_key_use(
-                &caller,
-                key_arn,
-                action,
-                context,
-                Some(crate::kms_api::S3_VIA_SERVICE),
-                self.secure,
-            )
-            .map(|_| ())
-            .map_err(|e| {
-                if e.code == "AccessDeniedException" {
-                    s3s::S3Error::with_message(S3ErrorCode::AccessDenied, e.message)
-                } else {
-                    ServerError::s3(
-                        S3ErrorCode::Custom(format!("KMS.{}", e.code).into()),
-                        e.message,
-                    )
-                    .into()
-                }
-            })
+        Ok(Some(s3(self.keys.authorize(
+            &caller,
+            key_arn,
+            action,
+            context,
+            self.secure,
+        ))?))
     }
 
+    /// What a write stores (its SSE record, SSE-C key, bucket-key flag) and, for SSE-KMS,
+    /// the caller's `kms:GenerateDataKey` proof on the chosen key.
+    #[allow(clippy::type_complexity)]
     fn write_choice(
         &self,
+        ext: &http::Extensions,
         h: &SseHeaders<'_>,
         bucket: &str,
         key: &str,
-    ) -> ServerResult<(SseRecord, Option<CustomerKey>, bool)> {
-        let default = self.bucket_default(bucket)?;
-        let choice = sse::choose(h, default.as_ref(), self.secure)?;
-        let rec = self.keys.resolve(&choice, bucket, key)?;
+    ) -> S3Result<(SseRecord, Option<CustomerKey>, bool, Option<KeyUse>)> {
+        let default = s3(self.bucket_default(bucket))?;
+        let choice = s3(sse::choose(h, default.as_ref(), self.secure))?;
+        let caller = principal(ext)?;
+        let (rec, proof) = s3(self
+            .keys
+            .resolve(&choice, bucket, key, &caller, self.secure))?;
         let bucket_key = default.as_ref().is_some_and(|d| d.bucket_key_enabled);
         let customer = match choice {
             SseChoice::C(c) => Some(c),
             _ => None,
         };
-        Ok((rec, customer, bucket_key))
+        Ok((rec, customer, bucket_key, proof))
     }
 }
 
@@ -917,8 +923,8 @@ impl S3 for Coffer {
             .into());
         }
         let caller = principal(&req.extensions)?;
-        if let Err(existing) = s3(self.meta.create_bucket(&bucket, now_ms(), &caller.name))? {
-            if existing == caller.name {
+        if let Err(existing) = s3(self.meta.create_bucket(&bucket, now_ms(), caller.name()))? {
+            if existing == caller.name() {
                 return Err(ServerError::s3(
                     S3ErrorCode::BucketAlreadyOwnedByYou,
                     "Your previous request to create the named bucket succeeded and you already own it.",
@@ -1149,7 +1155,8 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key) = s3(self.write_choice(
+        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
+            &req.extensions,
             &SseHeaders {
                 sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
                 kms_key_id: input.ssekms_key_id.as_deref(),
@@ -1160,9 +1167,8 @@ impl S3 for Coffer {
             },
             &input.bucket,
             &input.key,
-        ))?;
+        )?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
-        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -1197,6 +1203,7 @@ impl S3 for Coffer {
                 1,
                 &sse_rec,
                 customer.as_ref(),
+                proof.as_ref(),
                 &headers,
                 s3(sums.hasher())?,
                 self.limits.max_object_size,
@@ -1280,7 +1287,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
-        self.kms_use(&req.extensions, &rec.sse, "kms:Decrypt")?;
+        let proof = self.kms_use(&req.extensions, &rec.sse, "kms:Decrypt")?;
         s3(check_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -1333,7 +1340,14 @@ impl S3 for Coffer {
             (None, None) => (0..total, false, None),
         };
         let body = s3(self
-            .read_stream(&input.bucket, &input.key, &rec, customer, range.clone())
+            .read_stream(
+                &input.bucket,
+                &input.key,
+                &rec,
+                customer,
+                proof,
+                range.clone(),
+            )
             .await)?;
         let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
         let mut out = GetObjectOutput::default();
@@ -1555,10 +1569,9 @@ impl S3 for Coffer {
             )
             .into());
         }
-        let (sse_rec, customer, bucket_key) =
-            s3(self.write_choice(&sse_headers, &input.bucket, &input.key))?;
-        self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
-        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
+        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        let (sse_rec, customer, bucket_key, proof) =
+            self.write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let headers = if replace {
             object_headers(
@@ -1575,7 +1588,14 @@ impl S3 for Coffer {
             src.headers.clone()
         };
         let body = s3(self
-            .read_stream(&src_bucket, &src_key, &src, src_customer, 0..src.size)
+            .read_stream(
+                &src_bucket,
+                &src_key,
+                &src,
+                src_customer,
+                src_proof,
+                0..src.size,
+            )
             .await)?;
         let version = uuid::Uuid::new_v4().to_string();
         let mut sums = ChecksumRequest {
@@ -1606,6 +1626,7 @@ impl S3 for Coffer {
                 1,
                 &sse_rec,
                 customer.as_ref(),
+                proof.as_ref(),
                 &headers,
                 s3(sums.hasher())?,
                 self.limits.max_object_size,
@@ -1945,7 +1966,8 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key) = s3(self.write_choice(
+        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
+            &req.extensions,
             &SseHeaders {
                 sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
                 kms_key_id: input.ssekms_key_id.as_deref(),
@@ -1956,8 +1978,9 @@ impl S3 for Coffer {
             },
             &input.bucket,
             &input.key,
-        ))?;
-        self.kms_use(&req.extensions, &sse_rec, "kms:GenerateDataKey")?;
+        )?;
+        // The proof is not kept: each UploadPart asks for its own.
+        drop(proof);
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
         let rec = UploadRecord {
             bucket: input.bucket.clone(),
@@ -2015,7 +2038,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
-        self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
+        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -2040,6 +2063,7 @@ impl S3 for Coffer {
                 part,
                 &upload.sse,
                 customer.as_ref(),
+                proof.as_ref(),
                 &upload.headers,
                 s3(sums.hasher())?,
                 self.limits.max_object_size,
@@ -2111,15 +2135,15 @@ impl S3 for Coffer {
             input.copy_source_if_unmodified_since.as_ref(),
             src_customer.as_ref(),
         ))?;
-        self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
-        self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
+        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
             Some(r) => s3(parse_copy_source_range(r, src.size))?,
         };
         let want = range.end - range.start;
         let body = s3(self
-            .read_stream(&src_bucket, &src_key, &src, src_customer, range)
+            .read_stream(&src_bucket, &src_key, &src, src_customer, src_proof, range)
             .await)?;
         let sums = ChecksumRequest {
             algorithm: upload.checksum_algorithm.clone(),
@@ -2134,6 +2158,7 @@ impl S3 for Coffer {
                 part,
                 &upload.sse,
                 customer.as_ref(),
+                proof.as_ref(),
                 &upload.headers,
                 s3(sums.hasher())?,
                 self.limits.max_object_size,

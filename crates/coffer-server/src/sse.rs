@@ -19,7 +19,7 @@ use std::sync::Arc;
 use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use coffer_format::{Context, KeyKind, KeyReference, SecretKey, WrappedKey};
-use coffer_kms::Kms;
+use coffer_kms::{CallContext, KeyUse, Kms, Principal, MANAGED_OWNER, S3_VIA_SERVICE};
 use md5::{Digest, Md5};
 use s3s::S3ErrorCode;
 use zeroize::Zeroizing;
@@ -29,8 +29,6 @@ use crate::meta::{BucketEncryption, SseRecord};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// The owner recorded on the AWS-managed key Coffer creates for SSE-KMS.
-pub const SERVICE_PRINCIPAL: &str = "coffer:s3";
 /// The alias of the default SSE-KMS key, as on AWS.
 pub const DEFAULT_KMS_ALIAS: &str = "alias/aws/s3";
 const SSE_S3_KEY_ID: &str = "sse-s3";
@@ -227,13 +225,25 @@ impl Keys {
     }
 
     /// Resolves a write's choice into what is stored: for SSE-KMS the key's ARN (the
-    /// AWS-managed `aws/s3` key when none is named) and the full encryption context.
-    pub fn resolve(&self, choice: &SseChoice, bucket: &str, key: &str) -> ServerResult<SseRecord> {
+    /// AWS-managed `aws/s3` key when none is named) and the full encryption context, and
+    /// the caller's `kms:GenerateDataKey` proof on that key (the key is resolved once, by
+    /// the authorization).
+    pub fn resolve(
+        &self,
+        choice: &SseChoice,
+        bucket: &str,
+        key: &str,
+        caller: &Principal,
+        secure: bool,
+    ) -> ServerResult<(SseRecord, Option<KeyUse>)> {
         Ok(match choice {
-            SseChoice::S3 => SseRecord::S3,
-            SseChoice::C(c) => SseRecord::C {
-                fingerprint: self.fingerprint(c),
-            },
+            SseChoice::S3 => (SseRecord::S3, None),
+            SseChoice::C(c) => (
+                SseRecord::C {
+                    fingerprint: self.fingerprint(c),
+                },
+                None,
+            ),
             SseChoice::Kms {
                 key: key_id,
                 context,
@@ -242,33 +252,56 @@ impl Keys {
                     Some(k) if !k.is_empty() => k.to_owned(),
                     _ => self.kms.ensure_managed_key(
                         DEFAULT_KMS_ALIAS,
-                        SERVICE_PRINCIPAL,
+                        MANAGED_OWNER,
                         "Default key that protects my S3 objects when no other key is defined",
                     )?,
                 };
-                let meta = self.kms.describe_key(&id)?;
-                if !meta.enabled {
-                    return Err(coffer_kms::KmsError::Disabled(meta.arn).into());
-                }
                 let mut ctx = match context {
                     Some(b64) => parse_kms_context(b64)?,
                     None => BTreeMap::new(),
                 };
                 ctx.entry("aws:s3:arn".to_owned())
                     .or_insert_with(|| object_arn(bucket, key));
-                SseRecord::Kms {
-                    key_arn: meta.arn,
-                    context: ctx,
+                let proof = self.authorize(caller, &id, "kms:GenerateDataKey", &ctx, secure)?;
+                if !proof.metadata().enabled {
+                    return Err(coffer_kms::KmsError::Disabled(proof.key_arn().to_owned()).into());
                 }
+                let record = SseRecord::Kms {
+                    key_arn: proof.key_arn().to_owned(),
+                    context: ctx,
+                };
+                (record, Some(proof))
             }
         })
     }
 
-    /// A fresh data key for one blob under `sse`.
+    /// SSE-KMS uses the key on the caller's behalf: the caller needs `action` on the key
+    /// (key policy or grant), decided by the KMS core with `kms:ViaService` = S3, as AWS
+    /// does.
+    pub fn authorize(
+        &self,
+        caller: &Principal,
+        key: &str,
+        action: &str,
+        context: &BTreeMap<String, String>,
+        secure: bool,
+    ) -> ServerResult<KeyUse> {
+        let call = CallContext {
+            encryption_context: Some(context),
+            via_service: Some(S3_VIA_SERVICE),
+            secure,
+            grant_operations: &[],
+        };
+        Ok(self.kms.authorize(caller, key, action, &call)?)
+    }
+
+    /// A fresh data key for one blob under `sse`; SSE-KMS needs the caller's
+    /// `kms:GenerateDataKey` proof on the record's key.
     pub fn new_blob_key(
         &self,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
+        proof: Option<&KeyUse>,
         blob_ctx: &Context,
     ) -> ServerResult<BlobKey> {
         match sse {
@@ -283,7 +316,8 @@ impl Keys {
                 Ok(BlobKey { dek, wrapped })
             }
             SseRecord::Kms { key_arn, context } => {
-                let dk = self.kms.generate_data_key(key_arn, &to_context(context)?)?;
+                let proof = kms_proof(proof, key_arn)?;
+                let dk = self.kms.generate_data_key(proof, &to_context(context)?)?;
                 let wrapped = WrappedKey::decode(&dk.ciphertext_blob)?;
                 Ok(BlobKey {
                     dek: dk.plaintext,
@@ -356,11 +390,13 @@ impl Keys {
         }
     }
 
-    /// Unwraps a blob's DEK from its header's wrapped key.
+    /// Unwraps a blob's DEK from its header's wrapped key; SSE-KMS needs the caller's
+    /// `kms:Decrypt` proof on the record's key.
     pub fn unwrap_dek(
         &self,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
+        proof: Option<&KeyUse>,
         wrapped: &WrappedKey,
         blob_ctx: &Context,
     ) -> ServerResult<SecretKey> {
@@ -377,8 +413,9 @@ impl Keys {
         let bytes = match sse {
             SseRecord::S3 => wrapped.unwrap(&self.sse_s3, blob_ctx)?,
             SseRecord::Kms { key_arn, context } => {
+                let proof = kms_proof(proof, key_arn)?;
                 self.kms
-                    .decrypt(&wrapped.encode(), &to_context(context)?, Some(key_arn))?
+                    .decrypt(proof, &wrapped.encode(), &to_context(context)?)?
                     .plaintext
             }
             SseRecord::C { .. } => {
@@ -391,6 +428,21 @@ impl Keys {
         bytes
             .into_key()
             .map_err(|_| ServerError::Integrity("data key is not 32 bytes".into()))
+    }
+}
+
+/// The proof an SSE-KMS blob operation needs: present, and for the object's key. Its
+/// absence is a server defect (every SSE-KMS path authorizes first), so it fails closed.
+fn kms_proof<'a>(proof: Option<&'a KeyUse>, key_arn: &str) -> ServerResult<&'a KeyUse> {
+    match proof {
+        Some(p) if p.key_arn() == key_arn => Ok(p),
+        Some(p) => Err(ServerError::Internal(format!(
+            "SSE-KMS proof is for {}, the object is under {key_arn}",
+            p.key_arn()
+        ))),
+        None => Err(ServerError::Internal(format!(
+            "SSE-KMS operation on {key_arn} without an authorization"
+        ))),
     }
 }
 

@@ -109,3 +109,69 @@ pub fn assert_absent(dir: &Path, secret: &[u8], what: &str) {
         );
     }
 }
+
+// ---- the cryptographic operations, each behind its proof ----
+//
+// The tests' keys are owned by non-ARN owners ("user/alice"), which belong to the root
+// identity (authz::owner_arn), so the root identity's default key policy allows them. These
+// helpers ask `Kms::authorize` exactly as the KMS API does before each operation.
+
+use coffer_kms::{CallContext, Ciphertext, DataKey, KeyUse, Plaintext, Principal, ReEncrypted};
+
+pub fn root() -> Principal {
+    Principal::authenticated("root", "AKROOT", true)
+}
+
+pub fn allow(kms: &Kms, key: &str, action: &str) -> coffer_kms::Result<KeyUse> {
+    kms.authorize(&root(), key, action, &CallContext::default())
+}
+
+pub fn encrypt(
+    kms: &Kms,
+    key: &str,
+    plaintext: &[u8],
+    context: &Context,
+) -> coffer_kms::Result<Ciphertext> {
+    kms.encrypt(&allow(kms, key, "kms:Encrypt")?, plaintext, context)
+}
+
+/// Decrypt as the API does: the key the blob names, checked against `key` when given.
+pub fn decrypt(
+    kms: &Kms,
+    blob: &[u8],
+    context: &Context,
+    key: Option<&str>,
+) -> coffer_kms::Result<Plaintext> {
+    let id = Kms::ciphertext_key_id(blob)?;
+    if let Some(expected) = key {
+        if kms.resolve(expected)? != id {
+            return Err(coffer_kms::KmsError::IncorrectKey);
+        }
+    }
+    kms.decrypt(&allow(kms, &id, "kms:Decrypt")?, blob, context)
+}
+
+pub fn generate_data_key(kms: &Kms, key: &str, context: &Context) -> coffer_kms::Result<DataKey> {
+    kms.generate_data_key(&allow(kms, key, "kms:GenerateDataKey")?, context)
+}
+
+pub fn generate_data_key_without_plaintext(
+    kms: &Kms,
+    key: &str,
+    context: &Context,
+) -> coffer_kms::Result<Ciphertext> {
+    let proof = allow(kms, key, "kms:GenerateDataKeyWithoutPlaintext")?;
+    kms.generate_data_key_without_plaintext(&proof, 32, context)
+}
+
+pub fn re_encrypt(
+    kms: &Kms,
+    blob: &[u8],
+    source_context: &Context,
+    destination_key: &str,
+    destination_context: &Context,
+) -> coffer_kms::Result<ReEncrypted> {
+    let from = allow(kms, &Kms::ciphertext_key_id(blob)?, "kms:ReEncryptFrom")?;
+    let to = allow(kms, destination_key, "kms:ReEncryptTo")?;
+    kms.re_encrypt(&from, blob, source_context, &to, destination_context)
+}
