@@ -173,6 +173,43 @@ t_esdk() {
 }
 check "AWS Encryption SDK: round trip; decrypt fails with the key disabled" t_esdk
 
+# The audit record of an SSE-KMS PUT (and GET) names the key and the key version that was
+# actually used: v1 before a rotation, v2 after it, and a GET of the first object v1 again.
+t_sse_kms_audit() {
+  export AWS_ENDPOINT_URL_S3=$endpoint
+  local k arn
+  k=$(aws kms create-key --description "audit key" --query KeyMetadata.KeyId --output text) || return 1
+  arn=$(aws kms describe-key --key-id "$k" --query KeyMetadata.Arn --output text) || return 1
+  aws s3api create-bucket --bucket audit-kms >/dev/null || return 1
+  echo one >"$work/one.txt"
+  aws s3api put-object --bucket audit-kms --key before --body "$work/one.txt" \
+    --server-side-encryption aws:kms --ssekms-key-id "$k" >/dev/null || return 1
+  aws kms rotate-key-on-demand --key-id "$k" >/dev/null || return 1
+  aws s3api put-object --bucket audit-kms --key after --body "$work/one.txt" \
+    --server-side-encryption aws:kms --ssekms-key-id "$k" >/dev/null || return 1
+  aws s3api get-object --bucket audit-kms --key before "$work/got.txt" >/dev/null || return 1
+  cmp -s "$work/one.txt" "$work/got.txt" || { echo "GET returned other bytes"; return 1; }
+  "$bin" audit query --data-dir "$work/data" --action 's3:*Object' >"$work/audit.jsonl" || return 1
+  python3 - "$work/audit.jsonl" "$arn" <<'PY'
+import json, sys
+arn = sys.argv[2]
+got = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["phase"] == "response" and r["outcome"] == "success" and (r["resource"] or "").startswith("arn:aws:s3:::audit-kms/"):
+        got[(r["action"], r["resource"].rsplit("/", 1)[1])] = (r["key_id"], r["key_version"])
+want = {
+    ("s3:PutObject", "before"): (arn, 1),
+    ("s3:PutObject", "after"): (arn, 2),
+    ("s3:GetObject", "before"): (arn, 1),
+}
+for k, v in want.items():
+    if got.get(k) != v:
+        sys.exit(f"audit record {k}: wanted key/version {v}, got {got.get(k)}")
+PY
+}
+check "SSE-KMS PUT/GET audit records carry the key and key version used (v1, rotate, v2)" t_sse_kms_audit
+
 t_deletion() {
   aws kms schedule-key-deletion --key-id "$key_id" --pending-window-in-days 7 >"$work/del.json" || return 1
   [ "$(jget KeyState <"$work/del.json")" = PendingDeletion ] || return 1

@@ -223,6 +223,17 @@ fn clamp(mut ev: Event) -> Event {
     ev
 }
 
+/// The key an S3 operation used (SSE-KMS): put in the response's extensions by the
+/// handler that used it, read here. The audit trail records what the handler did, not what
+/// a response header says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUsed {
+    /// The key's ARN.
+    pub key_arn: String,
+    /// The key version that wrapped (PUT, copy, part) or unwrapped (GET) the data key.
+    pub key_version: u32,
+}
+
 /// The `<Code>` of an S3 XML error body.
 fn xml_code(body: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(body).ok()?;
@@ -302,12 +313,9 @@ impl Auditor {
             ev.resource = a.resource;
             ev.error_code = a.error_code;
         } else {
-            if let Some(k) = resp
-                .headers()
-                .get("x-amz-server-side-encryption-aws-kms-key-id")
-                .and_then(|v| v.to_str().ok())
-            {
-                ev.key_id = Some(k.to_owned());
+            if let Some(k) = resp.extensions_mut().remove::<KeyUsed>() {
+                ev.key_id = Some(k.key_arn);
+                ev.key_version = Some(k.key_version);
             }
             if ev.outcome == Outcome::Failure {
                 let body = resp.body().bytes();

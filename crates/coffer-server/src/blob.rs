@@ -220,6 +220,7 @@ impl BlobStore {
         };
         let header_len = seg.header_len as usize;
         let header = Header::parse(&head[..header_len])?;
+        let key_version = header.wrapped_dek().reference().version;
         let dek = keys.unwrap_dek(sse, customer, proof, header.wrapped_dek(), context)?;
         let (dec, metadata) =
             RangeDecryptor::new(dek, context, &header, &head[header_len..], layout)?;
@@ -234,6 +235,7 @@ impl BlobStore {
             dec,
             whole,
             metadata,
+            key_version,
         })
     }
 
@@ -484,4 +486,6 @@ pub struct OpenBlob {
     dec: RangeDecryptor,
     whole: Option<Bytes>,
     pub metadata: Metadata,
+    /// The version of the key that wrapped this blob's data key (its header says).
+    pub key_version: u32,
 }

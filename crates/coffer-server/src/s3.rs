@@ -19,6 +19,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
 use tokio::sync::mpsc;
 
+use crate::audit::KeyUsed;
 use crate::blob::{BlobStore, WrittenBlob};
 use crate::error::{ServerError, ServerResult};
 use crate::meta::{
@@ -566,12 +567,16 @@ impl Coffer {
         hasher: s3s::checksum::ChecksumHasher,
         max_len: u64,
         idle: std::time::Duration,
-    ) -> ServerResult<(Segment, WrittenBlob)>
+    ) -> ServerResult<(Segment, WrittenBlob, Option<KeyUsed>)>
     where
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
         let ctx = sse::blob_context(bucket, key, version, part)?;
         let bk = self.keys.new_blob_key(sse, customer, proof, &ctx)?;
+        let used = proof.map(|p| KeyUsed {
+            key_arn: p.key_arn().to_owned(),
+            key_version: bk.wrapped.reference().version,
+        });
         let written = self
             .blobs
             .write(
@@ -593,12 +598,13 @@ impl Coffer {
             header_len: written.header_len,
             etag: hex::encode(written.md5),
         };
-        Ok((seg, written))
+        Ok((seg, written, used))
     }
 
     /// Streams the plaintext `range` of an object. The first segment is opened (key
     /// unwrapped, commitment and trailer checked) before this returns, so a wrong key or a
-    /// damaged header is an error response rather than a cut body.
+    /// damaged header is an error response rather than a cut body. Also returns, for
+    /// SSE-KMS, the key used to open that first segment.
     async fn read_stream(
         &self,
         bucket: &str,
@@ -607,7 +613,7 @@ impl Coffer {
         customer: Option<CustomerKey>,
         proof: Option<KeyUse>,
         range: Range<u64>,
-    ) -> ServerResult<ChannelBody> {
+    ) -> ServerResult<(ChannelBody, Option<KeyUsed>)> {
         // (segment, its plaintext range within the segment)
         let mut plan = Vec::new();
         let mut offset = 0u64;
@@ -624,7 +630,7 @@ impl Coffer {
         let mut plan = plan.into_iter();
         let Some((first_seg, first_range)) = plan.next() else {
             drop(tx);
-            return Ok(ChannelBody(rx));
+            return Ok((ChannelBody(rx), None));
         };
         let ctx = sse::blob_context(bucket, key, &first_seg.version, first_seg.part_number)?;
         let first = self
@@ -638,6 +644,10 @@ impl Coffer {
                 &ctx,
             )
             .await?;
+        let used = proof.as_ref().map(|p| KeyUsed {
+            key_arn: p.key_arn().to_owned(),
+            key_version: first.key_version,
+        });
         // The first window is decrypted before the response starts: a small object is fully
         // authenticated before its status line, and damage is an error response, not a cut
         // body.
@@ -673,7 +683,7 @@ impl Coffer {
                     .await;
             }
         });
-        Ok(ChannelBody(rx))
+        Ok((ChannelBody(rx), used))
     }
 
     fn customer_key(
@@ -849,6 +859,15 @@ fn to_object(key: String, rec: &ObjectRecord) -> Object {
         ObjectStorageClass::STANDARD,
     ));
     o
+}
+
+/// A response that records, for the audit trail, the key the operation used.
+fn with_key_used<T>(output: T, used: Option<KeyUsed>) -> S3Response<T> {
+    let mut resp = S3Response::new(output);
+    if let Some(used) = used {
+        resp.extensions.insert(used);
+    }
+    resp
 }
 
 /// The caller, as the access hook (`iam::S3Authz`) left it in the request's extensions.
@@ -1194,7 +1213,7 @@ impl S3 for Coffer {
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::wrap::<_, std::io::Error>(futures::stream::empty()));
-        let (seg, written) = s3(self
+        let (seg, written, used) = s3(self
             .write_blob(
                 body,
                 &input.bucket,
@@ -1261,7 +1280,7 @@ impl S3 for Coffer {
         out.checksum_crc64nvme = rec.checksums.crc64nvme;
         out.checksum_sha1 = rec.checksums.sha1;
         out.checksum_sha256 = rec.checksums.sha256;
-        Ok(S3Response::new(out))
+        Ok(with_key_used(out, used))
     }
 
     async fn get_object(
@@ -1339,7 +1358,7 @@ impl S3 for Coffer {
             }
             (None, None) => (0..total, false, None),
         };
-        let body = s3(self
+        let (body, used) = s3(self
             .read_stream(
                 &input.bucket,
                 &input.key,
@@ -1378,7 +1397,7 @@ impl S3 for Coffer {
             out.checksum_sha1 = rec.checksums.sha1.clone();
             out.checksum_sha256 = rec.checksums.sha256.clone();
         }
-        Ok(S3Response::new(out))
+        Ok(with_key_used(out, used))
     }
 
     async fn head_object(
@@ -1587,7 +1606,7 @@ impl S3 for Coffer {
         } else {
             src.headers.clone()
         };
-        let body = s3(self
+        let (body, _) = s3(self
             .read_stream(
                 &src_bucket,
                 &src_key,
@@ -1617,7 +1636,7 @@ impl S3 for Coffer {
                 sums = ChecksumRequest::default();
             }
         }
-        let (seg, written) = s3(self
+        let (seg, written, used) = s3(self
             .write_blob(
                 body,
                 &input.bucket,
@@ -1685,7 +1704,7 @@ impl S3 for Coffer {
         out.sse_customer_algorithm = s.c_algorithm;
         out.sse_customer_key_md5 = s.c_key_md5;
         out.bucket_key_enabled = s.bucket_key;
-        Ok(S3Response::new(out))
+        Ok(with_key_used(out, used))
     }
 
     async fn list_objects(
@@ -2054,7 +2073,7 @@ impl S3 for Coffer {
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::wrap::<_, std::io::Error>(futures::stream::empty()));
-        let (seg, written) = s3(self
+        let (seg, written, used) = s3(self
             .write_blob(
                 body,
                 &input.bucket,
@@ -2106,7 +2125,7 @@ impl S3 for Coffer {
         out.checksum_crc64nvme = rec.checksums.crc64nvme;
         out.checksum_sha1 = rec.checksums.sha1;
         out.checksum_sha256 = rec.checksums.sha256;
-        Ok(S3Response::new(out))
+        Ok(with_key_used(out, used))
     }
 
     async fn upload_part_copy(
@@ -2142,14 +2161,14 @@ impl S3 for Coffer {
             Some(r) => s3(parse_copy_source_range(r, src.size))?,
         };
         let want = range.end - range.start;
-        let body = s3(self
+        let (body, _) = s3(self
             .read_stream(&src_bucket, &src_key, &src, src_customer, src_proof, range)
             .await)?;
         let sums = ChecksumRequest {
             algorithm: upload.checksum_algorithm.clone(),
             ..Default::default()
         };
-        let (seg, written) = s3(self
+        let (seg, written, used) = s3(self
             .write_blob(
                 body,
                 &input.bucket,
@@ -2207,7 +2226,7 @@ impl S3 for Coffer {
         out.sse_customer_algorithm = s.c_algorithm;
         out.sse_customer_key_md5 = s.c_key_md5;
         out.bucket_key_enabled = s.bucket_key;
-        Ok(S3Response::new(out))
+        Ok(with_key_used(out, used))
     }
 
     async fn complete_multipart_upload(
