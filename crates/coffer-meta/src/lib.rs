@@ -1,9 +1,24 @@
-//! Coffer's metadata records and their stored encoding, and the store error type.
+//! Coffer's metadata behind two small traits with written contracts (STYLE.md §7):
+//!
+//! - [`MetaStore`]: buckets, their default encryption, objects, multipart uploads and
+//!   parts — the commit point of every write;
+//! - [`IdentityStore`]: identities, access keys, identity policies, bucket owners and
+//!   bucket policies — what authorization decisions are made from.
+//!
+//! [`MemoryStore`] implements both (maps behind a mutex, the reference model).
+//!
+//! Errors are [`MetaError`], by cause. Stored records carry a version marker ([`record`]).
 
 mod error;
+mod identity;
+mod memory;
+mod meta;
 pub mod record;
 
 pub use error::{MetaError, MetaResult};
+pub use identity::{AccessKey, IdentityRecord, IdentitySnapshot, IdentityStore, SecretAccessKey};
+pub use memory::MemoryStore;
+pub use meta::{EtagMatch, MetaStore, Precondition};
 pub use record::{
     BucketEncryption, BucketInfo, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Segment,
     SseRecord, UploadRecord, RECORD_VERSION,
