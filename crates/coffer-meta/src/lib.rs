@@ -5,7 +5,11 @@
 //! - [`IdentityStore`]: identities, access keys, identity policies, bucket owners and
 //!   bucket policies — what authorization decisions are made from.
 //!
-//! [`MemoryStore`] implements both (maps behind a mutex, the reference model).
+//! Both are implemented by [`SqlCipherStore`] (one page-encrypted SQLite database, the
+//! server's `server.db`, schema unchanged) and [`MemoryStore`] (maps behind a mutex, the
+//! reference model). One value implements both traits because they share data: a bucket's
+//! owner is written by [`MetaStore::create_bucket`], its policy removed by
+//! [`MetaStore::delete_bucket`].
 //!
 //! Errors are [`MetaError`], by cause. Stored records carry a version marker ([`record`]).
 
@@ -14,6 +18,7 @@ mod identity;
 mod memory;
 mod meta;
 pub mod record;
+mod sqlcipher;
 
 pub use error::{MetaError, MetaResult};
 pub use identity::{AccessKey, IdentityRecord, IdentitySnapshot, IdentityStore, SecretAccessKey};
@@ -23,3 +28,4 @@ pub use record::{
     BucketEncryption, BucketInfo, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Segment,
     SseRecord, UploadRecord, RECORD_VERSION,
 };
+pub use sqlcipher::{SqlCipherStore, SCHEMA_SQL, SCHEMA_VERSION};
