@@ -11,8 +11,13 @@
 //! owner is written by [`MetaStore::create_bucket`], its policy removed by
 //! [`MetaStore::delete_bucket`].
 //!
-//! Errors are [`MetaError`], by cause. Stored records carry a version marker ([`record`]).
+//! Every implementation must pass [`conformance::run_meta`] and
+//! [`conformance::run_identity`].
+//!
+//! Errors are [`MetaError`], by cause. Stored records carry a version marker
+//! ([`record`]). Nothing here panics on stored or caller data.
 
+pub mod conformance;
 mod error;
 mod identity;
 mod memory;
