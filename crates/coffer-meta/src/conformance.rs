@@ -1,0 +1,1178 @@
+//! The conformance suites every [`MetaStore`] and [`IdentityStore`] implementation must pass
+//! (STYLE.md §7).
+//!
+//! An implementation's tests implement [`Harness`] and call [`run_meta`] and
+//! [`run_identity`] inside a Tokio runtime. A broken rule panics with the rule's name, like
+//! any test assertion; an unexpected store error is returned.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::error::{MetaError, MetaResult};
+use crate::identity::{AccessKey, IdentityRecord, IdentityStore, SecretAccessKey};
+use crate::meta::{EtagMatch, MetaStore, Precondition};
+use crate::record::{
+    stored_version, BucketEncryption, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Segment,
+    SseRecord, UploadRecord, RECORD_VERSION,
+};
+
+/// One store, seen through both traits (one backend, one database).
+pub struct Stores {
+    pub meta: Arc<dyn MetaStore>,
+    pub identity: Arc<dyn IdentityStore>,
+}
+
+/// Gives the suites stores to test.
+pub trait Harness {
+    /// A new, empty store.
+    fn fresh(&mut self) -> Stores;
+    /// The store most recently returned by `fresh`, closed and opened again; `None` for an
+    /// implementation that does not persist (its durability checks are skipped). The suite
+    /// drops its handles before calling this.
+    fn reopen(&mut self) -> Option<Stores>;
+    /// Every record the most recent store holds (objects, uploads, parts, bucket
+    /// encryption), in its stored encoding.
+    fn stored_records(&mut self) -> Vec<String>;
+}
+
+/// Runs every [`MetaStore`] check.
+pub async fn run_meta(h: &mut dyn Harness) -> MetaResult<()> {
+    buckets_follow_their_rules(h).await?;
+    put_object_replaces_atomically_and_returns_the_old_record(h).await?;
+    conditional_writes_refuse_without_writing(h).await?;
+    deletes_return_what_they_removed(h).await?;
+    listing_is_ordered_and_pages_by_prefix_and_marker(h).await?;
+    uploads_and_parts_follow_their_lifecycle(h).await?;
+    complete_upload_is_one_transaction(h).await?;
+    non_empty_buckets_are_not_deleted(h).await?;
+    metadata_survives_reopen(h).await?;
+    stored_records_carry_the_version_marker(h).await?;
+    Ok(())
+}
+
+/// Runs every [`IdentityStore`] check.
+pub async fn run_identity(h: &mut dyn Harness) -> MetaResult<()> {
+    identities_are_unique_and_updatable(h).await?;
+    access_keys_are_unique_and_belong_to_their_identity(h).await?;
+    rotation_replaces_a_key_in_one_step(h).await?;
+    identity_policies_follow_their_identity(h).await?;
+    bucket_policies_follow_their_bucket(h).await?;
+    deleting_an_identity_takes_its_keys_and_policies(h).await?;
+    identities_survive_reopen(h).await?;
+    Ok(())
+}
+
+// ---- samples ----
+
+/// A sample object whose blob names derive from `tag`.
+pub fn sample_object(tag: &str) -> ObjectRecord {
+    ObjectRecord {
+        version_id: format!("version-{tag}"),
+        size: 11,
+        etag: format!("etag-{tag}"),
+        last_modified: 1_700_000_000_000,
+        headers: ObjectHeaders {
+            content_type: Some("text/plain".into()),
+            user_metadata: BTreeMap::from([("colour".to_owned(), "blue".to_owned())]),
+            ..ObjectHeaders::default()
+        },
+        checksums: Checksums {
+            crc32c: Some("yZRlqg==".into()),
+            kind: Some("FULL_OBJECT".into()),
+            ..Checksums::default()
+        },
+        sse: SseRecord::Kms {
+            key_arn: "arn:aws:kms:local:000000000000:key/k".into(),
+            context: BTreeMap::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::b/k".to_owned())]),
+        },
+        bucket_key_enabled: false,
+        segments: vec![sample_segment(&format!("blob-{tag}"), 1)],
+    }
+}
+
+fn sample_segment(blob: &str, part_number: u32) -> Segment {
+    Segment {
+        blob: blob.to_owned(),
+        version: "v".into(),
+        part_number,
+        plain_len: 11,
+        blob_len: 99,
+        header_len: 40,
+        etag: format!("part-etag-{blob}"),
+    }
+}
+
+/// A sample upload of `key` in `bucket`.
+pub fn sample_upload(bucket: &str, key: &str) -> UploadRecord {
+    UploadRecord {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        initiated: 1_700_000_000_000,
+        headers: ObjectHeaders::default(),
+        sse: SseRecord::C {
+            fingerprint: "fp".into(),
+        },
+        bucket_key_enabled: false,
+        checksum_algorithm: Some("CRC32C".into()),
+    }
+}
+
+/// A sample part stored in blob `blob`.
+pub fn sample_part(blob: &str, part_number: u32) -> PartRecord {
+    PartRecord {
+        segment: sample_segment(blob, part_number),
+        last_modified: 1_700_000_000_000 + i64::from(part_number),
+        checksums: Checksums::default(),
+    }
+}
+
+fn identity(name: &str, kind: &str) -> IdentityRecord {
+    IdentityRecord {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        enabled: true,
+        created: 1_700_000_000_000,
+    }
+}
+
+fn access_key(id: &str, identity: &str, secret: &str) -> AccessKey {
+    AccessKey {
+        access_key: id.to_owned(),
+        identity: identity.to_owned(),
+        secret: SecretAccessKey::new(Zeroizing::new(secret.to_owned())),
+    }
+}
+
+fn expect_err<T: Debug>(result: MetaResult<T>, expected: MetaError, rule: &str) {
+    match result {
+        Err(e) if e == expected => {}
+        other => panic!("{rule}: expected Err({expected:?}), got {other:?}"),
+    }
+}
+
+fn keys<T>(rows: &[(String, T)]) -> Vec<&str> {
+    rows.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+// ---- MetaStore ----
+
+async fn buckets_follow_their_rules(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    assert!(
+        s.meta.list_buckets().await?.is_empty(),
+        "a fresh store is empty"
+    );
+    s.meta.create_bucket("beta", 2, "alice").await?;
+    s.meta.create_bucket("alpha", 1, "bob").await?;
+    let names: Vec<_> = s.meta.list_buckets().await?;
+    assert_eq!(
+        names
+            .iter()
+            .map(|b| (b.name.as_str(), b.created))
+            .collect::<Vec<_>>(),
+        [("alpha", 1), ("beta", 2)],
+        "list_buckets is by name, with creation times"
+    );
+    assert!(
+        s.meta.bucket_exists("alpha").await?,
+        "created bucket exists"
+    );
+    assert!(
+        !s.meta.bucket_exists("gamma").await?,
+        "absent bucket does not"
+    );
+    expect_err(
+        s.meta.create_bucket("beta", 3, "carol").await,
+        MetaError::BucketAlreadyExists {
+            owner: "alice".into(),
+        },
+        "creating an existing bucket reports its owner",
+    );
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.bucket_owners.get("beta").map(String::as_str),
+        Some("alice"),
+        "a refused create leaves the owner unchanged"
+    );
+    assert_eq!(
+        s.meta.list_buckets().await?[1].created,
+        2,
+        "a refused create leaves the bucket unchanged"
+    );
+    assert_eq!(s.meta.bucket_encryption("alpha").await?, None);
+    let enc = BucketEncryption {
+        algorithm: "aws:kms".into(),
+        kms_key_id: Some("alias/k".into()),
+        bucket_key_enabled: true,
+    };
+    s.meta.set_bucket_encryption("alpha", Some(&enc)).await?;
+    assert_eq!(
+        s.meta.bucket_encryption("alpha").await?,
+        Some(enc.clone()),
+        "bucket encryption reads back"
+    );
+    s.meta.set_bucket_encryption("alpha", None).await?;
+    assert_eq!(
+        s.meta.bucket_encryption("alpha").await?,
+        None,
+        "None removes it"
+    );
+    expect_err(
+        s.meta.bucket_encryption("gamma").await,
+        MetaError::NoSuchBucket,
+        "encryption of an absent bucket",
+    );
+    expect_err(
+        s.meta.set_bucket_encryption("gamma", Some(&enc)).await,
+        MetaError::NoSuchBucket,
+        "setting encryption of an absent bucket",
+    );
+    expect_err(
+        s.meta.delete_bucket("gamma").await,
+        MetaError::NoSuchBucket,
+        "deleting an absent bucket",
+    );
+    s.meta.delete_bucket("alpha").await?;
+    assert!(
+        !s.meta.bucket_exists("alpha").await?,
+        "deleted bucket is gone"
+    );
+    s.meta.create_bucket("alpha", 5, "dave").await?;
+    assert_eq!(
+        s.identity
+            .snapshot()
+            .await?
+            .bucket_owners
+            .get("alpha")
+            .map(String::as_str),
+        Some("dave"),
+        "a re-created bucket has its new owner"
+    );
+    Ok(())
+}
+
+async fn put_object_replaces_atomically_and_returns_the_old_record(
+    h: &mut dyn Harness,
+) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.meta
+            .put_object("nope", "k", &sample_object("1"), &Precondition::NONE)
+            .await,
+        MetaError::NoSuchBucket,
+        "put into an absent bucket",
+    );
+    assert_eq!(
+        s.meta.object("nope", "k").await?,
+        None,
+        "absent bucket reads None"
+    );
+    s.meta.create_bucket("b", 1, "root").await?;
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        None,
+        "absent key reads None"
+    );
+    let first = sample_object("1");
+    let second = sample_object("2");
+    assert_eq!(
+        s.meta
+            .put_object("b", "k", &first, &Precondition::NONE)
+            .await?,
+        None,
+        "a first put replaces nothing"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(first.clone()),
+        "an object reads back exactly as written"
+    );
+    assert_eq!(
+        s.meta
+            .put_object("b", "k", &second, &Precondition::NONE)
+            .await?,
+        Some(first),
+        "a replacing put returns the record it replaced"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(second),
+        "after a replace the new record is visible"
+    );
+    let blobs = s.meta.referenced_blobs().await?;
+    assert!(
+        blobs.contains("blob-2") && !blobs.contains("blob-1"),
+        "a replaced object's blobs are no longer referenced: {blobs:?}"
+    );
+    Ok(())
+}
+
+async fn conditional_writes_refuse_without_writing(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    let current = sample_object("cur");
+    let if_match = |m: EtagMatch| Precondition {
+        if_none_match_any: false,
+        if_match: Some(m),
+    };
+    expect_err(
+        s.meta
+            .put_object("b", "k", &current, &if_match(EtagMatch::Any))
+            .await,
+        MetaError::NoSuchKey,
+        "If-Match on an absent object",
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        None,
+        "a refused put writes nothing"
+    );
+    let create_only = Precondition {
+        if_none_match_any: true,
+        if_match: None,
+    };
+    assert_eq!(
+        s.meta.put_object("b", "k", &current, &create_only).await?,
+        None,
+        "If-None-Match: * on an absent object succeeds"
+    );
+    expect_err(
+        s.meta
+            .put_object("b", "k", &sample_object("x"), &create_only)
+            .await,
+        MetaError::PreconditionFailed,
+        "If-None-Match: * on an existing object",
+    );
+    for refused in [
+        EtagMatch::Strong("etag-other".into()),
+        EtagMatch::Weak("etag-cur".into()),
+    ] {
+        expect_err(
+            s.meta
+                .put_object("b", "k", &sample_object("x"), &if_match(refused.clone()))
+                .await,
+            MetaError::PreconditionFailed,
+            &format!("If-Match {refused:?} against etag-cur"),
+        );
+    }
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(current.clone()),
+        "refused puts leave the current object"
+    );
+    let next = sample_object("next");
+    assert_eq!(
+        s.meta
+            .put_object(
+                "b",
+                "k",
+                &next,
+                &if_match(EtagMatch::Strong("etag-cur".into()))
+            )
+            .await?,
+        Some(current),
+        "If-Match with the current ETag replaces it"
+    );
+    assert_eq!(
+        s.meta
+            .put_object("b", "k", &sample_object("last"), &if_match(EtagMatch::Any))
+            .await?,
+        Some(next),
+        "If-Match: * replaces any object"
+    );
+    Ok(())
+}
+
+async fn deletes_return_what_they_removed(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    let rec = sample_object("d");
+    s.meta
+        .put_object("b", "k", &rec, &Precondition::NONE)
+        .await?;
+    assert_eq!(
+        s.meta.delete_object("b", "k").await?,
+        Some(rec),
+        "delete returns the removed record"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        None,
+        "deleted object is gone"
+    );
+    assert_eq!(
+        s.meta.delete_object("b", "k").await?,
+        None,
+        "deleting again is idempotent"
+    );
+    assert_eq!(
+        s.meta.delete_object("nope", "k").await?,
+        None,
+        "deleting in an absent bucket returns None"
+    );
+    assert!(
+        !s.meta.referenced_blobs().await?.contains("blob-d"),
+        "a deleted object's blobs are no longer referenced"
+    );
+    Ok(())
+}
+
+async fn listing_is_ordered_and_pages_by_prefix_and_marker(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta.create_bucket("other", 1, "root").await?;
+    // Inserted out of order; 'é' (0xC3 0xA9) sorts after 'z' as bytes, "a/" before "a0".
+    let stored = ["b", "é", "a0", "a/c", "z", "a", "a/b", "ab", "a/b/c"];
+    for key in stored {
+        s.meta
+            .put_object("b", key, &sample_object(key), &Precondition::NONE)
+            .await?;
+    }
+    s.meta
+        .put_object("other", "a/x", &sample_object("o"), &Precondition::NONE)
+        .await?;
+    let all = s.meta.list_objects("b", "", "", 1000).await?;
+    assert_eq!(
+        keys(&all),
+        ["a", "a/b", "a/b/c", "a/c", "a0", "ab", "b", "z", "é"],
+        "list_objects is in byte order and holds only this bucket's keys"
+    );
+    assert!(
+        all.iter().all(|(k, r)| *r == sample_object(k)),
+        "listed records are the stored ones"
+    );
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = s.meta.list_objects("b", "", &after, 2).await?;
+        assert!(page.len() <= 2, "a page holds at most limit entries");
+        let done = page.len() < 2;
+        if let Some((last, _)) = page.last() {
+            after = last.clone();
+        }
+        paged.extend(page.into_iter().map(|(k, _)| k));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paged, keys(&all), "pages resume strictly after the marker");
+    assert_eq!(
+        keys(&s.meta.list_objects("b", "a/", "", 1000).await?),
+        ["a/b", "a/b/c", "a/c"],
+        "prefix selects keys that start with it"
+    );
+    assert_eq!(
+        keys(&s.meta.list_objects("b", "a/", "a/b", 1000).await?),
+        ["a/b/c", "a/c"],
+        "the marker is exclusive inside the prefix"
+    );
+    assert_eq!(
+        keys(&s.meta.list_objects("b", "a/", "0", 1000).await?),
+        ["a/b", "a/b/c", "a/c"],
+        "a marker before the prefix starts at the prefix"
+    );
+    assert!(
+        s.meta.list_objects("b", "a/", "b", 1000).await?.is_empty(),
+        "a marker past the prefix lists nothing"
+    );
+    assert_eq!(
+        keys(&s.meta.list_objects("b", "a", "a/c", 2).await?),
+        ["a0", "ab"],
+        "prefix, marker and limit together"
+    );
+    assert!(
+        s.meta.list_objects("b", "", "", 0).await?.is_empty(),
+        "limit 0 lists nothing"
+    );
+    assert!(
+        s.meta.list_objects("nope", "", "", 10).await?.is_empty(),
+        "an absent bucket lists as empty"
+    );
+    Ok(())
+}
+
+async fn uploads_and_parts_follow_their_lifecycle(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.meta.create_upload("u0", &sample_upload("b", "k")).await,
+        MetaError::NoSuchBucket,
+        "upload into an absent bucket",
+    );
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta.create_bucket("c", 1, "root").await?;
+    for (id, key) in [("u3", "k2"), ("u2", "k1"), ("u1", "k1"), ("u4", "j")] {
+        s.meta.create_upload(id, &sample_upload("b", key)).await?;
+    }
+    s.meta
+        .create_upload("u9", &sample_upload("c", "k1"))
+        .await?;
+    expect_err(
+        s.meta
+            .create_upload("u1", &sample_upload("b", "other"))
+            .await,
+        MetaError::AlreadyExists("upload u1".into()),
+        "a taken upload id",
+    );
+    assert_eq!(
+        s.meta.upload("u1").await?,
+        Some(sample_upload("b", "k1")),
+        "an upload reads back, unchanged by the refused duplicate"
+    );
+    assert_eq!(s.meta.upload("none").await?, None, "absent upload is None");
+    let ids = |rows: Vec<(String, UploadRecord)>| -> Vec<(String, String)> {
+        rows.into_iter().map(|(id, r)| (r.key, id)).collect()
+    };
+    let pair = |k: &str, id: &str| (k.to_owned(), id.to_owned());
+    assert_eq!(
+        ids(s.meta.list_uploads("b", "", "", "", 100).await?),
+        [
+            pair("j", "u4"),
+            pair("k1", "u1"),
+            pair("k1", "u2"),
+            pair("k2", "u3")
+        ],
+        "list_uploads is by (key, upload id), this bucket only"
+    );
+    assert_eq!(
+        ids(s.meta.list_uploads("b", "k", "k1", "u1", 100).await?),
+        [pair("k1", "u2"), pair("k2", "u3")],
+        "markers are exclusive on (key, upload id), prefix filters"
+    );
+    assert_eq!(
+        ids(s.meta.list_uploads("b", "", "k1", "", 1).await?),
+        [pair("k1", "u1")],
+        "a key marker with an empty id marker includes that key's uploads; limit holds"
+    );
+    assert!(
+        s.meta.list_uploads("b", "", "", "", 0).await?.is_empty(),
+        "limit 0 lists nothing"
+    );
+
+    expect_err(
+        s.meta.put_part("none", 1, &sample_part("p", 1)).await,
+        MetaError::NoSuchUpload,
+        "a part of an absent upload",
+    );
+    assert_eq!(
+        s.meta.put_part("u1", 2, &sample_part("p2", 2)).await?,
+        None,
+        "a new part replaces nothing"
+    );
+    s.meta.put_part("u1", 1, &sample_part("p1", 1)).await?;
+    assert_eq!(
+        s.meta.put_part("u1", 2, &sample_part("p2b", 2)).await?,
+        Some(sample_part("p2", 2)),
+        "re-uploading a part returns the part it replaced"
+    );
+    let parts = s.meta.list_parts("u1").await?;
+    assert_eq!(
+        parts.into_iter().collect::<Vec<_>>(),
+        [(1, sample_part("p1", 1)), (2, sample_part("p2b", 2))],
+        "list_parts is by part number, latest part wins"
+    );
+    assert!(
+        s.meta.list_parts("none").await?.is_empty(),
+        "parts of an absent upload are empty"
+    );
+    let blobs = s.meta.referenced_blobs().await?;
+    assert!(
+        blobs.contains("p1") && blobs.contains("p2b") && !blobs.contains("p2"),
+        "parts' blobs are referenced, replaced ones not: {blobs:?}"
+    );
+    assert_eq!(
+        s.meta.delete_upload("u1").await?,
+        [sample_part("p1", 1), sample_part("p2b", 2)],
+        "abort returns the parts in order"
+    );
+    assert_eq!(
+        s.meta.upload("u1").await?,
+        None,
+        "an aborted upload is gone"
+    );
+    assert!(
+        s.meta.list_parts("u1").await?.is_empty(),
+        "an aborted upload's parts are gone"
+    );
+    assert!(
+        !s.meta.referenced_blobs().await?.contains("p1"),
+        "an aborted upload's blobs are no longer referenced"
+    );
+    expect_err(
+        s.meta.delete_upload("u1").await,
+        MetaError::NoSuchUpload,
+        "aborting twice",
+    );
+    Ok(())
+}
+
+async fn complete_upload_is_one_transaction(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta.create_bucket("c", 1, "root").await?;
+    let old = sample_object("old");
+    s.meta
+        .put_object("b", "k", &old, &Precondition::NONE)
+        .await?;
+    s.meta.create_upload("u", &sample_upload("b", "k")).await?;
+    s.meta.put_part("u", 1, &sample_part("p1", 1)).await?;
+    let done = sample_object("done");
+    for (bucket, key) in [("c", "k"), ("b", "other")] {
+        expect_err(
+            s.meta
+                .complete_upload("u", bucket, key, &done, &Precondition::NONE)
+                .await,
+            MetaError::NoSuchUpload,
+            "completing an upload under another bucket or key",
+        );
+    }
+    assert_eq!(s.meta.object("c", "k").await?, None, "nothing written");
+    expect_err(
+        s.meta
+            .complete_upload(
+                "u",
+                "b",
+                "k",
+                &done,
+                &Precondition {
+                    if_none_match_any: true,
+                    if_match: None,
+                },
+            )
+            .await,
+        MetaError::PreconditionFailed,
+        "a refused condition on complete",
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(old.clone()),
+        "a refused complete leaves the object"
+    );
+    assert!(
+        s.meta.upload("u").await?.is_some(),
+        "a refused complete leaves the upload"
+    );
+    assert_eq!(
+        s.meta.list_parts("u").await?.len(),
+        1,
+        "a refused complete leaves the parts"
+    );
+    assert_eq!(
+        s.meta
+            .complete_upload(
+                "u",
+                "b",
+                "k",
+                &done,
+                &Precondition {
+                    if_none_match_any: false,
+                    if_match: Some(EtagMatch::Strong("etag-old".into())),
+                },
+            )
+            .await?,
+        Some(old),
+        "complete returns the object it replaced"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(done.clone()),
+        "the completed object is visible"
+    );
+    assert_eq!(s.meta.upload("u").await?, None, "the upload is gone");
+    assert!(
+        s.meta.list_parts("u").await?.is_empty(),
+        "its parts are gone"
+    );
+    assert!(
+        s.meta.list_uploads("b", "", "", "", 10).await?.is_empty(),
+        "it is no longer listed"
+    );
+    expect_err(
+        s.meta
+            .complete_upload("u", "b", "k", &done, &Precondition::NONE)
+            .await,
+        MetaError::NoSuchUpload,
+        "completing twice",
+    );
+    Ok(())
+}
+
+async fn non_empty_buckets_are_not_deleted(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "alice").await?;
+    s.identity.put_bucket_policy("b", "{\"policy\":1}").await?;
+    s.meta
+        .put_object("b", "k", &sample_object("k"), &Precondition::NONE)
+        .await?;
+    expect_err(
+        s.meta.delete_bucket("b").await,
+        MetaError::BucketNotEmpty,
+        "deleting a bucket with an object",
+    );
+    assert!(
+        s.meta.object("b", "k").await?.is_some(),
+        "refused delete keeps the object"
+    );
+    s.meta.delete_object("b", "k").await?;
+    s.meta.create_upload("u", &sample_upload("b", "k")).await?;
+    expect_err(
+        s.meta.delete_bucket("b").await,
+        MetaError::BucketNotEmpty,
+        "deleting a bucket with a multipart upload",
+    );
+    let snap = s.identity.snapshot().await?;
+    assert!(
+        s.meta.bucket_exists("b").await?
+            && snap.bucket_owners.contains_key("b")
+            && snap.bucket_policies.contains_key("b"),
+        "a refused delete keeps the bucket, its owner and its policy"
+    );
+    s.meta.delete_upload("u").await?;
+    s.meta.delete_bucket("b").await?;
+    let snap = s.identity.snapshot().await?;
+    assert!(
+        !s.meta.bucket_exists("b").await?
+            && !snap.bucket_owners.contains_key("b")
+            && !snap.bucket_policies.contains_key("b"),
+        "an empty bucket is deleted with its owner and policy"
+    );
+    Ok(())
+}
+
+async fn metadata_survives_reopen(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    let enc = BucketEncryption {
+        algorithm: "AES256".into(),
+        kms_key_id: None,
+        bucket_key_enabled: false,
+    };
+    s.meta.create_bucket("b", 7, "alice").await?;
+    s.meta.set_bucket_encryption("b", Some(&enc)).await?;
+    s.meta
+        .put_object("b", "k", &sample_object("k"), &Precondition::NONE)
+        .await?;
+    s.meta.create_upload("u", &sample_upload("b", "m")).await?;
+    s.meta.put_part("u", 3, &sample_part("p3", 3)).await?;
+    drop(s);
+    let Some(s) = h.reopen() else {
+        return Ok(());
+    };
+    assert_eq!(
+        s.meta.list_buckets().await?.first().map(|b| b.created),
+        Some(7),
+        "buckets survive a reopen"
+    );
+    assert_eq!(
+        s.meta.bucket_encryption("b").await?,
+        Some(enc),
+        "bucket encryption survives a reopen"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        Some(sample_object("k")),
+        "objects survive a reopen"
+    );
+    assert_eq!(
+        s.meta.upload("u").await?,
+        Some(sample_upload("b", "m")),
+        "uploads survive a reopen"
+    );
+    assert_eq!(
+        s.meta.list_parts("u").await?.get(&3),
+        Some(&sample_part("p3", 3)),
+        "parts survive a reopen"
+    );
+    assert_eq!(
+        s.identity
+            .snapshot()
+            .await?
+            .bucket_owners
+            .get("b")
+            .map(String::as_str),
+        Some("alice"),
+        "owners survive a reopen"
+    );
+    Ok(())
+}
+
+async fn stored_records_carry_the_version_marker(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    let enc = BucketEncryption {
+        algorithm: "AES256".into(),
+        kms_key_id: None,
+        bucket_key_enabled: false,
+    };
+    s.meta.set_bucket_encryption("b", Some(&enc)).await?;
+    s.meta
+        .put_object("b", "k", &sample_object("k"), &Precondition::NONE)
+        .await?;
+    s.meta.create_upload("u", &sample_upload("b", "k")).await?;
+    s.meta.put_part("u", 1, &sample_part("p", 1)).await?;
+    let stored = h.stored_records();
+    assert_eq!(
+        stored.len(),
+        4,
+        "one stored record each: encryption, object, upload, part"
+    );
+    for record in &stored {
+        assert_eq!(
+            stored_version(record),
+            Some(u64::from(RECORD_VERSION)),
+            "every stored record carries \"v\": {RECORD_VERSION}"
+        );
+    }
+    Ok(())
+}
+
+// ---- IdentityStore ----
+
+async fn identities_are_unique_and_updatable(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    assert!(
+        s.identity.snapshot().await?.identities.is_empty(),
+        "a fresh store has no identities"
+    );
+    s.identity
+        .create_identity(&identity("bob", "service"))
+        .await?;
+    s.identity
+        .create_identity(&identity("alice", "user"))
+        .await?;
+    expect_err(
+        s.identity
+            .create_identity(&identity("alice", "service"))
+            .await,
+        MetaError::AlreadyExists("identity alice".into()),
+        "a taken identity name",
+    );
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.identities.values().cloned().collect::<Vec<_>>(),
+        [identity("alice", "user"), identity("bob", "service")],
+        "identities read back by name, unchanged by the refused duplicate"
+    );
+    s.identity.set_identity_enabled("alice", false).await?;
+    assert!(
+        !s.identity.snapshot().await?.identities["alice"].enabled,
+        "disabling is visible"
+    );
+    s.identity.set_identity_enabled("alice", true).await?;
+    assert!(
+        s.identity.snapshot().await?.identities["alice"].enabled,
+        "enabling is visible"
+    );
+    expect_err(
+        s.identity.set_identity_enabled("ghost", true).await,
+        MetaError::NoSuchIdentity("ghost".into()),
+        "enabling an absent identity",
+    );
+    Ok(())
+}
+
+async fn access_keys_are_unique_and_belong_to_their_identity(
+    h: &mut dyn Harness,
+) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.identity
+            .put_access_key(&access_key("AK1", "alice", "s1"))
+            .await,
+        MetaError::NoSuchIdentity("alice".into()),
+        "a key for an absent identity",
+    );
+    s.identity
+        .create_identity(&identity("alice", "user"))
+        .await?;
+    s.identity.create_identity(&identity("bob", "user")).await?;
+    s.identity
+        .put_access_key(&access_key("AK1", "alice", "secret-1"))
+        .await?;
+    s.identity
+        .put_access_key(&access_key("AK0", "alice", "secret-0"))
+        .await?;
+    expect_err(
+        s.identity
+            .put_access_key(&access_key("AK1", "bob", "other"))
+            .await,
+        MetaError::AlreadyExists("access key AK1".into()),
+        "an access key id taken by another identity",
+    );
+    let snap = s.identity.snapshot().await?;
+    let listed: Vec<_> = snap
+        .access_keys
+        .values()
+        .map(|k| {
+            (
+                k.access_key.as_str(),
+                k.identity.as_str(),
+                k.secret.expose(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("AK0", "alice", "secret-0"), ("AK1", "alice", "secret-1")],
+        "keys read back with their secrets, unchanged by the refused duplicate"
+    );
+    expect_err(
+        s.identity.delete_access_key("bob", "AK1").await,
+        MetaError::NoSuchAccessKey,
+        "deleting another identity's key",
+    );
+    s.identity.delete_access_key("alice", "AK1").await?;
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.access_keys.keys().collect::<Vec<_>>(),
+        ["AK0"],
+        "a deleted key is gone, the other kept"
+    );
+    expect_err(
+        s.identity.delete_access_key("alice", "AK1").await,
+        MetaError::NoSuchAccessKey,
+        "deleting a key twice",
+    );
+    Ok(())
+}
+
+async fn rotation_replaces_a_key_in_one_step(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.identity
+        .create_identity(&identity("alice", "user"))
+        .await?;
+    s.identity.create_identity(&identity("bob", "user")).await?;
+    s.identity
+        .put_access_key(&access_key("OLD", "alice", "old-secret"))
+        .await?;
+    s.identity
+        .put_access_key(&access_key("BOBS", "bob", "bob-secret"))
+        .await?;
+    expect_err(
+        s.identity
+            .replace_access_key("MISSING", &access_key("NEW", "alice", "n"))
+            .await,
+        MetaError::NoSuchAccessKey,
+        "rotating an absent key",
+    );
+    expect_err(
+        s.identity
+            .replace_access_key("BOBS", &access_key("NEW", "alice", "n"))
+            .await,
+        MetaError::NoSuchAccessKey,
+        "rotating another identity's key",
+    );
+    expect_err(
+        s.identity
+            .replace_access_key("OLD", &access_key("BOBS", "alice", "n"))
+            .await,
+        MetaError::AlreadyExists("access key BOBS".into()),
+        "rotating to a taken id",
+    );
+    let snap = s.identity.snapshot().await?;
+    assert!(
+        snap.access_keys.contains_key("OLD") && !snap.access_keys.contains_key("NEW"),
+        "a refused rotation keeps the old key and adds nothing"
+    );
+    assert_eq!(
+        snap.access_keys["BOBS"].identity, "bob",
+        "a refused rotation leaves the other identity's key"
+    );
+    s.identity
+        .replace_access_key("OLD", &access_key("NEW", "alice", "new-secret"))
+        .await?;
+    let snap = s.identity.snapshot().await?;
+    assert!(
+        !snap.access_keys.contains_key("OLD"),
+        "rotation removes the old key"
+    );
+    assert_eq!(
+        snap.access_keys
+            .get("NEW")
+            .map(|k| (k.identity.as_str(), k.secret.expose())),
+        Some(("alice", "new-secret")),
+        "rotation adds the new key"
+    );
+    Ok(())
+}
+
+async fn identity_policies_follow_their_identity(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.identity.put_identity_policy("ghost", "p", "{}").await,
+        MetaError::NoSuchIdentity("ghost".into()),
+        "a policy for an absent identity",
+    );
+    s.identity
+        .create_identity(&identity("alice", "user"))
+        .await?;
+    s.identity
+        .put_identity_policy("alice", "read", "{1}")
+        .await?;
+    s.identity
+        .put_identity_policy("alice", "admin", "{2}")
+        .await?;
+    s.identity
+        .put_identity_policy("alice", "read", "{3}")
+        .await?;
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.identity_policies
+            .iter()
+            .map(|((who, name), doc)| (who.as_str(), name.as_str(), doc.as_str()))
+            .collect::<Vec<_>>(),
+        [("alice", "admin", "{2}"), ("alice", "read", "{3}")],
+        "policies are by (identity, name); putting a name again replaces it"
+    );
+    expect_err(
+        s.identity.delete_identity_policy("alice", "nope").await,
+        MetaError::NoSuchPolicy,
+        "deleting an absent policy",
+    );
+    s.identity.delete_identity_policy("alice", "read").await?;
+    assert_eq!(
+        s.identity
+            .snapshot()
+            .await?
+            .identity_policies
+            .keys()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["admin"],
+        "a deleted policy is gone, the other kept"
+    );
+    Ok(())
+}
+
+async fn bucket_policies_follow_their_bucket(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.identity.put_bucket_policy("nope", "{}").await,
+        MetaError::NoSuchBucket,
+        "a policy for an absent bucket",
+    );
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.identity.put_bucket_policy("b", "{1}").await?;
+    s.identity.put_bucket_policy("b", "{2}").await?;
+    assert_eq!(
+        s.identity
+            .snapshot()
+            .await?
+            .bucket_policies
+            .get("b")
+            .map(String::as_str),
+        Some("{2}"),
+        "putting a bucket policy again replaces it"
+    );
+    s.identity.delete_bucket_policy("b").await?;
+    assert!(
+        s.identity.snapshot().await?.bucket_policies.is_empty(),
+        "a deleted bucket policy is gone"
+    );
+    s.identity.delete_bucket_policy("b").await?;
+    s.identity.delete_bucket_policy("nope").await?;
+    Ok(())
+}
+
+async fn deleting_an_identity_takes_its_keys_and_policies(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.identity.delete_identity("ghost").await,
+        MetaError::NoSuchIdentity("ghost".into()),
+        "deleting an absent identity",
+    );
+    for name in ["alice", "bob"] {
+        s.identity.create_identity(&identity(name, "user")).await?;
+        s.identity
+            .put_access_key(&access_key(&format!("AK-{name}"), name, "s"))
+            .await?;
+        s.identity.put_identity_policy(name, "p", "{}").await?;
+    }
+    s.meta.create_bucket("alices", 1, "alice").await?;
+    expect_err(
+        s.identity.delete_identity("alice").await,
+        MetaError::IdentityOwnsBucket {
+            bucket: "alices".into(),
+        },
+        "deleting an identity that owns a bucket",
+    );
+    let snap = s.identity.snapshot().await?;
+    assert!(
+        snap.identities.contains_key("alice")
+            && snap.access_keys.contains_key("AK-alice")
+            && snap
+                .identity_policies
+                .contains_key(&("alice".into(), "p".into())),
+        "a refused delete keeps the identity, its keys and policies"
+    );
+    s.meta.delete_bucket("alices").await?;
+    s.identity.delete_identity("alice").await?;
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.identities.keys().collect::<Vec<_>>(),
+        ["bob"],
+        "the identity is gone"
+    );
+    assert_eq!(
+        snap.access_keys.keys().collect::<Vec<_>>(),
+        ["AK-bob"],
+        "its keys are gone, others kept"
+    );
+    assert_eq!(
+        snap.identity_policies
+            .keys()
+            .map(|(who, _)| who.as_str())
+            .collect::<Vec<_>>(),
+        ["bob"],
+        "its policies are gone, others kept"
+    );
+    Ok(())
+}
+
+async fn identities_survive_reopen(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.identity
+        .create_identity(&identity("alice", "user"))
+        .await?;
+    s.identity.set_identity_enabled("alice", false).await?;
+    s.identity
+        .put_access_key(&access_key("AK", "alice", "kept-secret"))
+        .await?;
+    s.identity
+        .put_identity_policy("alice", "p", "{doc}")
+        .await?;
+    s.meta.create_bucket("b", 1, "alice").await?;
+    s.identity.put_bucket_policy("b", "{bucket}").await?;
+    drop(s);
+    let Some(s) = h.reopen() else {
+        return Ok(());
+    };
+    let snap = s.identity.snapshot().await?;
+    assert_eq!(
+        snap.identities.get("alice"),
+        Some(&IdentityRecord {
+            enabled: false,
+            ..identity("alice", "user")
+        }),
+        "identities survive a reopen"
+    );
+    assert_eq!(
+        snap.access_keys.get("AK").map(|k| k.secret.expose()),
+        Some("kept-secret"),
+        "access keys survive a reopen"
+    );
+    assert_eq!(
+        snap.identity_policies
+            .get(&("alice".into(), "p".into()))
+            .map(String::as_str),
+        Some("{doc}"),
+        "identity policies survive a reopen"
+    );
+    assert_eq!(
+        snap.bucket_policies.get("b").map(String::as_str),
+        Some("{bucket}"),
+        "bucket policies survive a reopen"
+    );
+    Ok(())
+}
