@@ -87,14 +87,21 @@ impl KeyUse {
         &self.metadata
     }
 
-    /// Refuses a proof that was made for another action or another key.
-    pub(crate) fn check(&self, action: &str, key_id: &str) -> Result<()> {
+    /// Refuses a proof that was made for another action.
+    pub(crate) fn check_action(&self, action: &str) -> Result<()> {
         if self.action != action {
             return Err(KmsError::AccessDenied(format!(
                 "a proof for {} does not allow {action}",
                 self.action
             )));
         }
+        Ok(())
+    }
+
+    /// Refuses a proof that was made for another action or for another key than the one a
+    /// ciphertext names.
+    pub(crate) fn check(&self, action: &str, key_id: &str) -> Result<()> {
+        self.check_action(action)?;
         if self.metadata.key_id != key_id {
             return Err(KmsError::IncorrectKey);
         }

@@ -1180,12 +1180,12 @@ impl Kms {
         proof: &KeyUse,
         action: &str,
     ) -> Result<(Arc<KeyRecord>, Arc<LockedKey>)> {
-        let id = proof.key_id().to_owned();
-        proof.check(action, &id)?;
-        let record = self.record(&id)?;
+        proof.check_action(action)?;
+        let id = proof.key_id();
+        let record = self.record(id)?;
         check_usable(&record)?;
         let material = self
-            .material(&id, record.current_version)?
+            .material(id, record.current_version)?
             .ok_or_else(|| KmsError::InvalidState(format!("key {id} has no material")))?;
         Ok((record, material))
     }
@@ -1235,19 +1235,20 @@ impl Kms {
         })
     }
 
-    /// The key id a ciphertext blob names (`InvalidCiphertextException` if it names none):
-    /// what a caller authorizes `kms:Decrypt` on before calling [`Kms::decrypt`].
-    pub fn ciphertext_key_id(blob: &[u8]) -> Result<String> {
+    /// The key id and key version a ciphertext blob names (`InvalidCiphertextException` if
+    /// it names none): what a caller authorizes `kms:Decrypt` on before calling
+    /// [`Kms::decrypt`]. With `expected` (Decrypt's `KeyId`, ReEncrypt's `SourceKeyId`), the
+    /// key that id, alias or ARN resolves to must be the one the blob names
+    /// (`IncorrectKeyException` otherwise).
+    pub fn ciphertext_key(&self, blob: &[u8], expected: Option<&str>) -> Result<(String, u32)> {
         let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
-        let reference = wrapped.reference();
-        if reference.kind != KeyKind::Kms {
-            return Err(KmsError::InvalidCiphertext);
+        let (id, version) = kms_reference(&wrapped)?;
+        if let Some(expected) = expected {
+            if self.resolve(expected)? != id {
+                return Err(KmsError::IncorrectKey);
+            }
         }
-        let id = reference.key_id_str().ok_or(KmsError::InvalidCiphertext)?;
-        if uuid::Uuid::try_parse(id).is_err() {
-            return Err(KmsError::InvalidCiphertext);
-        }
-        Ok(id.to_owned())
+        Ok((id.to_owned(), version))
     }
 
     /// Decrypts a blob made by `encrypt`/`generate_data_key*`. Needs a proof for
@@ -1264,11 +1265,10 @@ impl Kms {
         context: &Context,
     ) -> Result<Plaintext> {
         let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
-        let id = Self::ciphertext_key_id(blob)?;
-        proof.check(action, &id)?;
-        let record = self.record(&id)?;
+        let (id, version) = kms_reference(&wrapped)?;
+        proof.check(action, id)?;
+        let record = self.record(id)?;
         check_usable(&record)?;
-        let version = wrapped.reference().version;
         if version < record.min_decryption_version {
             return Err(KmsError::InvalidState(format!(
                 "version {version} of key {id} is below the minimum decryption version {}",
@@ -1279,14 +1279,14 @@ impl Kms {
             return Err(KmsError::InvalidCiphertext);
         }
         let material = self
-            .material(&id, version)?
+            .material(id, version)?
             .ok_or(KmsError::InvalidCiphertext)?;
         let plaintext = wrapped
             .unwrap(&material.to_secret_key(), context)
             .map_err(|_| KmsError::InvalidCiphertext)?;
         Ok(Plaintext {
             plaintext,
-            key_id: self.key_arn(&id),
+            key_id: self.key_arn(id),
             key_version: version,
         })
     }
@@ -1430,6 +1430,20 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The KMS key id (a UUID) and version a wrapped key names; anything else is not a KMS
+/// ciphertext.
+fn kms_reference(wrapped: &WrappedKey) -> Result<(&str, u32)> {
+    let reference = wrapped.reference();
+    if reference.kind != KeyKind::Kms {
+        return Err(KmsError::InvalidCiphertext);
+    }
+    let id = reference.key_id_str().ok_or(KmsError::InvalidCiphertext)?;
+    if uuid::Uuid::try_parse(id).is_err() {
+        return Err(KmsError::InvalidCiphertext);
+    }
+    Ok((id, reference.version))
 }
 
 fn check_usable(r: &KeyRecord) -> Result<()> {

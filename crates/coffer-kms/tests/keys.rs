@@ -505,7 +505,7 @@ impl ClockNow for Env {
 /// key policy does not name gets no proof at all.
 #[test]
 fn cryptographic_operations_need_a_proof_for_that_action_and_key() {
-    use coffer_kms::{CallContext, Kms, Principal};
+    use coffer_kms::{CallContext, Principal};
     let env = Env::new();
     let kms = env.open();
     let c = ctx(&[("purpose", "proof")]);
@@ -567,7 +567,7 @@ fn cryptographic_operations_need_a_proof_for_that_action_and_key() {
         "AccessDeniedException"
     );
     assert_eq!(
-        code(Kms::ciphertext_key_id(b"not a ciphertext")),
+        code(kms.ciphertext_key(b"not a ciphertext", None)),
         "InvalidCiphertextException"
     );
 }

@@ -234,6 +234,16 @@ pub struct KeyUsed {
     pub key_version: u32,
 }
 
+impl KeyUsed {
+    /// The key `proof` allowed, at the version the blob's wrapped data key names.
+    pub fn new(proof: &coffer_kms::KeyUse, key_version: u32) -> KeyUsed {
+        KeyUsed {
+            key_arn: proof.key_arn().to_owned(),
+            key_version,
+        }
+    }
+}
+
 /// The `<Code>` of an S3 XML error body.
 fn xml_code(body: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(body).ok()?;

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Buf;
-use coffer_format::{Context, SecretBytes, WrappedKey};
+use coffer_format::{Context, SecretBytes};
 use coffer_kms::authz::{access_denied, check_lockout, default_key_policy, parse_key_policy};
 use coffer_kms::{
     CallContext, GrantConstraints, GrantRecord, KeyMetadata, KeyUse, Kms, KmsError, Origin,
@@ -1338,20 +1338,6 @@ impl KmsApi {
         }))
     }
 
-    /// The key id and version a ciphertext names (InvalidCiphertext if it names none).
-    fn ciphertext_key(blob: &[u8]) -> Result<(String, u32), KmsApiError> {
-        let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
-        let reference = wrapped.reference();
-        if reference.kind != coffer_format::KeyKind::Kms {
-            return Err(KmsError::InvalidCiphertext.into());
-        }
-        let id = reference
-            .key_id_str()
-            .ok_or(KmsError::InvalidCiphertext)?
-            .to_owned();
-        Ok((id, reference.version))
-    }
-
     fn handle_decrypt(
         &self,
         principal: &Principal,
@@ -1366,12 +1352,9 @@ impl KmsApi {
             ));
         }
         self.check_grant_tokens(&req.grant_tokens)?;
-        let (key_id, version) = Self::ciphertext_key(&req.ciphertext_blob.0)?;
-        if let Some(expected) = &req.key_id {
-            if self.kms.resolve(expected)? != key_id {
-                return Err(KmsError::IncorrectKey.into());
-            }
-        }
+        let (key_id, version) = self
+            .kms
+            .ciphertext_key(&req.ciphertext_blob.0, req.key_id.as_deref())?;
         let proof = self.authorize(
             principal,
             &key_id,
@@ -1406,12 +1389,9 @@ impl KmsApi {
         check_algorithm(req.source_encryption_algorithm.as_deref())?;
         check_algorithm(req.destination_encryption_algorithm.as_deref())?;
         self.check_grant_tokens(&req.grant_tokens)?;
-        let (source_id, version) = Self::ciphertext_key(&req.ciphertext_blob.0)?;
-        if let Some(expected) = &req.source_key_id {
-            if self.kms.resolve(expected)? != source_id {
-                return Err(KmsError::IncorrectKey.into());
-            }
-        }
+        let (source_id, version) = self
+            .kms
+            .ciphertext_key(&req.ciphertext_blob.0, req.source_key_id.as_deref())?;
         let source = self.authorize(
             principal,
             &source_id,

@@ -573,10 +573,7 @@ impl Coffer {
     {
         let ctx = sse::blob_context(bucket, key, version, part)?;
         let bk = self.keys.new_blob_key(sse, customer, proof, &ctx)?;
-        let used = proof.map(|p| KeyUsed {
-            key_arn: p.key_arn().to_owned(),
-            key_version: bk.wrapped.reference().version,
-        });
+        let used = proof.map(|p| KeyUsed::new(p, bk.wrapped.reference().version));
         let written = self
             .blobs
             .write(
@@ -644,10 +641,7 @@ impl Coffer {
                 &ctx,
             )
             .await?;
-        let used = proof.as_ref().map(|p| KeyUsed {
-            key_arn: p.key_arn().to_owned(),
-            key_version: first.key_version,
-        });
+        let used = proof.as_ref().map(|p| KeyUsed::new(p, first.key_version));
         // The first window is decrypted before the response starts: a small object is fully
         // authenticated before its status line, and damage is an error response, not a cut
         // body.

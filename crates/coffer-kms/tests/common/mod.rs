@@ -142,12 +142,7 @@ pub fn decrypt(
     context: &Context,
     key: Option<&str>,
 ) -> coffer_kms::Result<Plaintext> {
-    let id = Kms::ciphertext_key_id(blob)?;
-    if let Some(expected) = key {
-        if kms.resolve(expected)? != id {
-            return Err(coffer_kms::KmsError::IncorrectKey);
-        }
-    }
+    let (id, _) = kms.ciphertext_key(blob, key)?;
     kms.decrypt(&allow(kms, &id, "kms:Decrypt")?, blob, context)
 }
 
@@ -171,7 +166,8 @@ pub fn re_encrypt(
     destination_key: &str,
     destination_context: &Context,
 ) -> coffer_kms::Result<ReEncrypted> {
-    let from = allow(kms, &Kms::ciphertext_key_id(blob)?, "kms:ReEncryptFrom")?;
+    let (source, _) = kms.ciphertext_key(blob, None)?;
+    let from = allow(kms, &source, "kms:ReEncryptFrom")?;
     let to = allow(kms, destination_key, "kms:ReEncryptTo")?;
     kms.re_encrypt(&from, blob, source_context, &to, destination_context)
 }
