@@ -99,7 +99,7 @@ fn key_json(user: &str, k: &crate::iam::NewAccessKey) -> Value {
 
 impl AdminRoute {
     /// Runs one operation; returns the response document and the resource it touched.
-    fn run(&self, p: &Principal, op: &str, body: &Value) -> Result<Value, AdminError> {
+    async fn run(&self, p: &Principal, op: &str, body: &Value) -> Result<Value, AdminError> {
         let user = body.get("UserName").and_then(Value::as_str);
         let resource = user.map_or_else(|| "*".to_owned(), Principal::user_arn);
         let ctx = base_context(p, self.secure);
@@ -120,28 +120,34 @@ impl AdminRoute {
         Ok(match op {
             "CreateUser" => {
                 let kind = body.get("Kind").and_then(Value::as_str).unwrap_or("user");
-                json!({"User": iam.create_identity(field(body, "UserName")?, kind)?})
+                json!({"User": iam.create_identity(field(body, "UserName")?, kind).await?})
             }
             "GetUser" => json!({"User": iam.get_identity(field(body, "UserName")?)?}),
             "ListUsers" => json!({"Users": iam.list_identities()}),
             "DeleteUser" => {
-                iam.delete_identity(field(body, "UserName")?)?;
+                iam.delete_identity(field(body, "UserName")?).await?;
                 json!({})
             }
             "EnableUser" | "DisableUser" => {
-                iam.set_enabled(field(body, "UserName")?, op == "EnableUser")?;
+                iam.set_enabled(field(body, "UserName")?, op == "EnableUser")
+                    .await?;
                 json!({})
             }
             "CreateAccessKey" => {
                 let u = field(body, "UserName")?;
-                key_json(u, &iam.create_access_key(u)?)
+                key_json(u, &iam.create_access_key(u).await?)
             }
             "RotateAccessKey" => {
                 let u = field(body, "UserName")?;
-                key_json(u, &iam.rotate_access_key(u, field(body, "AccessKeyId")?)?)
+                key_json(
+                    u,
+                    &iam.rotate_access_key(u, field(body, "AccessKeyId")?)
+                        .await?,
+                )
             }
             "DeleteAccessKey" => {
-                iam.delete_access_key(field(body, "UserName")?, field(body, "AccessKeyId")?)?;
+                iam.delete_access_key(field(body, "UserName")?, field(body, "AccessKeyId")?)
+                    .await?;
                 json!({})
             }
             "ListAccessKeys" => {
@@ -159,7 +165,8 @@ impl AdminRoute {
                     field(body, "UserName")?,
                     field(body, "PolicyName")?,
                     field(body, "PolicyDocument")?,
-                )?;
+                )
+                .await?;
                 json!({})
             }
             "GetUserPolicy" => {
@@ -168,7 +175,8 @@ impl AdminRoute {
                        "PolicyDocument": iam.get_identity_policy(u, n)?})
             }
             "DeleteUserPolicy" => {
-                iam.delete_identity_policy(field(body, "UserName")?, field(body, "PolicyName")?)?;
+                iam.delete_identity_policy(field(body, "UserName")?, field(body, "PolicyName")?)
+                    .await?;
                 json!({})
             }
             "ListUserPolicies" => {
@@ -253,7 +261,7 @@ impl S3Route for AdminRoute {
                 .get("UserName")
                 .and_then(Value::as_str)
                 .map(Principal::user_arn);
-            self.run(&p, &op, &body)
+            self.run(&p, &op, &body).await
         }
         .await;
         let mut resp = match result {

@@ -21,9 +21,9 @@ use s3s::StdError;
 use tokio::sync::mpsc;
 
 use crate::error::{ServerError, ServerResult};
-use crate::meta::Segment;
-use crate::meta::SseRecord;
 use crate::sse::{BlobKey, CustomerKey, Keys};
+use coffer_meta::Segment;
+use coffer_meta::SseRecord;
 
 // Sizes bound the memory of one request (the server's RSS target is 64 MiB while it moves a
 // 5 GiB object): a PUT holds about 3 batches + one part being filled + 2 parts in flight; a

@@ -89,6 +89,26 @@ fn e_code(e: &ServerError) -> S3ErrorCode {
     }
 }
 
+impl From<coffer_meta::MetaError> for ServerError {
+    /// Each cause to its S3 error. Identity causes reach S3 handlers only through bugs, so
+    /// they map to internal errors here; the admin API maps them itself (IAM's codes).
+    fn from(e: coffer_meta::MetaError) -> ServerError {
+        use coffer_meta::MetaError as M;
+        match e {
+            M::NoSuchBucket => ServerError::NoSuchBucket,
+            M::NoSuchKey => ServerError::NoSuchKey,
+            M::NoSuchUpload => ServerError::NoSuchUpload,
+            M::BucketNotEmpty => ServerError::BucketNotEmpty,
+            M::PreconditionFailed => ServerError::PreconditionFailed,
+            M::StorageFull => ServerError::S3(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                "The server has no space left to record this change; existing objects are unaffected.".into(),
+            ),
+            other => ServerError::Internal(format!("metadata: {other}")),
+        }
+    }
+}
+
 impl From<object_store::Error> for ServerError {
     fn from(e: object_store::Error) -> ServerError {
         if is_storage_full(&e) {

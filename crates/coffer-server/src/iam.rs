@@ -18,12 +18,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use coffer_meta::{AccessKey, IdentityRecord, IdentityStore, MetaError, SecretAccessKey};
 use coffer_policy::{combine, Context, Decision, Policy, PolicyKind, Request};
-use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
 use crate::error::{ServerError, ServerResult};
-use crate::meta::MetaStore;
 use crate::principal::{IdentityLookup, Principal};
 
 /// An identity's kind: people are users, programs are service accounts. Both sign requests
@@ -48,10 +47,21 @@ pub struct NewAccessKey {
     pub secret: Zeroizing<String>,
 }
 
+impl NewAccessKey {
+    /// The pair as the store keeps it, for `identity`.
+    pub fn stored(&self, identity: &str) -> AccessKey {
+        AccessKey {
+            access_key: self.access_key.clone(),
+            identity: identity.to_owned(),
+            secret: SecretAccessKey::new(self.secret.clone()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Snapshot {
-    /// access key → (secret, identity name)
-    keys: HashMap<String, (Zeroizing<String>, String)>,
+    /// By access key id.
+    keys: HashMap<String, AccessKey>,
     identities: HashMap<String, Identity>,
     /// identity → [(policy name, policy)]
     policies: HashMap<String, Vec<(String, Policy)>>,
@@ -59,14 +69,27 @@ struct Snapshot {
     bucket_policies: HashMap<String, Policy>,
 }
 
-/// The identity and policy store.
+/// The identity and policy store: decisions from an in-memory snapshot, changes written
+/// through the [`IdentityStore`] and the snapshot read again.
 pub struct Iam {
-    meta: Arc<MetaStore>,
+    store: Arc<dyn IdentityStore>,
     snap: RwLock<Arc<Snapshot>>,
 }
 
-fn db_err(e: rusqlite::Error) -> ServerError {
-    ServerError::Internal(format!("metadata database: {e}"))
+/// IAM's error for a store failure on an identity operation.
+fn store_err(e: MetaError) -> ServerError {
+    match e {
+        MetaError::NoSuchIdentity(name) => {
+            no_such_entity(&format!("The user with name {name} cannot be found."))
+        }
+        MetaError::NoSuchPolicy => no_such_entity("The user policy cannot be found."),
+        MetaError::NoSuchAccessKey => no_such_entity("The Access Key cannot be found."),
+        MetaError::IdentityOwnsBucket { bucket } => ServerError::s3(
+            s3s::S3ErrorCode::Custom("DeleteConflict".into()),
+            format!("Cannot delete the user: it owns bucket {bucket}."),
+        ),
+        other => other.into(),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -105,24 +128,14 @@ pub fn new_key_pair() -> ServerResult<NewAccessKey> {
 }
 
 impl Iam {
-    /// Loads the store. Identities named by existing credentials (the root identity of data
-    /// directories created before identities existed) get their identity row.
-    pub fn open(meta: Arc<MetaStore>) -> ServerResult<Iam> {
-        {
-            let conn = meta.conn();
-            conn.execute(
-                "INSERT OR IGNORE INTO identities (name, kind, enabled, created)
-                 SELECT DISTINCT name, CASE name WHEN 'root' THEN 'root' ELSE 'user' END, 1, ?1
-                 FROM credentials",
-                [now_ms()],
-            )
-            .map_err(db_err)?;
-        }
+    /// Loads the store. (Identities named by credentials of data directories older than
+    /// identities get their identity when the store opens.)
+    pub async fn open(store: Arc<dyn IdentityStore>) -> ServerResult<Iam> {
         let iam = Iam {
-            meta,
+            store,
             snap: RwLock::new(Arc::new(Snapshot::default())),
         };
-        iam.reload()?;
+        iam.reload().await?;
         Ok(iam)
     }
 
@@ -130,90 +143,38 @@ impl Iam {
         Arc::clone(&self.snap.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Re-reads every table into a new snapshot. Stored policies are parsed again; one that
-    /// no longer parses (it was validated when stored) stops the server with a clear error
+    /// Reads the store into a new snapshot. Stored policies are parsed again; one that no
+    /// longer parses (it was validated when stored) stops the server with a clear error
     /// rather than being skipped, since skipping a Deny would widen access.
-    pub fn reload(&self) -> ServerResult<()> {
-        let mut s = Snapshot::default();
-        {
-            let conn = self.meta.conn();
-            let mut st = conn
-                .prepare("SELECT access_key, secret, name FROM credentials")
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        Zeroizing::new(r.get::<_, String>(1)?),
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(db_err)?;
-            for row in rows {
-                let (a, sec, n) = row.map_err(db_err)?;
-                s.keys.insert(a, (sec, n));
-            }
-            let mut st = conn
-                .prepare("SELECT name, kind, enabled, created FROM identities")
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| {
-                    let name: String = r.get(0)?;
-                    Ok(Identity {
-                        arn: Principal::user_arn(&name),
-                        user_name: name,
-                        kind: r.get(1)?,
-                        enabled: r.get::<_, i64>(2)? != 0,
-                        created: r.get(3)?,
-                    })
-                })
-                .map_err(db_err)?;
-            for row in rows {
-                let id = row.map_err(db_err)?;
-                s.identities.insert(id.user_name.clone(), id);
-            }
-            let mut st = conn
-                .prepare("SELECT identity, policy_name, document FROM identity_policies")
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(db_err)?;
-            for row in rows {
-                let (who, pname, doc) = row.map_err(db_err)?;
-                let pol = Policy::parse(&doc, PolicyKind::Identity).map_err(|e| {
-                    ServerError::Internal(format!("stored policy {pname} of {who}: {e}"))
-                })?;
-                s.policies.entry(who).or_default().push((pname, pol));
-            }
-            let mut st = conn
-                .prepare("SELECT bucket, owner FROM bucket_owners")
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db_err)?;
-            for row in rows {
-                let (b, o) = row.map_err(db_err)?;
-                s.bucket_owners.insert(b, o);
-            }
-            let mut st = conn
-                .prepare("SELECT bucket, document FROM bucket_policies")
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db_err)?;
-            for row in rows {
-                let (b, doc) = row.map_err(db_err)?;
-                let pol = Policy::parse(&doc, PolicyKind::Resource).map_err(|e| {
-                    ServerError::Internal(format!("stored policy of bucket {b}: {e}"))
-                })?;
-                s.bucket_policies.insert(b, pol);
-            }
+    pub async fn reload(&self) -> ServerResult<()> {
+        let stored = self.store.snapshot().await.map_err(store_err)?;
+        let mut s = Snapshot {
+            keys: stored.access_keys.into_iter().collect(),
+            bucket_owners: stored.bucket_owners.into_iter().collect(),
+            ..Snapshot::default()
+        };
+        for (name, id) in stored.identities {
+            s.identities.insert(
+                name.clone(),
+                Identity {
+                    arn: Principal::user_arn(&name),
+                    user_name: name,
+                    kind: id.kind,
+                    enabled: id.enabled,
+                    created: id.created,
+                },
+            );
+        }
+        for ((who, pname), doc) in stored.identity_policies {
+            let pol = Policy::parse(&doc, PolicyKind::Identity).map_err(|e| {
+                ServerError::Internal(format!("stored policy {pname} of {who}: {e}"))
+            })?;
+            s.policies.entry(who).or_default().push((pname, pol));
+        }
+        for (b, doc) in stored.bucket_policies {
+            let pol = Policy::parse(&doc, PolicyKind::Resource)
+                .map_err(|e| ServerError::Internal(format!("stored policy of bucket {b}: {e}")))?;
+            s.bucket_policies.insert(b, pol);
         }
         *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
         Ok(())
@@ -236,87 +197,70 @@ impl Iam {
     }
 
     /// Creates a user or service account (no access key yet, no policy: it can do nothing).
-    pub fn create_identity(&self, name: &str, kind: &str) -> ServerResult<Identity> {
+    pub async fn create_identity(&self, name: &str, kind: &str) -> ServerResult<Identity> {
         check_name("UserName", name, 64)?;
         if kind == "root" || !KINDS.contains(&kind) {
             return Err(ServerError::invalid_argument(
                 "Kind must be \"user\" or \"service\"",
             ));
         }
-        let n = self
-            .meta
-            .conn()
-            .execute(
-                "INSERT OR IGNORE INTO identities (name, kind, enabled, created) VALUES (?1, ?2, 1, ?3)",
-                params![name, kind, now_ms()],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
-            return Err(ServerError::s3(
-                s3s::S3ErrorCode::Custom("EntityAlreadyExists".into()),
-                format!("User with name {name} already exists."),
-            ));
+        let record = IdentityRecord {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            enabled: true,
+            created: now_ms(),
+        };
+        match self.store.create_identity(&record).await {
+            Err(MetaError::AlreadyExists(_)) => {
+                return Err(ServerError::s3(
+                    s3s::S3ErrorCode::Custom("EntityAlreadyExists".into()),
+                    format!("User with name {name} already exists."),
+                ))
+            }
+            r => r.map_err(store_err)?,
         }
-        self.reload()?;
+        self.reload().await?;
         self.get_identity(name)
     }
 
     /// Deletes an identity with its access keys and policies. Refused for the root identity
     /// and for an identity that still owns buckets (delete or hand them over first).
-    pub fn delete_identity(&self, name: &str) -> ServerResult<()> {
+    pub async fn delete_identity(&self, name: &str) -> ServerResult<()> {
         self.get_identity(name)?;
         if name == "root" {
             return Err(ServerError::invalid_argument(
                 "the root identity cannot be deleted",
             ));
         }
-        let mut conn = self.meta.conn();
-        let tx = conn.transaction().map_err(db_err)?;
-        let owned: Option<String> = tx
-            .query_row(
-                "SELECT bucket FROM bucket_owners WHERE owner = ?1 LIMIT 1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
-        if let Some(b) = owned {
-            return Err(ServerError::s3(
-                s3s::S3ErrorCode::Custom("DeleteConflict".into()),
-                format!("Cannot delete user {name}: it owns bucket {b}."),
-            ));
+        match self.store.delete_identity(name).await {
+            Err(MetaError::IdentityOwnsBucket { bucket }) => {
+                return Err(ServerError::s3(
+                    s3s::S3ErrorCode::Custom("DeleteConflict".into()),
+                    format!("Cannot delete user {name}: it owns bucket {bucket}."),
+                ))
+            }
+            r => r.map_err(store_err)?,
         }
-        tx.execute("DELETE FROM credentials WHERE name = ?1", [name])
-            .map_err(db_err)?;
-        tx.execute("DELETE FROM identity_policies WHERE identity = ?1", [name])
-            .map_err(db_err)?;
-        tx.execute("DELETE FROM identities WHERE name = ?1", [name])
-            .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        drop(conn);
-        self.reload()
+        self.reload().await
     }
 
     /// Enables or disables an identity: a disabled identity's keys stop working at once.
-    pub fn set_enabled(&self, name: &str, enabled: bool) -> ServerResult<()> {
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> ServerResult<()> {
         self.get_identity(name)?;
         if name == "root" && !enabled {
             return Err(ServerError::invalid_argument(
                 "the root identity cannot be disabled (rotate its access key instead)",
             ));
         }
-        self.meta
-            .conn()
-            .execute(
-                "UPDATE identities SET enabled = ?2 WHERE name = ?1",
-                params![name, i64::from(enabled)],
-            )
-            .map_err(db_err)?;
-        self.reload()
+        self.store
+            .set_identity_enabled(name, enabled)
+            .await
+            .map_err(store_err)?;
+        self.reload().await
     }
 
     /// Adds an access key pair to an identity (at most two at a time, as IAM).
-    pub fn create_access_key(&self, name: &str) -> ServerResult<NewAccessKey> {
+    pub async fn create_access_key(&self, name: &str) -> ServerResult<NewAccessKey> {
         self.get_identity(name)?;
         if self.list_access_keys(name).len() >= 2 {
             return Err(ServerError::s3(
@@ -325,57 +269,34 @@ impl Iam {
             ));
         }
         let key = new_key_pair()?;
-        self.meta
-            .put_credentials(&key.access_key, &key.secret, name)?;
-        self.reload()?;
+        self.store
+            .put_access_key(&key.stored(name))
+            .await
+            .map_err(store_err)?;
+        self.reload().await?;
         Ok(key)
     }
 
-    /// Deletes one access key of `name`; the identity keeps at least... nothing: an identity
-    /// without keys simply cannot sign requests.
-    pub fn delete_access_key(&self, name: &str, access_key: &str) -> ServerResult<()> {
-        let n = self
-            .meta
-            .conn()
-            .execute(
-                "DELETE FROM credentials WHERE access_key = ?1 AND name = ?2",
-                params![access_key, name],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
-            return Err(no_such_entity(&format!(
-                "The Access Key with id {access_key} cannot be found for user {name}."
-            )));
+    /// Deletes one access key of `name`; an identity without keys simply cannot sign
+    /// requests.
+    pub async fn delete_access_key(&self, name: &str, access_key: &str) -> ServerResult<()> {
+        match self.store.delete_access_key(name, access_key).await {
+            Err(MetaError::NoSuchAccessKey) => return Err(no_such_key(name, access_key)),
+            r => r.map_err(store_err)?,
         }
-        self.reload()
+        self.reload().await
     }
 
     /// Replaces `old` with a new key pair in one transaction: the old key stops working the
     /// moment the new one exists.
-    pub fn rotate_access_key(&self, name: &str, old: &str) -> ServerResult<NewAccessKey> {
+    pub async fn rotate_access_key(&self, name: &str, old: &str) -> ServerResult<NewAccessKey> {
         self.get_identity(name)?;
         let key = new_key_pair()?;
-        let mut conn = self.meta.conn();
-        let tx = conn.transaction().map_err(db_err)?;
-        let n = tx
-            .execute(
-                "DELETE FROM credentials WHERE access_key = ?1 AND name = ?2",
-                params![old, name],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
-            return Err(no_such_entity(&format!(
-                "The Access Key with id {old} cannot be found for user {name}."
-            )));
+        match self.store.replace_access_key(old, &key.stored(name)).await {
+            Err(MetaError::NoSuchAccessKey) => return Err(no_such_key(name, old)),
+            r => r.map_err(store_err)?,
         }
-        tx.execute(
-            "INSERT INTO credentials (access_key, secret, name) VALUES (?1, ?2, ?3)",
-            params![key.access_key, key.secret.as_str(), name],
-        )
-        .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        drop(conn);
-        self.reload()?;
+        self.reload().await?;
         Ok(key)
     }
 
@@ -383,9 +304,9 @@ impl Iam {
         let mut v: Vec<String> = self
             .snapshot()
             .keys
-            .iter()
-            .filter(|(_, (_, n))| n == name)
-            .map(|(a, _)| a.clone())
+            .values()
+            .filter(|k| k.identity == name)
+            .map(|k| k.access_key.clone())
             .collect();
         v.sort();
         v
@@ -393,7 +314,7 @@ impl Iam {
 
     // ---- identity policies ----
 
-    pub fn put_identity_policy(
+    pub async fn put_identity_policy(
         &self,
         name: &str,
         policy_name: &str,
@@ -402,14 +323,11 @@ impl Iam {
         self.get_identity(name)?;
         check_name("PolicyName", policy_name, 128)?;
         Policy::parse(doc, PolicyKind::Identity).map_err(malformed_policy)?;
-        self.meta
-            .conn()
-            .execute(
-                "INSERT OR REPLACE INTO identity_policies (identity, policy_name, document) VALUES (?1, ?2, ?3)",
-                params![name, policy_name, doc],
-            )
-            .map_err(db_err)?;
-        self.reload()
+        self.store
+            .put_identity_policy(name, policy_name, doc)
+            .await
+            .map_err(store_err)?;
+        self.reload().await
     }
 
     pub fn get_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<String> {
@@ -425,21 +343,16 @@ impl Iam {
             })
     }
 
-    pub fn delete_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<()> {
-        let n = self
-            .meta
-            .conn()
-            .execute(
-                "DELETE FROM identity_policies WHERE identity = ?1 AND policy_name = ?2",
-                params![name, policy_name],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
-            return Err(no_such_entity(&format!(
-                "The user policy with name {policy_name} cannot be found."
-            )));
+    pub async fn delete_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<()> {
+        match self.store.delete_identity_policy(name, policy_name).await {
+            Err(MetaError::NoSuchPolicy | MetaError::NoSuchIdentity(_)) => {
+                return Err(no_such_entity(&format!(
+                    "The user policy with name {policy_name} cannot be found."
+                )))
+            }
+            r => r.map_err(store_err)?,
         }
-        self.reload()
+        self.reload().await
     }
 
     pub fn list_identity_policies(&self, name: &str) -> Vec<String> {
@@ -464,21 +377,18 @@ impl Iam {
             .unwrap_or_else(|| "root".to_owned())
     }
 
-    pub fn put_bucket_policy(&self, bucket: &str, doc: &str) -> ServerResult<()> {
+    pub async fn put_bucket_policy(&self, bucket: &str, doc: &str) -> ServerResult<()> {
         Policy::parse(doc, PolicyKind::Resource).map_err(|e| {
             ServerError::s3(
                 s3s::S3ErrorCode::MalformedPolicy,
                 format!("Policies must be valid JSON and the first byte must be '{{': {e}"),
             )
         })?;
-        self.meta
-            .conn()
-            .execute(
-                "INSERT OR REPLACE INTO bucket_policies (bucket, document) VALUES (?1, ?2)",
-                params![bucket, doc],
-            )
-            .map_err(db_err)?;
-        self.reload()
+        self.store
+            .put_bucket_policy(bucket, doc)
+            .await
+            .map_err(store_err)?;
+        self.reload().await
     }
 
     pub fn bucket_policy(&self, bucket: &str) -> Option<String> {
@@ -488,12 +398,12 @@ impl Iam {
             .map(|p| p.source().to_owned())
     }
 
-    pub fn delete_bucket_policy(&self, bucket: &str) -> ServerResult<()> {
-        self.meta
-            .conn()
-            .execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])
-            .map_err(db_err)?;
-        self.reload()
+    pub async fn delete_bucket_policy(&self, bucket: &str) -> ServerResult<()> {
+        self.store
+            .delete_bucket_policy(bucket)
+            .await
+            .map_err(store_err)?;
+        self.reload().await
     }
 
     // ---- decisions ----
@@ -551,16 +461,22 @@ impl IdentityLookup for Iam {
 
     fn lookup(&self, access_key: &str) -> Option<(Zeroizing<String>, Principal)> {
         let snap = self.snapshot();
-        let (secret, name) = snap.keys.get(access_key)?;
-        let id = snap.identities.get(name)?;
+        let key = snap.keys.get(access_key)?;
+        let id = snap.identities.get(&key.identity)?;
         if !id.enabled {
             return None;
         }
         Some((
-            secret.clone(),
-            Principal::with_arn(name, &id.arn, access_key, id.kind == "root"),
+            Zeroizing::new(key.secret.expose().to_owned()),
+            Principal::with_arn(&key.identity, &id.arn, access_key, id.kind == "root"),
         ))
     }
+}
+
+fn no_such_key(name: &str, access_key: &str) -> ServerError {
+    no_such_entity(&format!(
+        "The Access Key with id {access_key} cannot be found for user {name}."
+    ))
 }
 
 fn no_such_entity(msg: &str) -> ServerError {

@@ -4,7 +4,8 @@
 //! - [`s3`]: the S3 operations, through the `s3s` crate (routing, XML, SigV4, aws-chunked);
 //! - [`sse`]: the three key models and their S3 headers;
 //! - [`blob`]: encrypted blobs on `object_store` (local filesystem now);
-//! - [`meta`]: bucket/object/upload metadata in a page-encrypted SQLite (SQLCipher) database;
+//! - [`reserve`]: the disk reserve, a decorator over the `coffer_meta` store (metadata lives in
+//!   `coffer-meta`: a page-encrypted SQLite (SQLCipher) database by default);
 //! - [`tls`]: generated CA + certificate, or the operator's own.
 //!
 //! docs/server.md describes the whole.
@@ -16,8 +17,8 @@ pub mod chunked;
 pub mod error;
 pub mod iam;
 pub mod kms_api;
-pub mod meta;
 pub mod principal;
+pub mod reserve;
 pub mod rootkey;
 pub mod s3;
 pub mod sigv4;
@@ -102,8 +103,10 @@ impl ServerConfig {
 }
 
 /// Root credentials: from the environment on first start, else generated (and printed once).
-fn ensure_root_credentials(meta: &meta::MetaStore) -> ServerResult<Option<(String, String)>> {
-    if !meta.credentials()?.is_empty() {
+async fn ensure_root_credentials(
+    store: &dyn coffer_meta::IdentityStore,
+) -> ServerResult<Option<(String, String)>> {
+    if !store.snapshot().await?.access_keys.is_empty() {
         return Ok(None);
     }
     let access = std::env::var("COFFER_ROOT_ACCESS_KEY").ok();
@@ -134,7 +137,26 @@ fn ensure_root_credentials(meta: &meta::MetaStore) -> ServerResult<Option<(Strin
             ))
         }
     };
-    meta.put_credentials(&access, &secret, "root")?;
+    let root = coffer_meta::IdentityRecord {
+        name: "root".to_owned(),
+        kind: "root".to_owned(),
+        enabled: true,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    };
+    match store.create_identity(&root).await {
+        Err(coffer_meta::MetaError::AlreadyExists(_)) => {}
+        r => r?,
+    }
+    store
+        .put_access_key(&coffer_meta::AccessKey {
+            access_key: access.clone(),
+            identity: "root".to_owned(),
+            secret: coffer_meta::SecretAccessKey::new(zeroize::Zeroizing::new(secret.clone())),
+        })
+        .await?;
     Ok(generated.then_some((access, secret)))
 }
 
@@ -148,7 +170,7 @@ pub struct Opened {
     pub notes: Vec<String>,
 }
 
-pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
+pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
     let data = &config.data_dir;
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Internal(format!("create {}: {e}", data.display())))?;
@@ -163,26 +185,30 @@ pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
     )?;
     notes.extend(kms.warnings().iter().map(|w| format!("warning: {w}")));
     let kms = Arc::new(kms);
-    let meta = meta::MetaStore::open(
+    let store = Arc::new(coffer_meta::SqlCipherStore::open(
         &data.join("server.db"),
         &kms.derive_subsystem_key("server/metadata-db/v1")?,
-    )?;
-    if let Some((a, s)) = ensure_root_credentials(&meta)? {
+    )?);
+    if let Some((a, s)) = ensure_root_credentials(&*store).await? {
         notes.push("root credentials (shown once; stored encrypted):".to_owned());
         notes.push(format!("  AWS_ACCESS_KEY_ID={a}"));
         notes.push(format!("  AWS_SECRET_ACCESS_KEY={s}"));
     }
     let blob_dir = data.join("blobs");
     let blobs = blob::BlobStore::open_local(&blob_dir)?;
-    let (staging, orphans) = blob::sweep_local(&blob_dir, &meta.referenced_blobs()?)?;
+    let (staging, orphans) = blob::sweep_local(
+        &blob_dir,
+        &coffer_meta::MetaStore::referenced_blobs(&*store).await?,
+    )?;
     if staging + orphans > 0 {
         notes.push(format!(
             "removed {staging} interrupted write(s) and {orphans} uncommitted blob(s)"
         ));
     }
     let keys = sse::Keys::new(Arc::clone(&kms))?;
-    let meta = Arc::new(meta);
-    let iam = Arc::new(iam::Iam::open(Arc::clone(&meta))?);
+    let reserve = Arc::new(reserve::Reserve::new(data.join("reserve")));
+    let meta = Arc::new(reserve::Reserved::new(store.clone(), Arc::clone(&reserve)));
+    let iam = Arc::new(iam::Iam::open(store).await?);
     let kms_api = Arc::new(kms_api::KmsApi::new(
         Arc::clone(&kms),
         Arc::clone(&iam) as Arc<dyn principal::IdentityLookup>,
@@ -208,7 +234,7 @@ pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
         keys: Arc::new(keys),
         secure: !config.insecure_http,
         limits: config.limits,
-        reserve: s3::Reserve::new(data.join("reserve")),
+        reserve,
     };
     Ok(Opened {
         s3: coffer,
@@ -790,7 +816,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         s3: coffer,
         kms_api,
         notes,
-    } = open(&config)?;
+    } = open(&config).await?;
     let tls = if config.insecure_http {
         None
     } else {

@@ -22,11 +22,12 @@ use tokio::sync::mpsc;
 use crate::audit::KeyUsed;
 use crate::blob::{BlobStore, WrittenBlob};
 use crate::error::{ServerError, ServerResult};
-use crate::meta::{
-    BucketEncryption, Checksums, MetaStore, ObjectHeaders, ObjectRecord, PartRecord, Segment,
-    SseRecord, UploadRecord,
-};
+use crate::reserve::Reserve;
 use crate::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
+use coffer_meta::{
+    BucketEncryption, BucketInfo, Checksums, EtagMatch, MetaError, MetaStore, ObjectHeaders,
+    ObjectRecord, PartRecord, Precondition, Segment, SseRecord, UploadRecord,
+};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MIN_PART: u64 = 5 << 20;
@@ -37,60 +38,14 @@ pub struct Coffer {
     /// The audit trail (written by the front service in lib.rs).
     pub audit: Arc<crate::audit::Auditor>,
     pub iam: Arc<crate::iam::Iam>,
-    pub meta: Arc<MetaStore>,
+    /// Object, bucket and upload metadata (the commit point), behind the disk reserve.
+    pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<BlobStore>,
     pub keys: Arc<Keys>,
     /// Whether requests arrive over TLS (SSE-C is refused otherwise).
     pub secure: bool,
     pub limits: crate::Limits,
-    pub reserve: Reserve,
-}
-
-/// Space held back on the data directory's filesystem so that deletes (which must write to
-/// the database's log) still work on a full disk: released when a delete hits a full disk,
-/// taken back once deletes have freed space.
-pub struct Reserve {
-    path: std::path::PathBuf,
-}
-
-impl Reserve {
-    pub const SIZE: usize = 8 << 20;
-
-    pub fn new(path: std::path::PathBuf) -> Reserve {
-        let r = Reserve { path };
-        r.ensure();
-        r
-    }
-
-    /// Creates the reserve file if it is missing (best effort: not on a full disk).
-    pub fn ensure(&self) {
-        if self.path.exists() {
-            return;
-        }
-        let tmp = self.path.with_extension("tmp");
-        let ok = std::fs::write(&tmp, vec![0u8; Self::SIZE]).is_ok()
-            && std::fs::rename(&tmp, &self.path).is_ok();
-        if !ok {
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-
-    fn release(&self) -> bool {
-        std::fs::remove_file(&self.path).is_ok()
-    }
-
-    /// Runs a metadata change; on a full disk, releases the reserve and tries once more.
-    fn run<T>(&self, mut f: impl FnMut() -> ServerResult<T>) -> ServerResult<T> {
-        match f() {
-            Err(ServerError::S3(S3ErrorCode::Custom(c), _))
-                if &*c == "InsufficientStorage" && self.release() =>
-            {
-                tracing::warn!("disk full: released the space reserve for a delete");
-                f()
-            }
-            r => r,
-        }
-    }
+    pub reserve: Arc<Reserve>,
 }
 
 fn now_ms() -> i64 {
@@ -528,15 +483,30 @@ fn multipart_etag(md5s: &[String]) -> ServerResult<String> {
 }
 
 impl Coffer {
-    fn bucket_default(&self, bucket: &str) -> ServerResult<Option<BucketEncryption>> {
-        self.meta.bucket_encryption(bucket)
+    async fn bucket_default(&self, bucket: &str) -> ServerResult<Option<BucketEncryption>> {
+        Ok(self.meta.bucket_encryption(bucket).await?)
     }
 
-    fn object(&self, bucket: &str, key: &str) -> ServerResult<ObjectRecord> {
-        match self.meta.get_object(bucket, key)? {
+    /// What every object listing checks first: its parameters, then the bucket. Returns the
+    /// page size.
+    async fn list_start(
+        &self,
+        bucket: &str,
+        max_keys: Option<i32>,
+        encoding: Option<&EncodingType>,
+    ) -> ServerResult<usize> {
+        check_list_params(&[("max-keys", max_keys)], encoding)?;
+        if !self.meta.bucket_exists(bucket).await? {
+            return Err(ServerError::NoSuchBucket);
+        }
+        Ok(max_keys.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000))
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> ServerResult<ObjectRecord> {
+        match self.meta.object(bucket, key).await? {
             Some(r) => Ok(r),
             None => {
-                if self.meta.bucket_exists(bucket)? {
+                if self.meta.bucket_exists(bucket).await? {
                     Err(ServerError::NoSuchKey)
                 } else {
                     Err(ServerError::NoSuchBucket)
@@ -691,7 +661,7 @@ impl Coffer {
 
     /// Reads a copy source: checks conditions and the source's SSE-C key, returns its record.
     #[allow(clippy::too_many_arguments)]
-    fn copy_source(
+    async fn copy_source(
         &self,
         source: &CopySource,
         if_match: Option<&ETagCondition>,
@@ -720,7 +690,7 @@ impl Coffer {
                 ))
             }
         };
-        let rec = self.object(&bucket, &key)?;
+        let rec = self.object(&bucket, &key).await?;
         // Copy-source conditions fail with 412 in every case (S3 CopyObject docs).
         check_conditions(
             &rec,
@@ -761,14 +731,14 @@ impl Coffer {
     /// What a write stores (its SSE record, SSE-C key, bucket-key flag) and, for SSE-KMS,
     /// the caller's `kms:GenerateDataKey` proof on the chosen key.
     #[allow(clippy::type_complexity)]
-    fn write_choice(
+    async fn write_choice(
         &self,
         ext: &http::Extensions,
         h: &SseHeaders<'_>,
         bucket: &str,
         key: &str,
     ) -> S3Result<(SseRecord, Option<CustomerKey>, bool, Option<KeyUse>)> {
-        let default = s3(self.bucket_default(bucket))?;
+        let default = s3(self.bucket_default(bucket).await)?;
         let choice = s3(sse::choose(h, default.as_ref(), self.secure))?;
         let caller = principal(ext)?;
         let (rec, proof) = s3(self
@@ -783,64 +753,88 @@ impl Coffer {
     }
 }
 
-#[allow(clippy::type_complexity)]
-fn list_page<T>(
-    rows: &mut dyn FnMut(&str, usize) -> ServerResult<Vec<(String, T)>>,
+/// One page of an object listing (ListObjects, ListObjectsV2, ListObjectVersions): the
+/// objects and the common prefixes they roll up into, whether more follow, and the marker
+/// the next page starts after.
+struct ListPage {
+    contents: Vec<(String, ObjectRecord)>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    next: Option<String>,
+}
+
+impl ListPage {
+    fn common_prefixes(prefixes: Vec<String>) -> Vec<CommonPrefix> {
+        prefixes
+            .into_iter()
+            .map(|p| {
+                let mut c = CommonPrefix::default();
+                c.prefix = Some(p);
+                c
+            })
+            .collect()
+    }
+}
+
+/// Reads `meta` in batches until `max_keys` entries (objects + common prefixes) after
+/// `after` are collected.
+async fn list_page(
+    meta: &dyn MetaStore,
+    bucket: &str,
     prefix: &str,
     delimiter: Option<&str>,
     after: &str,
     max_keys: usize,
-) -> ServerResult<(Vec<(String, T)>, Vec<String>, bool, Option<String>)> {
+) -> ServerResult<ListPage> {
     let mut contents = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
     let mut cursor = after.to_owned();
     let mut last = None;
     let mut truncated = false;
-    if max_keys == 0 {
-        return Ok((contents, prefixes, false, None));
-    }
-    'outer: loop {
-        let batch = rows(&cursor, 1000)?;
-        let n = batch.len();
-        for (key, item) in batch {
-            cursor = key.clone();
-            let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-                key[prefix.len()..]
-                    .find(d)
-                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
-            });
-            match rolled {
-                Some(cp) => {
-                    if prefixes.last() == Some(&cp) || cp.as_str() <= after {
-                        continue;
+    if max_keys > 0 {
+        'outer: loop {
+            let batch = meta.list_objects(bucket, prefix, &cursor, 1000).await?;
+            let n = batch.len();
+            for (key, item) in batch {
+                cursor = key.clone();
+                let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..prefix.len() + i + d.len()].to_owned())
+                });
+                match rolled {
+                    Some(cp) => {
+                        if prefixes.last() == Some(&cp) || cp.as_str() <= after {
+                            continue;
+                        }
+                        if contents.len() + prefixes.len() == max_keys {
+                            truncated = true;
+                            break 'outer;
+                        }
+                        last = Some(cp.clone());
+                        prefixes.push(cp);
                     }
-                    if contents.len() + prefixes.len() == max_keys {
-                        truncated = true;
-                        break 'outer;
+                    None => {
+                        if contents.len() + prefixes.len() == max_keys {
+                            truncated = true;
+                            break 'outer;
+                        }
+                        last = Some(key.clone());
+                        contents.push((key, item));
                     }
-                    last = Some(cp.clone());
-                    prefixes.push(cp);
-                }
-                None => {
-                    if contents.len() + prefixes.len() == max_keys {
-                        truncated = true;
-                        break 'outer;
-                    }
-                    last = Some(key.clone());
-                    contents.push((key, item));
                 }
             }
-        }
-        if n < 1000 {
-            break;
+            if n < 1000 {
+                break;
+            }
         }
     }
-    Ok((
+    Ok(ListPage {
         contents,
         prefixes,
         truncated,
-        if truncated { last } else { None },
-    ))
+        next: if truncated { last } else { None },
+    })
 }
 
 fn to_object(key: String, rec: &ObjectRecord) -> Object {
@@ -878,10 +872,6 @@ fn owner() -> Owner {
     o
 }
 
-fn max_keys(v: Option<i32>) -> usize {
-    v.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000)
-}
-
 /// Listing parameters S3 validates: counts are not negative, encoding is `url`.
 fn check_list_params(
     counts: &[(&str, Option<i32>)],
@@ -904,8 +894,8 @@ fn check_list_params(
     Ok(())
 }
 
-fn s3<T>(r: ServerResult<T>) -> S3Result<T> {
-    r.map_err(Into::into)
+fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
+    r.map_err(|e| e.into().into())
 }
 
 #[async_trait::async_trait]
@@ -936,21 +926,29 @@ impl S3 for Coffer {
             .into());
         }
         let caller = principal(&req.extensions)?;
-        if let Err(existing) = s3(self.meta.create_bucket(&bucket, now_ms(), caller.name()))? {
-            if existing == caller.name() {
+        match self
+            .meta
+            .create_bucket(&bucket, now_ms(), caller.name())
+            .await
+        {
+            Ok(()) => {}
+            Err(MetaError::BucketAlreadyExists { owner }) if owner == caller.name() => {
                 return Err(ServerError::s3(
                     S3ErrorCode::BucketAlreadyOwnedByYou,
                     "Your previous request to create the named bucket succeeded and you already own it.",
                 )
                 .into());
             }
-            return Err(ServerError::s3(
-                S3ErrorCode::BucketAlreadyExists,
-                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
-            )
-            .into());
+            Err(MetaError::BucketAlreadyExists { .. }) => {
+                return Err(ServerError::s3(
+                    S3ErrorCode::BucketAlreadyExists,
+                    "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+                )
+                .into());
+            }
+            Err(e) => return Err(ServerError::from(e).into()),
         }
-        s3(self.iam.reload())?;
+        s3(self.iam.reload().await)?;
         let mut out = CreateBucketOutput::default();
         out.location = Some(format!("/{bucket}"));
         Ok(S3Response::new(out))
@@ -960,7 +958,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        s3(self.meta.delete_bucket(&req.input.bucket))?;
+        s3(self.meta.delete_bucket(&req.input.bucket).await)?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
 
@@ -968,7 +966,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         let mut out = HeadBucketOutput::default();
@@ -983,9 +981,9 @@ impl S3 for Coffer {
         // Each identity sees the buckets it may list (its own, and those policies open to it).
         let caller = principal(&req.extensions)?;
         let ctx = crate::iam::base_context(&caller, self.secure);
-        let buckets = s3(self.meta.list_buckets())?
+        let buckets = s3(self.meta.list_buckets().await)?
             .into_iter()
-            .filter(|(name, _)| {
+            .filter(|BucketInfo { name, .. }| {
                 self.iam.authorize(
                     &caller,
                     "s3:ListBucket",
@@ -994,7 +992,7 @@ impl S3 for Coffer {
                     &ctx,
                 )
             })
-            .map(|(name, created)| {
+            .map(|BucketInfo { name, created }| {
                 let mut b = Bucket::default();
                 b.name = Some(name);
                 b.creation_date = Some(ts(created));
@@ -1012,7 +1010,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         // us-east-1 is reported as an empty LocationConstraint, as AWS does.
@@ -1023,7 +1021,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         Ok(S3Response::new(GetBucketVersioningOutput::default()))
@@ -1077,7 +1075,10 @@ impl S3 for Coffer {
             kms_key_id: default.kms_master_key_id,
             bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
         };
-        s3(self.meta.set_bucket_encryption(&input.bucket, Some(&enc)))?;
+        s3(self
+            .meta
+            .set_bucket_encryption(&input.bucket, Some(&enc))
+            .await)?;
         Ok(S3Response::new(PutBucketEncryptionOutput::default()))
     }
 
@@ -1086,11 +1087,12 @@ impl S3 for Coffer {
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
         // Every bucket has default encryption: SSE-S3 unless configured (as on AWS since 2023).
-        let enc = s3(self.meta.bucket_encryption(&req.input.bucket))?.unwrap_or(BucketEncryption {
-            algorithm: "AES256".into(),
-            kms_key_id: None,
-            bucket_key_enabled: false,
-        });
+        let enc =
+            s3(self.meta.bucket_encryption(&req.input.bucket).await)?.unwrap_or(BucketEncryption {
+                algorithm: "AES256".into(),
+                kms_key_id: None,
+                bucket_key_enabled: false,
+            });
         let by_default = ServerSideEncryptionByDefault {
             sse_algorithm: ServerSideEncryption::from(enc.algorithm),
             kms_master_key_id: enc.kms_key_id,
@@ -1109,7 +1111,10 @@ impl S3 for Coffer {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
-        s3(self.meta.set_bucket_encryption(&req.input.bucket, None))?;
+        s3(self
+            .meta
+            .set_bucket_encryption(&req.input.bucket, None)
+            .await)?;
         Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
     }
 
@@ -1117,12 +1122,13 @@ impl S3 for Coffer {
         &self,
         req: S3Request<PutBucketPolicyInput>,
     ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         s3(self
             .iam
-            .put_bucket_policy(&req.input.bucket, &req.input.policy))?;
+            .put_bucket_policy(&req.input.bucket, &req.input.policy)
+            .await)?;
         Ok(S3Response::new(PutBucketPolicyOutput::default()))
     }
 
@@ -1130,7 +1136,7 @@ impl S3 for Coffer {
         &self,
         req: S3Request<GetBucketPolicyInput>,
     ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         let policy = self.iam.bucket_policy(&req.input.bucket).ok_or_else(|| {
@@ -1148,10 +1154,10 @@ impl S3 for Coffer {
         &self,
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
-        if !s3(self.meta.bucket_exists(&req.input.bucket))? {
+        if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
-        s3(self.iam.delete_bucket_policy(&req.input.bucket))?;
+        s3(self.iam.delete_bucket_policy(&req.input.bucket).await)?;
         let mut resp = S3Response::new(DeleteBucketPolicyOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -1168,19 +1174,21 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
-            &req.extensions,
-            &SseHeaders {
-                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                kms_key_id: input.ssekms_key_id.as_deref(),
-                kms_context: input.ssekms_encryption_context.as_deref(),
-                c_algorithm: input.sse_customer_algorithm.as_deref(),
-                c_key: input.sse_customer_key.as_deref(),
-                c_key_md5: input.sse_customer_key_md5.as_deref(),
-            },
-            &input.bucket,
-            &input.key,
-        )?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(
+                &req.extensions,
+                &SseHeaders {
+                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    kms_key_id: input.ssekms_key_id.as_deref(),
+                    kms_context: input.ssekms_encryption_context.as_deref(),
+                    c_algorithm: input.sse_customer_algorithm.as_deref(),
+                    c_key: input.sse_customer_key.as_deref(),
+                    c_key_md5: input.sse_customer_key_md5.as_deref(),
+                },
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
@@ -1223,7 +1231,7 @@ impl S3 for Coffer {
                 self.limits.body_idle_timeout,
             )
             .await)?;
-        let commit = || -> ServerResult<(ObjectRecord, Option<ObjectRecord>)> {
+        let commit = async {
             check_body_complete(&req_headers, written.plain_len)?;
             verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
             sums.add_trailers(&req_headers, trailers)?;
@@ -1239,14 +1247,14 @@ impl S3 for Coffer {
                 bucket_key_enabled: bucket_key,
                 segments: vec![seg.clone()],
             };
+            let condition = precondition(input.if_match.as_ref(), input.if_none_match.as_ref());
             let old = self
                 .meta
-                .put_object(&input.bucket, &input.key, &rec, |cur| {
-                    put_conditions(cur, input.if_match.as_ref(), input.if_none_match.as_ref())
-                })?;
-            Ok((rec, old))
+                .put_object(&input.bucket, &input.key, &rec, &condition)
+                .await?;
+            Ok::<_, ServerError>((rec, old))
         };
-        let (rec, old) = match commit() {
+        let (rec, old) = match commit.await {
             Ok(v) => v,
             Err(e) => {
                 self.blobs.delete(&seg.blob).await;
@@ -1283,7 +1291,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
-        let rec = s3(self.object(&input.bucket, &input.key))?;
+        let rec = s3(self.object(&input.bucket, &input.key).await)?;
         if req.headers.contains_key("x-amz-server-side-encryption")
             || req
                 .headers
@@ -1400,7 +1408,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
-        let rec = s3(self.object(&input.bucket, &input.key))?;
+        let rec = s3(self.object(&input.bucket, &input.key).await)?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.as_deref(),
@@ -1462,14 +1470,11 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
+        if !s3(self.meta.bucket_exists(&input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         // Deleting a missing key succeeds (204), as on S3.
-        if let Some(old) = s3(self
-            .reserve
-            .run(|| self.meta.delete_object(&input.bucket, &input.key)))?
-        {
+        if let Some(old) = s3(self.meta.delete_object(&input.bucket, &input.key).await)? {
             self.delete_blobs(old.segments).await;
             self.reserve.ensure();
         }
@@ -1482,7 +1487,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let caller = principal(&req.extensions)?;
         let input = req.input;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
+        if !s3(self.meta.bucket_exists(&input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         if input.delete.objects.len() > 1000 {
@@ -1512,10 +1517,7 @@ impl S3 for Coffer {
                 errors.push(err);
                 continue;
             }
-            match self
-                .reserve
-                .run(|| self.meta.delete_object(&input.bucket, &id.key))
-            {
+            match self.meta.delete_object(&input.bucket, &id.key).await {
                 Ok(old) => {
                     if let Some(old) = old {
                         self.delete_blobs(old.segments).await;
@@ -1527,7 +1529,7 @@ impl S3 for Coffer {
                     }
                 }
                 Err(e) => {
-                    let e: s3s::S3Error = e.into();
+                    let e: s3s::S3Error = ServerError::from(e).into();
                     let mut err = Error::default();
                     err.key = Some(id.key);
                     err.code = Some(e.code().as_str().to_owned());
@@ -1555,14 +1557,16 @@ impl S3 for Coffer {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         ))?;
-        let (src_bucket, src_key, src) = s3(self.copy_source(
-            &input.copy_source,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
-            input.copy_source_if_modified_since.as_ref(),
-            input.copy_source_if_unmodified_since.as_ref(),
-            src_customer.as_ref(),
-        ))?;
+        let (src_bucket, src_key, src) = s3(self
+            .copy_source(
+                &input.copy_source,
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                input.copy_source_if_modified_since.as_ref(),
+                input.copy_source_if_unmodified_since.as_ref(),
+                src_customer.as_ref(),
+            )
+            .await)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -1583,8 +1587,9 @@ impl S3 for Coffer {
             .into());
         }
         let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
-        let (sse_rec, customer, bucket_key, proof) =
-            self.write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)
+            .await?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let headers = if replace {
             object_headers(
@@ -1671,12 +1676,13 @@ impl S3 for Coffer {
         };
         let old = match self
             .meta
-            .put_object(&input.bucket, &input.key, &rec, |_| Ok(()))
+            .put_object(&input.bucket, &input.key, &rec, &Precondition::NONE)
+            .await
         {
             Ok(old) => old,
             Err(e) => {
                 self.blobs.delete(&seg.blob).await;
-                return Err(e.into());
+                return Err(ServerError::from(e).into());
             }
         };
         if let Some(old) = old {
@@ -1706,24 +1712,25 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        s3(check_list_params(
-            &[("max-keys", input.max_keys)],
-            input.encoding_type.as_ref(),
-        ))?;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
-            return Err(ServerError::NoSuchBucket.into());
-        }
+        let limit = s3(self
+            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
+            .await)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let marker = input.marker.clone().unwrap_or_default();
-        let limit = max_keys(input.max_keys);
-        let meta = Arc::clone(&self.meta);
-        let (contents, prefixes, truncated, next) = s3(list_page(
-            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+        let ListPage {
+            contents,
+            prefixes,
+            truncated,
+            next,
+        } = s3(list_page(
+            &*self.meta,
+            &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &marker,
             limit,
-        ))?;
+        )
+        .await)?;
         let mut out = ListObjectsOutput::default();
         out.name = Some(input.bucket);
         out.prefix = Some(prefix);
@@ -1741,16 +1748,7 @@ impl S3 for Coffer {
                 .map(|(k, r)| to_object(k, &r))
                 .collect(),
         );
-        out.common_prefixes = Some(
-            prefixes
-                .into_iter()
-                .map(|p| {
-                    let mut c = CommonPrefix::default();
-                    c.prefix = Some(p);
-                    c
-                })
-                .collect(),
-        );
+        out.common_prefixes = Some(ListPage::common_prefixes(prefixes));
         url_encode_v1(&mut out);
         Ok(S3Response::new(out))
     }
@@ -1760,13 +1758,9 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        s3(check_list_params(
-            &[("max-keys", input.max_keys)],
-            input.encoding_type.as_ref(),
-        ))?;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
-            return Err(ServerError::NoSuchBucket.into());
-        }
+        let limit = s3(self
+            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
+            .await)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = match &input.continuation_token {
             Some(t) => String::from_utf8(B64.decode(t).map_err(|_| {
@@ -1777,15 +1771,20 @@ impl S3 for Coffer {
             })?,
             None => input.start_after.clone().unwrap_or_default(),
         };
-        let limit = max_keys(input.max_keys);
-        let meta = Arc::clone(&self.meta);
-        let (contents, prefixes, truncated, next) = s3(list_page(
-            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+        let ListPage {
+            contents,
+            prefixes,
+            truncated,
+            next,
+        } = s3(list_page(
+            &*self.meta,
+            &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &after,
             limit,
-        ))?;
+        )
+        .await)?;
         let fetch_owner = input.fetch_owner.unwrap_or(false);
         let mut out = ListObjectsV2Output::default();
         out.name = Some(input.bucket);
@@ -1810,16 +1809,7 @@ impl S3 for Coffer {
                 })
                 .collect(),
         );
-        out.common_prefixes = Some(
-            prefixes
-                .into_iter()
-                .map(|p| {
-                    let mut c = CommonPrefix::default();
-                    c.prefix = Some(p);
-                    c
-                })
-                .collect(),
-        );
+        out.common_prefixes = Some(ListPage::common_prefixes(prefixes));
         url_encode_v2(&mut out);
         Ok(S3Response::new(out))
     }
@@ -1830,24 +1820,25 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         // Versioning is off: every object is its only ("null") version.
         let input = req.input;
-        s3(check_list_params(
-            &[("max-keys", input.max_keys)],
-            input.encoding_type.as_ref(),
-        ))?;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
-            return Err(ServerError::NoSuchBucket.into());
-        }
+        let limit = s3(self
+            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
+            .await)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let marker = input.key_marker.clone().unwrap_or_default();
-        let limit = max_keys(input.max_keys);
-        let meta = Arc::clone(&self.meta);
-        let (contents, prefixes, truncated, next) = s3(list_page(
-            &mut |after, n| meta.list_objects(&input.bucket, &prefix, after, n),
+        let ListPage {
+            contents,
+            prefixes,
+            truncated,
+            next,
+        } = s3(list_page(
+            &*self.meta,
+            &input.bucket,
             &prefix,
             input.delimiter.as_deref(),
             &marker,
             limit,
-        ))?;
+        )
+        .await)?;
         let mut out = ListObjectVersionsOutput::default();
         out.name = Some(input.bucket);
         out.prefix = Some(prefix);
@@ -1879,16 +1870,7 @@ impl S3 for Coffer {
                 })
                 .collect(),
         );
-        out.common_prefixes = Some(
-            prefixes
-                .into_iter()
-                .map(|p| {
-                    let mut c = CommonPrefix::default();
-                    c.prefix = Some(p);
-                    c
-                })
-                .collect(),
-        );
+        out.common_prefixes = Some(ListPage::common_prefixes(prefixes));
         url_encode_versions(&mut out);
         Ok(S3Response::new(out))
     }
@@ -1899,7 +1881,7 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
         s3(check_key(&input.key))?;
-        let rec = s3(self.object(&input.bucket, &input.key))?;
+        let rec = s3(self.object(&input.bucket, &input.key).await)?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.as_deref(),
@@ -1979,19 +1961,21 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
-            &req.extensions,
-            &SseHeaders {
-                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                kms_key_id: input.ssekms_key_id.as_deref(),
-                kms_context: input.ssekms_encryption_context.as_deref(),
-                c_algorithm: input.sse_customer_algorithm.as_deref(),
-                c_key: input.sse_customer_key.as_deref(),
-                c_key_md5: input.sse_customer_key_md5.as_deref(),
-            },
-            &input.bucket,
-            &input.key,
-        )?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(
+                &req.extensions,
+                &SseHeaders {
+                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    kms_key_id: input.ssekms_key_id.as_deref(),
+                    kms_context: input.ssekms_encryption_context.as_deref(),
+                    c_algorithm: input.sse_customer_algorithm.as_deref(),
+                    c_key: input.sse_customer_key.as_deref(),
+                    c_key_md5: input.sse_customer_key_md5.as_deref(),
+                },
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         // The proof is not kept: each UploadPart asks for its own.
         drop(proof);
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
@@ -2016,7 +2000,7 @@ impl S3 for Coffer {
                 .as_ref()
                 .map(|a| a.as_str().to_owned()),
         };
-        s3(self.meta.create_upload(&upload_id, &rec))?;
+        s3(self.meta.create_upload(&upload_id, &rec).await)?;
         let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
         let mut out = CreateMultipartUploadOutput::default();
         out.bucket = Some(input.bucket);
@@ -2043,7 +2027,9 @@ impl S3 for Coffer {
         let trailers = req.trailing_headers;
         let req_headers = req.headers;
         let input = req.input;
-        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let upload = s3(self
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await)?;
         let part = s3(part_number(input.part_number))?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
@@ -2083,7 +2069,7 @@ impl S3 for Coffer {
                 self.limits.body_idle_timeout,
             )
             .await)?;
-        let commit = || -> ServerResult<(PartRecord, Option<PartRecord>)> {
+        let commit = async {
             check_body_complete(&req_headers, written.plain_len)?;
             verify_content_md5(input.content_md5.as_deref(), &written.md5)?;
             sums.add_trailers(&req_headers, trailers)?;
@@ -2093,10 +2079,10 @@ impl S3 for Coffer {
                 last_modified: now_ms(),
                 checksums,
             };
-            let old = self.meta.put_part(&input.upload_id, part, &rec)?;
-            Ok((rec, old))
+            let old = self.meta.put_part(&input.upload_id, part, &rec).await?;
+            Ok::<_, ServerError>((rec, old))
         };
-        let (rec, old) = match commit() {
+        let (rec, old) = match commit.await {
             Ok(v) => v,
             Err(e) => {
                 self.blobs.delete(&seg.blob).await;
@@ -2127,7 +2113,9 @@ impl S3 for Coffer {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let upload = s3(self
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await)?;
         let part = s3(part_number(input.part_number))?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
@@ -2140,14 +2128,16 @@ impl S3 for Coffer {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         ))?;
-        let (src_bucket, src_key, src) = s3(self.copy_source(
-            &input.copy_source,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
-            input.copy_source_if_modified_since.as_ref(),
-            input.copy_source_if_unmodified_since.as_ref(),
-            src_customer.as_ref(),
-        ))?;
+        let (src_bucket, src_key, src) = s3(self
+            .copy_source(
+                &input.copy_source,
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                input.copy_source_if_modified_since.as_ref(),
+                input.copy_source_if_unmodified_since.as_ref(),
+                src_customer.as_ref(),
+            )
+            .await)?;
         let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
         let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
         let range = match input.copy_source_range.as_deref() {
@@ -2194,11 +2184,11 @@ impl S3 for Coffer {
                 kind: None,
             },
         };
-        let old = match self.meta.put_part(&input.upload_id, part, &rec) {
+        let old = match self.meta.put_part(&input.upload_id, part, &rec).await {
             Ok(old) => old,
             Err(e) => {
                 self.blobs.delete(&seg.blob).await;
-                return Err(e.into());
+                return Err(ServerError::from(e).into());
             }
         };
         if let Some(old) = old {
@@ -2228,7 +2218,9 @@ impl S3 for Coffer {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let upload = s3(self
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await)?;
         let customer = s3(self.customer_key(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.as_deref(),
@@ -2248,7 +2240,7 @@ impl S3 for Coffer {
             )
             .into());
         }
-        let mut stored = s3(self.meta.list_parts(&input.upload_id))?;
+        let mut stored = s3(self.meta.list_parts(&input.upload_id).await)?;
         let mut segments = Vec::new();
         let mut md5s = Vec::new();
         let mut last_number = 0;
@@ -2310,13 +2302,16 @@ impl S3 for Coffer {
             bucket_key_enabled: upload.bucket_key_enabled,
             segments,
         };
-        let old = s3(self.meta.complete_upload(
-            &input.upload_id,
-            &input.bucket,
-            &input.key,
-            &rec,
-            |cur| put_conditions(cur, input.if_match.as_ref(), input.if_none_match.as_ref()),
-        ))?;
+        let old = s3(self
+            .meta
+            .complete_upload(
+                &input.upload_id,
+                &input.bucket,
+                &input.key,
+                &rec,
+                &precondition(input.if_match.as_ref(), input.if_none_match.as_ref()),
+            )
+            .await)?;
         // Parts uploaded but not named in the request are discarded, as on S3.
         self.delete_blobs(stored.into_values().map(|p| p.segment))
             .await;
@@ -2340,10 +2335,10 @@ impl S3 for Coffer {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
-        s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
-        let parts = s3(self
-            .reserve
-            .run(|| self.meta.delete_upload(&input.upload_id)))?;
+        s3(self
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await)?;
+        let parts = s3(self.meta.delete_upload(&input.upload_id).await)?;
         self.delete_blobs(parts.into_iter().map(|p| p.segment))
             .await;
         self.reserve.ensure();
@@ -2359,24 +2354,27 @@ impl S3 for Coffer {
             &[("max-uploads", input.max_uploads)],
             input.encoding_type.as_ref(),
         ))?;
-        if !s3(self.meta.bucket_exists(&input.bucket))? {
+        if !s3(self.meta.bucket_exists(&input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
         let prefix = input.prefix.clone().unwrap_or_default();
         let limit = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
-        let rows = s3(self.meta.list_uploads(
-            &input.bucket,
-            &prefix,
-            &key_marker,
-            if input.key_marker.is_some() {
-                &id_marker
-            } else {
-                ""
-            },
-            limit + 1,
-        ))?;
+        let rows = s3(self
+            .meta
+            .list_uploads(
+                &input.bucket,
+                &prefix,
+                &key_marker,
+                if input.key_marker.is_some() {
+                    &id_marker
+                } else {
+                    ""
+                },
+                limit + 1,
+            )
+            .await)?;
         let truncated = rows.len() > limit;
         let rows: Vec<_> = rows.into_iter().take(limit).collect();
         let mut out = ListMultipartUploadsOutput::default();
@@ -2420,10 +2418,12 @@ impl S3 for Coffer {
             ],
             None,
         ))?;
-        let upload = s3(self.upload(&input.bucket, &input.key, &input.upload_id))?;
+        let upload = s3(self
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await)?;
         let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
         let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
-        let all: Vec<(u32, PartRecord)> = s3(self.meta.list_parts(&input.upload_id))?
+        let all: Vec<(u32, PartRecord)> = s3(self.meta.list_parts(&input.upload_id).await)?
             .into_iter()
             .filter(|(n, _)| *n > marker)
             .collect();
@@ -2462,11 +2462,11 @@ impl S3 for Coffer {
 }
 
 impl Coffer {
-    fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> ServerResult<UploadRecord> {
-        match self.meta.get_upload(upload_id)? {
+    async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> ServerResult<UploadRecord> {
+        match self.meta.upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok(u),
             _ => {
-                if !self.meta.bucket_exists(bucket)? {
+                if !self.meta.bucket_exists(bucket).await? {
                     return Err(ServerError::NoSuchBucket);
                 }
                 Err(ServerError::NoSuchUpload)
@@ -2522,28 +2522,21 @@ fn part_number(n: i32) -> ServerResult<u32> {
     Ok(n as u32)
 }
 
-/// Conditional writes (If-Match / If-None-Match on PUT and CompleteMultipartUpload).
-fn put_conditions(
-    current: Option<&ObjectRecord>,
+/// Conditional writes (If-Match / If-None-Match on PUT and CompleteMultipartUpload), for
+/// the store to evaluate inside the write's transaction. `If-None-Match` with an ETag (not
+/// `*`) is not a write condition on S3 and is ignored, as before.
+fn precondition(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
-) -> ServerResult<()> {
-    if let Some(cond) = if_none_match {
-        if current.is_some() && matches!(cond, ETagCondition::Any) {
-            return Err(ServerError::PreconditionFailed);
-        }
+) -> Precondition {
+    Precondition {
+        if_none_match_any: matches!(if_none_match, Some(ETagCondition::Any)),
+        if_match: if_match.map(|c| match c {
+            ETagCondition::Any => EtagMatch::Any,
+            ETagCondition::ETag(ETag::Strong(e)) => EtagMatch::Strong(e.clone()),
+            ETagCondition::ETag(ETag::Weak(e)) => EtagMatch::Weak(e.clone()),
+        }),
     }
-    if let Some(cond) = if_match {
-        let Some(cur) = current else {
-            return Err(ServerError::NoSuchKey);
-        };
-        if let ETagCondition::ETag(e) = cond {
-            if !etag(&cur.etag).strong_cmp(e) {
-                return Err(ServerError::PreconditionFailed);
-            }
-        }
-    }
-    Ok(())
 }
 
 fn body_stream(
@@ -2720,53 +2713,59 @@ pub(crate) fn verify_small_body(
 mod tests {
     use super::*;
 
-    fn page(
+    /// Lists `keys` (stored in an in-memory metadata store) the way the S3 handlers do.
+    async fn page(
         keys: &[&str],
         prefix: &str,
         delimiter: Option<&str>,
         after: &str,
         max: usize,
     ) -> (Vec<String>, Vec<String>, bool, Option<String>) {
-        let mut sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        sorted.sort();
-        let mut rows = |after: &str, n: usize| -> ServerResult<Vec<(String, ())>> {
-            Ok(sorted
-                .iter()
-                .filter(|k| k.as_str() > after && k.starts_with(prefix))
-                .take(n)
-                .map(|k| (k.clone(), ()))
-                .collect())
-        };
-        let (c, p, t, n) = list_page(&mut rows, prefix, delimiter, after, max).unwrap();
-        (c.into_iter().map(|(k, ())| k).collect(), p, t, n)
+        let meta = coffer_meta::MemoryStore::new();
+        meta.create_bucket("b", 0, "root").await.unwrap();
+        for k in keys {
+            let rec = coffer_meta::conformance::sample_object(k);
+            meta.put_object("b", k, &rec, &Precondition::NONE)
+                .await
+                .unwrap();
+        }
+        let page = list_page(&meta, "b", prefix, delimiter, after, max)
+            .await
+            .unwrap();
+        (
+            page.contents.into_iter().map(|(k, _)| k).collect(),
+            page.prefixes,
+            page.truncated,
+            page.next,
+        )
     }
 
-    #[test]
-    fn delimiter_rolls_up_common_prefixes() {
+    #[tokio::test]
+    async fn delimiter_rolls_up_common_prefixes() {
         let keys = ["a/1", "a/2", "b", "c/x/y", "c/z", "d"];
-        let (c, p, t, _) = page(&keys, "", Some("/"), "", 1000);
+        let (c, p, t, _) = page(&keys, "", Some("/"), "", 1000).await;
         assert_eq!(c, ["b", "d"]);
         assert_eq!(p, ["a/", "c/"]);
         assert!(!t);
-        let (c, p, _, _) = page(&keys, "c/", Some("/"), "", 1000);
+        let (c, p, _, _) = page(&keys, "c/", Some("/"), "", 1000).await;
         assert_eq!(c, ["c/z"]);
         assert_eq!(p, ["c/x/"]);
     }
 
-    #[test]
-    fn pagination_resumes_after_a_common_prefix_without_repeating_it() {
+    #[tokio::test]
+    async fn pagination_resumes_after_a_common_prefix_without_repeating_it() {
         let keys = ["a/1", "a/2", "a/3", "b", "c/1"];
-        let (c, p, t, next) = page(&keys, "", Some("/"), "", 1);
+        let (c, p, t, next) = page(&keys, "", Some("/"), "", 1).await;
         assert!(c.is_empty());
         assert_eq!(p, ["a/"]);
         assert!(t);
         let next = next.unwrap();
         assert_eq!(next, "a/");
-        let (c, p, t, next) = page(&keys, "", Some("/"), &next, 1);
+        let (c, p, t, next) = page(&keys, "", Some("/"), &next, 1).await;
         assert_eq!(c, ["b"]);
         assert!(p.is_empty());
         assert!(t);
-        let (c, p, t, next) = page(&keys, "", Some("/"), &next.unwrap(), 1);
+        let (c, p, t, next) = page(&keys, "", Some("/"), &next.unwrap(), 1).await;
         assert!(c.is_empty());
         assert_eq!(p, ["c/"]);
         // The last entry fills the page exactly: S3 reports no truncation when nothing follows.
@@ -2774,14 +2773,14 @@ mod tests {
         assert!(next.is_none());
     }
 
-    #[test]
-    fn pagination_without_delimiter_visits_every_key_once() {
+    #[tokio::test]
+    async fn pagination_without_delimiter_visits_every_key_once() {
         let keys: Vec<String> = (0..2500).map(|i| format!("k{i:05}")).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut seen = Vec::new();
         let mut after = String::new();
         loop {
-            let (c, p, t, next) = page(&refs, "", None, &after, 1000);
+            let (c, p, t, next) = page(&refs, "", None, &after, 1000).await;
             assert!(p.is_empty());
             seen.extend(c);
             if !t {

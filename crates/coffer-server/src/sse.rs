@@ -25,7 +25,7 @@ use s3s::S3ErrorCode;
 use zeroize::Zeroizing;
 
 use crate::error::{ServerError, ServerResult};
-use crate::meta::{BucketEncryption, SseRecord};
+use coffer_meta::{BucketEncryption, SseRecord};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
