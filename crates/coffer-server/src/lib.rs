@@ -148,7 +148,7 @@ pub struct Opened {
     pub notes: Vec<String>,
 }
 
-pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
+pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
     let data = &config.data_dir;
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Internal(format!("create {}: {e}", data.display())))?;
@@ -160,7 +160,8 @@ pub fn open(config: &ServerConfig) -> ServerResult<Opened> {
         data,
         config.root_key_file.as_deref(),
         config.root_passphrase.as_ref().map(|p| p.as_str()),
-    )?;
+    )
+    .await?;
     notes.extend(kms.warnings().iter().map(|w| format!("warning: {w}")));
     let kms = Arc::new(kms);
     let meta = meta::MetaStore::open(
@@ -790,7 +791,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         s3: coffer,
         kms_api,
         notes,
-    } = open(&config)?;
+    } = open(&config).await?;
     let tls = if config.insecure_http {
         None
     } else {

@@ -572,7 +572,7 @@ impl Coffer {
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
         let ctx = sse::blob_context(bucket, key, version, part)?;
-        let bk = self.keys.new_blob_key(sse, customer, proof, &ctx)?;
+        let bk = self.keys.new_blob_key(sse, customer, proof, &ctx).await?;
         let used = proof.map(|p| KeyUsed::new(p, bk.wrapped.reference().version));
         let written = self
             .blobs
@@ -739,7 +739,7 @@ impl Coffer {
 
     /// SSE-KMS uses the key on the caller's behalf: the caller's proof for `action` on the
     /// object's key (`None` for the other encryption kinds, which need none).
-    fn kms_use(
+    async fn kms_use(
         &self,
         ext: &http::Extensions,
         sse: &SseRecord,
@@ -749,19 +749,16 @@ impl Coffer {
             return Ok(None);
         };
         let caller = principal(ext)?;
-        Ok(Some(s3(self.keys.authorize(
-            &caller,
-            key_arn,
-            action,
-            context,
-            self.secure,
-        ))?))
+        Ok(Some(s3(self
+            .keys
+            .authorize(&caller, key_arn, action, context, self.secure)
+            .await)?))
     }
 
     /// What a write stores (its SSE record, SSE-C key, bucket-key flag) and, for SSE-KMS,
     /// the caller's `kms:GenerateDataKey` proof on the chosen key.
     #[allow(clippy::type_complexity)]
-    fn write_choice(
+    async fn write_choice(
         &self,
         ext: &http::Extensions,
         h: &SseHeaders<'_>,
@@ -773,7 +770,8 @@ impl Coffer {
         let caller = principal(ext)?;
         let (rec, proof) = s3(self
             .keys
-            .resolve(&choice, bucket, key, &caller, self.secure))?;
+            .resolve(&choice, bucket, key, &caller, self.secure)
+            .await)?;
         let bucket_key = default.as_ref().is_some_and(|d| d.bucket_key_enabled);
         let customer = match choice {
             SseChoice::C(c) => Some(c),
@@ -1062,7 +1060,12 @@ impl S3 for Coffer {
                 if let Some(k) = &default.kms_master_key_id {
                     // The key must exist (AWS checks it when the bucket is used; Coffer checks
                     // it now so a typo is caught at configuration time).
-                    s3(self.keys.kms.describe_key(k).map_err(ServerError::from))?;
+                    s3(self
+                        .keys
+                        .kms
+                        .describe_key(k)
+                        .await
+                        .map_err(ServerError::from))?;
                 }
             }
             other => {
@@ -1168,19 +1171,21 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
-            &req.extensions,
-            &SseHeaders {
-                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                kms_key_id: input.ssekms_key_id.as_deref(),
-                kms_context: input.ssekms_encryption_context.as_deref(),
-                c_algorithm: input.sse_customer_algorithm.as_deref(),
-                c_key: input.sse_customer_key.as_deref(),
-                c_key_md5: input.sse_customer_key_md5.as_deref(),
-            },
-            &input.bucket,
-            &input.key,
-        )?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(
+                &req.extensions,
+                &SseHeaders {
+                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    kms_key_id: input.ssekms_key_id.as_deref(),
+                    kms_context: input.ssekms_encryption_context.as_deref(),
+                    c_algorithm: input.sse_customer_algorithm.as_deref(),
+                    c_key: input.sse_customer_key.as_deref(),
+                    c_key_md5: input.sse_customer_key_md5.as_deref(),
+                },
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
@@ -1300,7 +1305,9 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
-        let proof = self.kms_use(&req.extensions, &rec.sse, "kms:Decrypt")?;
+        let proof = self
+            .kms_use(&req.extensions, &rec.sse, "kms:Decrypt")
+            .await?;
         s3(check_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -1582,9 +1589,12 @@ impl S3 for Coffer {
             )
             .into());
         }
-        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
-        let (sse_rec, customer, bucket_key, proof) =
-            self.write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)?;
+        let src_proof = self
+            .kms_use(&req.extensions, &src.sse, "kms:Decrypt")
+            .await?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)
+            .await?;
         let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
         let headers = if replace {
             object_headers(
@@ -1979,19 +1989,21 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let (sse_rec, customer, bucket_key, proof) = self.write_choice(
-            &req.extensions,
-            &SseHeaders {
-                sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                kms_key_id: input.ssekms_key_id.as_deref(),
-                kms_context: input.ssekms_encryption_context.as_deref(),
-                c_algorithm: input.sse_customer_algorithm.as_deref(),
-                c_key: input.sse_customer_key.as_deref(),
-                c_key_md5: input.sse_customer_key_md5.as_deref(),
-            },
-            &input.bucket,
-            &input.key,
-        )?;
+        let (sse_rec, customer, bucket_key, proof) = self
+            .write_choice(
+                &req.extensions,
+                &SseHeaders {
+                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    kms_key_id: input.ssekms_key_id.as_deref(),
+                    kms_context: input.ssekms_encryption_context.as_deref(),
+                    c_algorithm: input.sse_customer_algorithm.as_deref(),
+                    c_key: input.sse_customer_key.as_deref(),
+                    c_key_md5: input.sse_customer_key_md5.as_deref(),
+                },
+                &input.bucket,
+                &input.key,
+            )
+            .await?;
         // The proof is not kept: each UploadPart asks for its own.
         drop(proof);
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
@@ -2051,7 +2063,9 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
-        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
+        let proof = self
+            .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+            .await?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -2148,8 +2162,12 @@ impl S3 for Coffer {
             input.copy_source_if_unmodified_since.as_ref(),
             src_customer.as_ref(),
         ))?;
-        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
-        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        let proof = self
+            .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+            .await?;
+        let src_proof = self
+            .kms_use(&req.extensions, &src.sse, "kms:Decrypt")
+            .await?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
             Some(r) => s3(parse_copy_source_range(r, src.size))?,
