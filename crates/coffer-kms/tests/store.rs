@@ -161,7 +161,7 @@ async fn store_file_is_not_plain_sqlite_and_needs_its_key() {
     let key = SecretKey::generate().unwrap();
     {
         let store = SqlCipherStore::open(&path, &key).unwrap();
-        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
         store
             .create_key(&conformance::sample_key("recognisable-key-id"), None)
             .await

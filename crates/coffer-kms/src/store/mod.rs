@@ -21,6 +21,9 @@
 //!   [`KeyStore::update_key`] replaces, last writer wins, so a caller's read-modify-write
 //!   sequences need the caller's own serialisation ([`crate::Kms`] holds a writer lock for
 //!   them).
+//! - **Cancellation.** Dropping a method's future leaves its effect whole or absent, never
+//!   partial; a call that has started (for SQLCipher: taken the connection) completes before
+//!   any later call on the store runs.
 //! - **Durability.** A method that returned `Ok` survives a process restart (a backend
 //!   without persistence, like [`memory::MemoryKeyStore`], is for tests only).
 //! - **Errors.** Writing something that exists where the method says it must not →

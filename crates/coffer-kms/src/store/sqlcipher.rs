@@ -4,17 +4,21 @@
 //! `PRAGMA key = "x'…'"` so SQLCipher's own passphrase KDF is skipped. The schema version is
 //! SQLite's `user_version`; [`MIGRATIONS`] brings an older file up to date.
 //!
-//! One connection behind a mutex serves every call; each method is one SQLite transaction
-//! (writes `BEGIN IMMEDIATE`, so a writer in another process makes it wait for SQLite's lock
-//! or fail, never interleave). SQLite calls block, so inside a Tokio runtime each method runs
-//! on the blocking pool (`spawn_blocking`); outside one it runs on the calling thread.
+//! One connection behind an async mutex serves every call; each method is one SQLite
+//! transaction (writes `BEGIN IMMEDIATE`, so a writer in another process makes it wait for
+//! SQLite's lock or fail, never interleave). SQLite calls block, so inside a Tokio runtime
+//! each method runs on the blocking pool (`spawn_blocking`); outside one it runs on the
+//! calling thread. The connection is locked before the work is handed over and the guard
+//! goes with it, so calls run in the order they took the lock, and a call whose future is
+//! dropped after that still completes before any later call reads.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_format::SecretKey;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use super::{
@@ -125,24 +129,20 @@ impl SqlCipherStore {
     }
 
     /// The file's schema version.
-    pub fn schema_version(&self) -> Result<u32> {
-        schema_version(&self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    pub async fn schema_version(&self) -> Result<u32> {
+        self.run(|conn| schema_version(conn)).await
     }
 
-    /// Runs `work` with the connection: on Tokio's blocking pool when inside a runtime, else
-    /// on this thread.
+    /// Runs `work` with the connection, locked first (in call order): on Tokio's blocking
+    /// pool when inside a runtime, else on this thread. A transaction interrupted by a panic
+    /// is rolled back when it drops, so the connection stays consistent.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let job = move || {
-            // A transaction interrupted by a panic was rolled back when it dropped, so the
-            // connection behind a poisoned lock is still consistent.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut conn)
-        };
+        let mut conn = Arc::clone(&self.conn).lock_owned().await;
+        let job = move || work(&mut conn);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => handle
                 .spawn_blocking(job)
