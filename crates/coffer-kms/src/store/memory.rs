@@ -73,6 +73,24 @@ impl MemoryKeyStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stores `key`'s record in place of the old one, after `change` has run on its entry
+    /// (`change` checks before it mutates: its error leaves everything as it was).
+    fn replace_record(
+        &self,
+        key: &KeyRecord,
+        change: impl FnOnce(&mut StoredKey) -> Result<()>,
+    ) -> Result<()> {
+        let record = encode_key_record(key)?;
+        let mut state = self.state();
+        let stored = state
+            .keys
+            .get_mut(&key.id)
+            .ok_or_else(|| key_not_found(&key.id))?;
+        change(stored)?;
+        stored.record = record;
+        Ok(())
+    }
+
     /// Every key and grant record in its stored encoding, for checks of the stored format.
     pub fn encoded_records(&self) -> Vec<String> {
         let state = self.state();
@@ -169,32 +187,20 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn update_key(&self, key: &KeyRecord) -> Result<()> {
-        let record = encode_key_record(key)?;
-        let mut state = self.state();
-        let stored = state
-            .keys
-            .get_mut(&key.id)
-            .ok_or_else(|| key_not_found(&key.id))?;
-        stored.record = record;
-        Ok(())
+        self.replace_record(key, |_| Ok(()))
     }
 
     async fn add_version(&self, key: &KeyRecord, version: &VersionRecord) -> Result<()> {
-        let record = encode_key_record(key)?;
-        let mut state = self.state();
-        let stored = state
-            .keys
-            .get_mut(&key.id)
-            .ok_or_else(|| key_not_found(&key.id))?;
         check_belongs(key, version)?;
-        if stored.versions.contains_key(&version.version) {
-            return Err(version_exists(version));
-        }
-        stored.record = record;
-        stored
-            .versions
-            .insert(version.version, stored_version(version));
-        Ok(())
+        self.replace_record(key, |stored| {
+            if stored.versions.contains_key(&version.version) {
+                return Err(version_exists(version));
+            }
+            stored
+                .versions
+                .insert(version.version, stored_version(version));
+            Ok(())
+        })
     }
 
     async fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>> {
@@ -221,16 +227,11 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn destroy_material(&self, key: &KeyRecord) -> Result<()> {
-        let record = encode_key_record(key)?;
-        let mut state = self.state();
-        let stored = state
-            .keys
-            .get_mut(&key.id)
-            .ok_or_else(|| key_not_found(&key.id))?;
-        stored.record = record;
-        // Dropping a `StoredVersion` wipes its material.
-        stored.versions.clear();
-        Ok(())
+        self.replace_record(key, |stored| {
+            // Dropping a `StoredVersion` wipes its material.
+            stored.versions.clear();
+            Ok(())
+        })
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<()> {

@@ -80,6 +80,15 @@ fn constraint_violation(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+/// An insert's error: a constraint violation means `what` exists already.
+fn exists_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> KmsError {
+    if constraint_violation(&e) {
+        KmsError::AlreadyExists(what())
+    } else {
+        e.into()
+    }
+}
+
 fn rotation_type_str(t: Option<RotationType>) -> Option<&'static str> {
     t.map(|t| match t {
         RotationType::Automatic => "AUTOMATIC",
@@ -198,13 +207,7 @@ fn insert_version(conn: &Connection, v: &VersionRecord) -> Result<()> {
             v.wrapped_material
         ],
     )
-    .map_err(|e| {
-        if constraint_violation(&e) {
-            KmsError::AlreadyExists(format!("version {} of key {}", v.version, v.key_id))
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| exists_or(e, || format!("version {} of key {}", v.version, v.key_id)))?;
     Ok(())
 }
 
@@ -248,13 +251,7 @@ impl KeyStore for SqlCipherStore {
                 "INSERT INTO keys (id, record) VALUES (?1, ?2)",
                 params![id, stored],
             )
-            .map_err(|e| {
-                if constraint_violation(&e) {
-                    KmsError::AlreadyExists(format!("key {id}"))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| exists_or(e, || format!("key {id}")))?;
             if let Some(v) = &first_version {
                 insert_version(&tx, v)?;
             }
@@ -398,13 +395,7 @@ impl KeyStore for SqlCipherStore {
                     "INSERT INTO aliases (name, key_id) VALUES (?1, ?2)",
                     params![alias, key_id],
                 )
-                .map_err(|e| {
-                    if constraint_violation(&e) {
-                        KmsError::AlreadyExists(format!("alias {alias}"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(|e| exists_or(e, || format!("alias {alias}")))?;
             }
             tx.commit()?;
             Ok(())
@@ -496,13 +487,7 @@ impl KeyStore for SqlCipherStore {
                     stored
                 ],
             )
-            .map_err(|e| {
-                if constraint_violation(&e) {
-                    KmsError::AlreadyExists(format!("grant {}", grant.grant_id))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(|e| exists_or(e, || format!("grant {}", grant.grant_id)))?;
             tx.commit()?;
             Ok(())
         })
