@@ -11,7 +11,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use coffer_kms::{KeyFileSealer, Kms, KmsConfig, SystemClock};
+use coffer_kms::{KeyFileSealer, Kms, KmsConfig};
+use futures::executor::block_on;
 use coffer_server::kms_api::{KmsApi, KmsAudit};
 use coffer_server::principal::{IdentityLookup, Principal};
 use libfuzzer_sys::fuzz_target;
@@ -57,21 +58,19 @@ fn setup() -> &'static Setup {
     S.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("coffer-fuzz-kms-json-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let kms = Kms::open(
-            KmsConfig::new(dir.join("kms")),
-            &KeyFileSealer::new(dir.join("root.key")),
-            Arc::new(SystemClock),
-        )
-        .expect("open KMS");
+        // No Tokio runtime here: the SQLCipher key store works on the calling thread.
+        let sealer = KeyFileSealer::new(dir.join("root.key"));
+        let kms = block_on(Kms::builder(KmsConfig::new(dir.join("kms")), &sealer).open())
+            .expect("open KMS");
         let api = KmsApi::new(Arc::new(kms), Arc::new(Nobody), true, Duration::from_secs(30));
         let caller = Principal::authenticated("root", "FUZZ", true);
         let mut audit = KmsAudit::default();
-        let created = api.handle(&caller, "CreateKey", b"{}", &mut audit).expect("CreateKey");
+        let created =
+            block_on(api.handle(&caller, "CreateKey", b"{}", &mut audit)).expect("CreateKey");
         let v: serde_json::Value = serde_json::from_str(&created).expect("JSON");
         let key_id = v["KeyMetadata"]["KeyId"].as_str().expect("KeyId").to_owned();
         let body = format!(r#"{{"KeyId":"{key_id}","Plaintext":"AAEC","EncryptionContext":{{"a":"b"}}}}"#);
-        let enc = api
-            .handle(&caller, "Encrypt", body.as_bytes(), &mut KmsAudit::default())
+        let enc = block_on(api.handle(&caller, "Encrypt", body.as_bytes(), &mut KmsAudit::default()))
             .expect("Encrypt");
         let v: serde_json::Value = serde_json::from_str(&enc).expect("JSON");
         let blob = v["CiphertextBlob"].as_str().expect("blob").to_owned();
@@ -89,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
         .replace("KEYID", &s.key_id)
         .replace("BLOB", &s.blob);
     let mut audit = KmsAudit::default();
-    match s.api.handle(&s.caller, op, body.as_bytes(), &mut audit) {
+    match block_on(s.api.handle(&s.caller, op, body.as_bytes(), &mut audit)) {
         Ok(reply) => {
             let v: serde_json::Value = serde_json::from_str(&reply).expect("a reply is JSON");
             assert!(v.is_object(), "a reply is a JSON object");

@@ -6,21 +6,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use coffer_audit::{AuditLog, AuditOptions, Event, Outcome, Phase};
-use coffer_kms::{KeyFileSealer, Kms, KmsConfig, SystemClock};
+use coffer_kms::{KeyFileSealer, Kms, KmsConfig};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let data = PathBuf::from(args.next().expect("usage: write_log DATA_DIR [N]"));
     let n: u64 = args.next().map_or(100, |s| s.parse().expect("N"));
-    let kms = Kms::open(
-        KmsConfig::new(data.join("kms")),
-        &KeyFileSealer::new(data.join("root.key")),
-        Arc::new(SystemClock),
-    )
-    .expect("open the KMS");
+    let sealer = KeyFileSealer::new(data.join("root.key"));
+    let kms = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(Kms::builder(KmsConfig::new(data.join("kms")), &sealer).open())
+        .expect("open the KMS");
     let key = kms
         .derive_subsystem_key(coffer_audit::MAC_KEY_LABEL)
         .unwrap();

@@ -100,12 +100,16 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         bail!("use either COFFER_ROOT_PASSPHRASE or --root-key-file, not both");
     }
     let passphrase = passphrase.map(zeroize::Zeroizing::new);
-    let kms = coffer_server::rootkey::open_kms(
-        &args.data_dir,
-        args.root_key_file.as_deref(),
-        passphrase.as_deref().map(String::as_str),
-    )
-    .map_err(|e| anyhow::anyhow!("open the KMS to derive the audit key: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the async runtime")?;
+    let kms = runtime
+        .block_on(coffer_server::rootkey::open_kms(
+            &args.data_dir,
+            args.root_key_file.as_deref(),
+            passphrase.as_deref().map(String::as_str),
+        ))
+        .map_err(|e| anyhow::anyhow!("open the KMS to derive the audit key: {e}"))?;
     let key = kms
         .derive_subsystem_key(coffer_audit::MAC_KEY_LABEL)
         .map_err(|e| anyhow::anyhow!("derive the audit key: {e}"))?;

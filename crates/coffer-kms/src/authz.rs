@@ -299,8 +299,8 @@ pub fn check_lockout(policy: &Policy, principal: &Principal, secure: bool) -> Re
 
 impl Kms {
     /// The policy that applies to a key: its stored one, else its owner's default.
-    pub fn effective_key_policy(&self, metadata: &KeyMetadata) -> Result<Policy> {
-        match self.key_policy(&metadata.key_id)? {
+    pub async fn effective_key_policy(&self, metadata: &KeyMetadata) -> Result<Policy> {
+        match self.key_policy(&metadata.key_id).await? {
             Some(json) => parse_key_policy(&json).map_err(|e| {
                 // A stored policy was validated when it was stored: this is corruption.
                 KmsError::Internal(format!(
@@ -318,16 +318,16 @@ impl Kms {
     /// Resolves `key` (id, alias or ARN; `NotFoundException` first), and decides whether
     /// `principal` may perform `action` on it under its key policy and grants. The proof
     /// carries the resolved key, so the operation that follows does not resolve it again.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         principal: &Principal,
         key: &str,
         action: &str,
         call: &CallContext<'_>,
     ) -> Result<KeyUse> {
-        let metadata = self.describe_key(key)?;
-        let policy = self.effective_key_policy(&metadata)?;
-        let grants = self.grants(&metadata.key_id)?;
+        let metadata = self.describe_key(key).await?;
+        let policy = self.effective_key_policy(&metadata).await?;
+        let grants = self.grants(&metadata.key_id).await?;
         decide(&policy, &grants, principal, action, &metadata.arn, call)?;
         Ok(KeyUse {
             action: action.to_owned(),

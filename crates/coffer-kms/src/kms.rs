@@ -11,6 +11,11 @@
 //! Every operation first applies what the clock says is due for its key (completing a
 //! scheduled deletion, expiring imported material, an automatic rotation), so behaviour does
 //! not depend on when [`Kms::run_maintenance`] last ran.
+//!
+//! A KMS is opened with [`Kms::builder`]: the data directory and sealer are required; the
+//! clock and the [`KeyStore`] are pluggable (default: the system clock and the SQLCipher
+//! file `keystore.db`). The operations that reach the store are `async`; on a cache hit
+//! (the hot path of SSE-KMS) they do not touch it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -27,11 +32,12 @@ use aws_lc_rs::rsa::{
 };
 use coffer_format::{Context, KeyKind, KeyReference, SecretBytes, SecretKey, WrappedKey};
 use serde::Serialize;
+use tokio::sync::{Mutex as AsyncMutex, RwLock, RwLockWriteGuard};
 use zeroize::Zeroizing;
 
 use crate::authz::KeyUse;
 use crate::cache::KeyCache;
-use crate::clock::{from_unix_seconds, unix_seconds, Clock, DAY};
+use crate::clock::{from_unix_seconds, unix_seconds, Clock, SystemClock, DAY};
 use crate::error::{KmsError, Result};
 use crate::locked::LockedKey;
 use crate::seal::{SealedRoot, Sealer};
@@ -270,40 +276,91 @@ pub struct Kms {
     root: LockedKey,
     root_reference: KeyReference,
     fingerprint_key: hmac::Key,
-    store: Mutex<Box<dyn KeyStore>>,
+    store: Arc<dyn KeyStore>,
+    /// Held exclusively by every read-modify-write of a key record (and by lifecycle work),
+    /// for its whole length, so two changes never interleave; held shared by a reader that
+    /// fills the cache from the store, so nothing read before a change is cached after it.
+    /// Cache hits take no lock. Writes that neither read first nor touch cached data (a new
+    /// key, aliases, policies, one grant's removal) rely on the store's own atomicity.
+    writer: RwLock<()>,
     cache: Mutex<KeyCache>,
     imports: Mutex<HashMap<Vec<u8>, PendingImport>>,
     /// Serialises [`Kms::ensure_managed_key`] so concurrent first uses create one key.
-    managed_keys: Mutex<()>,
+    managed_keys: AsyncMutex<()>,
     warnings: Vec<String>,
 }
 
-impl std::fmt::Debug for Kms {
+/// How to open a [`Kms`]: made by [`Kms::builder`], finished by [`KmsBuilder::open`].
+pub struct KmsBuilder<'a> {
+    config: KmsConfig,
+    sealer: &'a dyn Sealer,
+    clock: Arc<dyn Clock>,
+    key_store: Option<Arc<dyn KeyStore>>,
+}
+
+impl std::fmt::Debug for KmsBuilder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kms")
+        f.debug_struct("KmsBuilder")
             .field("data_dir", &self.config.data_dir)
+            .field("sealer", &self.sealer.name())
+            .field("key_store", &self.key_store.as_ref().map(|_| "custom"))
             .finish_non_exhaustive()
     }
 }
 
-impl Kms {
-    /// Opens the KMS in `config.data_dir`, initialising it (new root key, sealed with
-    /// `sealer`) if the directory holds no sealed root. Unsealing happens before anything is
-    /// written, so a wrong secret changes nothing.
-    pub fn open(config: KmsConfig, sealer: &dyn Sealer, clock: Arc<dyn Clock>) -> Result<Kms> {
+impl<'a> KmsBuilder<'a> {
+    /// The clock that lifecycle deadlines (deletion, rotation, material expiry, import
+    /// tokens) are measured by. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Where keys persist, instead of the default SQLCipher file
+    /// `<data_dir>/keystore.db` (keyed from the root key). The store must follow the
+    /// [`KeyStore`] contract and hold only keys made under this data directory's root key:
+    /// versions wrapped under another root fail to unwrap (`KMSInternalException`). Opening a
+    /// data directory without a sealed root over a store that already holds keys is refused.
+    pub fn key_store(mut self, store: Arc<dyn KeyStore>) -> Self {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// Opens the KMS in `config.data_dir`, initialising it (new root key, sealed with the
+    /// sealer) if the directory holds no sealed root, and opens the default key store unless
+    /// one was given. Unsealing happens before anything is written, so a wrong secret
+    /// changes nothing. Unsealing (Argon2id, a PKCS#11 token) and opening the SQLCipher file
+    /// run on the calling thread: this is start-up work.
+    pub async fn open(self) -> Result<Kms> {
+        let KmsBuilder {
+            config,
+            sealer,
+            clock,
+            key_store,
+        } = self;
         let sealed_path = config.data_dir.join(SEALED_ROOT_FILE);
         let store_path = config.data_dir.join(KEY_STORE_FILE);
         let (root, root_key_id) = if sealed_path.exists() {
             let sealed = SealedRoot::read(&sealed_path)?;
             let root = sealer.unseal(&sealed)?;
             (LockedKey::new(&root)?, sealed.root_key_id)
-        } else if store_path.exists() {
-            return Err(KmsError::Unseal(format!(
-                "{} exists but {} is missing",
-                store_path.display(),
-                sealed_path.display()
-            )));
         } else {
+            match &key_store {
+                None if store_path.exists() => {
+                    return Err(KmsError::Unseal(format!(
+                        "{} exists but {} is missing",
+                        store_path.display(),
+                        sealed_path.display()
+                    )))
+                }
+                Some(store) if !store.list_keys().await?.is_empty() => {
+                    return Err(KmsError::Unseal(format!(
+                        "the key store holds keys but {} is missing",
+                        sealed_path.display()
+                    )))
+                }
+                _ => {}
+            }
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -318,18 +375,13 @@ impl Kms {
             sealed.write(&sealed_path)?;
             (LockedKey::new(&root)?, root_key_id)
         };
-        let store = SqlCipherStore::open(&store_path, &derive(&root, STORE_KEY_INFO)?)?;
-        Self::with_store(config, root, root_key_id, Box::new(store), sealer, clock)
-    }
-
-    fn with_store(
-        config: KmsConfig,
-        root: LockedKey,
-        root_key_id: String,
-        store: Box<dyn KeyStore>,
-        sealer: &dyn Sealer,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Kms> {
+        let store: Arc<dyn KeyStore> = match key_store {
+            Some(store) => store,
+            None => Arc::new(SqlCipherStore::open(
+                &store_path,
+                &derive(&root, STORE_KEY_INFO)?,
+            )?),
+        };
         let fingerprint_key = hmac::Key::new(
             hmac::HMAC_SHA256,
             derive(&root, FINGERPRINT_KEY_INFO)?.expose(),
@@ -353,11 +405,70 @@ impl Kms {
             root,
             root_reference: KeyReference::new(KeyKind::Root, root_key_id, 1)?,
             fingerprint_key,
-            store: Mutex::new(store),
+            store,
+            writer: RwLock::new(()),
             imports: Mutex::new(HashMap::new()),
-            managed_keys: Mutex::new(()),
+            managed_keys: AsyncMutex::new(()),
             warnings,
         })
+    }
+}
+
+/// One key's record, read for a change under the exclusive writer lock ([`Kms::modify`]).
+/// Dropping it invalidates the key's cache entry while the lock is still held, so the next
+/// reader loads whatever was written.
+struct KeyWrite<'a> {
+    kms: &'a Kms,
+    id: String,
+    record: KeyRecord,
+    now: SystemTime,
+    _exclusive: RwLockWriteGuard<'a, ()>,
+}
+
+impl KeyWrite<'_> {
+    /// Stores the edited record.
+    async fn update(&self) -> Result<()> {
+        self.kms.store.update_key(&self.record).await
+    }
+}
+
+impl Drop for KeyWrite<'_> {
+    fn drop(&mut self) {
+        // Runs before the fields drop, so before the writer lock is released.
+        lock(&self.kms.cache).invalidate(&self.id);
+    }
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kms {
+    /// How to open the KMS in `config.data_dir` whose root key `sealer` seals (or will seal,
+    /// for a new directory); see [`KmsBuilder`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> coffer_kms::Result<()> {
+    /// use coffer_kms::{KeyFileSealer, Kms, KmsConfig};
+    /// let sealer = KeyFileSealer::new("/var/lib/coffer/root.key");
+    /// let kms = Kms::builder(KmsConfig::new("/var/lib/coffer/kms"), &sealer)
+    ///     .open()
+    ///     .await?;
+    /// # drop(kms);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(config: KmsConfig, sealer: &dyn Sealer) -> KmsBuilder<'_> {
+        KmsBuilder {
+            config,
+            sealer,
+            clock: Arc::new(SystemClock),
+            key_store: None,
+        }
     }
 
     /// Moves the data directory in `data_dir` from one sealer to another: unseals with `from`,
@@ -412,7 +523,7 @@ impl Kms {
     }
 
     /// Resolves a key id, `alias/…`, key ARN or alias ARN to a key id.
-    pub fn resolve(&self, key: &str) -> Result<String> {
+    pub async fn resolve(&self, key: &str) -> Result<String> {
         if let Some(rest) = key.strip_prefix("arn:") {
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
             let [partition, service, region, account, resource] = parts[..] else {
@@ -428,12 +539,12 @@ impl Kms {
                 return self.resolve_id(id);
             }
             if resource.starts_with("alias/") {
-                return self.resolve_alias(resource);
+                return self.resolve_alias(resource).await;
             }
             return Err(KmsError::InvalidArn(key.to_owned()));
         }
         if key.starts_with("alias/") {
-            return self.resolve_alias(key);
+            return self.resolve_alias(key).await;
         }
         self.resolve_id(key)
     }
@@ -445,27 +556,43 @@ impl Kms {
         }
     }
 
-    fn resolve_alias(&self, alias: &str) -> Result<String> {
-        lock(&self.store)
-            .alias(alias)?
+    async fn resolve_alias(&self, alias: &str) -> Result<String> {
+        self.store
+            .alias(alias)
+            .await?
             .ok_or_else(|| KmsError::NotFound(format!("alias {alias}")))
     }
 
     // ---- records, lifecycle, material ----
 
     /// The key's current record, with due lifecycle work applied. Fast path: the cache.
-    fn record(&self, id: &str) -> Result<Arc<KeyRecord>> {
+    async fn record(&self, id: &str) -> Result<Arc<KeyRecord>> {
         let now = self.now();
-        if let Some(record) = lock(&self.cache).record(id, now) {
+        let cached = lock(&self.cache).record(id, now);
+        if let Some(record) = cached {
             if !lifecycle_due(&record, now) {
                 return Ok(record);
             }
         }
-        let mut store = lock(&self.store);
-        let mut record = store
-            .key(id)?
+        {
+            let _shared = self.writer.read().await;
+            let record = self
+                .store
+                .key(id)
+                .await?
+                .ok_or_else(|| KmsError::NotFound(format!("key {id}")))?;
+            if !lifecycle_due(&record, now) {
+                return Ok(lock(&self.cache).put_record(record, now));
+            }
+        }
+        // Lifecycle work is due: it writes, so under the exclusive lock, on a fresh read.
+        let _exclusive = self.writer.write().await;
+        let mut record = self
+            .store
+            .key(id)
+            .await?
             .ok_or_else(|| KmsError::NotFound(format!("key {id}")))?;
-        match self.apply_lifecycle(&mut **store, &mut record, now)? {
+        match self.apply_lifecycle(&mut record, now).await? {
             Lifecycle::Deleted => {
                 lock(&self.cache).invalidate(id);
                 Err(KmsError::NotFound(format!("key {id}")))
@@ -476,18 +603,14 @@ impl Kms {
         }
     }
 
-    /// Completes deletions, expires imported material and rotates, as the clock says.
-    fn apply_lifecycle(
-        &self,
-        store: &mut dyn KeyStore,
-        record: &mut KeyRecord,
-        now: SystemTime,
-    ) -> Result<Lifecycle> {
+    /// Completes deletions, expires imported material and rotates, as the clock says. The
+    /// caller holds the exclusive writer lock.
+    async fn apply_lifecycle(&self, record: &mut KeyRecord, now: SystemTime) -> Result<Lifecycle> {
         let now_s = unix_seconds(now);
         if record.state == KeyState::PendingDeletion {
             if record.deletion_at.is_some_and(|at| at <= now_s) {
                 // Crypto-shredding: every version goes, so everything under the key is lost.
-                store.delete_key(&record.id)?;
+                self.store.delete_key(&record.id).await?;
                 return Ok(Lifecycle::Deleted);
             }
             return Ok(Lifecycle::Unchanged);
@@ -499,7 +622,7 @@ impl Kms {
         {
             record.state = KeyState::PendingImport;
             record.material_expires_at = None;
-            store.destroy_material(record)?;
+            self.store.destroy_material(record).await?;
             changed = true;
         }
         if record.state == KeyState::Enabled
@@ -507,7 +630,8 @@ impl Kms {
         {
             let period = u64::from(record.rotation_period_days.unwrap_or(DEFAULT_ROTATION_DAYS));
             record.next_rotation_at = Some(now_s + period * DAY.as_secs());
-            self.add_generated_version(store, record, Some(RotationType::Automatic), now)?;
+            self.add_generated_version(record, Some(RotationType::Automatic), now)
+                .await?;
             changed = true;
         }
         Ok(if changed {
@@ -528,9 +652,9 @@ impl Kms {
     }
 
     /// Generates version `current + 1`, stores it with `record` (updated), in one transaction.
-    fn add_generated_version(
+    /// The caller holds the exclusive writer lock.
+    async fn add_generated_version(
         &self,
-        store: &mut dyn KeyStore,
         record: &mut KeyRecord,
         rotation_type: Option<RotationType>,
         now: SystemTime,
@@ -541,27 +665,28 @@ impl Kms {
         let material = SecretKey::generate()?;
         let wrapped_material = self.wrap_version(&record.id, version, &material)?;
         record.current_version = version;
-        store.add_version(
-            record,
-            &VersionRecord {
-                key_id: record.id.clone(),
-                version,
-                created_at: unix_seconds(now),
-                rotation_type,
-                wrapped_material,
-            },
-        )?;
+        let stored = VersionRecord {
+            key_id: record.id.clone(),
+            version,
+            created_at: unix_seconds(now),
+            rotation_type,
+            wrapped_material,
+        };
+        self.store.add_version(record, &stored).await?;
         Ok(version)
     }
 
     /// The unwrapped material of a version, from the cache or unwrapped from the store.
     /// `None` if the version does not exist.
-    fn material(&self, id: &str, version: u32) -> Result<Option<Arc<LockedKey>>> {
+    async fn material(&self, id: &str, version: u32) -> Result<Option<Arc<LockedKey>>> {
         let now = self.now();
-        if let Some(key) = lock(&self.cache).material(id, version, now) {
+        let cached = lock(&self.cache).material(id, version, now);
+        if let Some(key) = cached {
             return Ok(Some(key));
         }
-        let Some(stored) = lock(&self.store).version(id, version)? else {
+        // Shared: a version destroyed meanwhile is not cached after its destruction.
+        let _shared = self.writer.read().await;
+        let Some(stored) = self.store.version(id, version).await? else {
             return Ok(None);
         };
         let wrapped = WrappedKey::decode(&stored.wrapped_material)
@@ -583,25 +708,30 @@ impl Kms {
         Ok(Some(key))
     }
 
-    /// Loads, applies lifecycle, lets `change` edit the record, stores it, invalidates the
-    /// cache. `change` gets the store to add versions atomically itself.
-    fn modify<T>(
-        &self,
-        key: &str,
-        change: impl FnOnce(&Self, &mut dyn KeyStore, &mut KeyRecord, SystemTime) -> Result<T>,
-    ) -> Result<T> {
-        let id = self.resolve(key)?;
+    /// Resolves `key`, takes the exclusive writer lock, loads the record and applies due
+    /// lifecycle work: the caller then edits the record and writes it (or versions) to the
+    /// store itself; dropping the [`KeyWrite`] invalidates the cache and releases the lock.
+    async fn modify(&self, key: &str) -> Result<KeyWrite<'_>> {
+        let id = self.resolve(key).await?;
+        let exclusive = self.writer.write().await;
         let now = self.now();
-        let mut store = lock(&self.store);
-        let mut record = store
-            .key(&id)?
+        let mut record = self
+            .store
+            .key(&id)
+            .await?
             .ok_or_else(|| KmsError::NotFound(format!("key {id}")))?;
-        let lifecycle = self.apply_lifecycle(&mut **store, &mut record, now);
+        let lifecycle = self.apply_lifecycle(&mut record, now).await;
         lock(&self.cache).invalidate(&id);
         if let Lifecycle::Deleted = lifecycle? {
             return Err(KmsError::NotFound(format!("key {id}")));
         }
-        change(self, &mut **store, &mut record, now)
+        Ok(KeyWrite {
+            kms: self,
+            id,
+            record,
+            now,
+            _exclusive: exclusive,
+        })
     }
 
     fn metadata(&self, r: &KeyRecord) -> KeyMetadata {
@@ -636,17 +766,18 @@ impl Kms {
     // ---- key management ----
 
     /// Creates a key with generated material (`Origin::Generated`, state Enabled).
-    pub fn create_key(
+    pub async fn create_key(
         &self,
         owner: &str,
         description: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<KeyMetadata> {
         self.create_key_with_origin(owner, description, tags, Origin::Generated)
+            .await
     }
 
     /// Creates a key; `Origin::External` keys start in PendingImport without material.
-    pub fn create_key_with_origin(
+    pub async fn create_key_with_origin(
         &self,
         owner: &str,
         description: &str,
@@ -680,7 +811,7 @@ impl Kms {
             material_expires_at: None,
             material_fingerprint: None,
         };
-        let mut store = lock(&self.store);
+        // A fresh id: nothing to serialise with (the store refuses a duplicate), nothing cached.
         match origin {
             Origin::Generated => {
                 let material = SecretKey::generate()?;
@@ -691,11 +822,11 @@ impl Kms {
                     rotation_type: None,
                     wrapped_material: self.wrap_version(&record.id, 1, &material)?,
                 };
-                store.create_key(&record, Some(&version))?;
+                self.store.create_key(&record, Some(&version)).await?;
             }
             Origin::External => {
                 record.state = KeyState::PendingImport;
-                store.create_key(&record, None)?;
+                self.store.create_key(&record, None).await?;
             }
         }
         Ok(self.metadata(&record))
@@ -704,7 +835,7 @@ impl Kms {
     /// The AWS-managed key behind a reserved alias (`alias/aws/s3` for SSE-KMS without a key
     /// id, as AWS creates on first use): resolved if it exists, else created, owned by
     /// `owner` (a service principal), with the alias pointing at it. Returns the key id.
-    pub fn ensure_managed_key(
+    pub async fn ensure_managed_key(
         &self,
         alias: &str,
         owner: &str,
@@ -715,14 +846,14 @@ impl Kms {
                 "{alias} is not an AWS-managed alias"
             )));
         }
-        let _guard = lock(&self.managed_keys);
-        match self.resolve(alias) {
+        let _guard = self.managed_keys.lock().await;
+        match self.resolve(alias).await {
             Ok(id) => return Ok(id),
             Err(KmsError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        let meta = self.create_key(owner, description, BTreeMap::new())?;
-        lock(&self.store).put_alias(alias, &meta.key_id, false)?;
+        let meta = self.create_key(owner, description, BTreeMap::new()).await?;
+        self.store.put_alias(alias, &meta.key_id, false).await?;
         Ok(meta.key_id)
     }
 
@@ -735,62 +866,57 @@ impl Kms {
         derive(&self.root, &info)
     }
 
-    pub fn describe_key(&self, key: &str) -> Result<KeyMetadata> {
-        let id = self.resolve(key)?;
-        let record = self.record(&id)?;
+    pub async fn describe_key(&self, key: &str) -> Result<KeyMetadata> {
+        let id = self.resolve(key).await?;
+        let record = self.record(&id).await?;
         Ok(self.metadata(&record))
     }
 
     /// Every key, ordered by id (completing due deletions first).
-    pub fn list_keys(&self) -> Result<Vec<KeyMetadata>> {
-        self.run_maintenance()?;
-        let keys = lock(&self.store).list_keys()?;
+    pub async fn list_keys(&self) -> Result<Vec<KeyMetadata>> {
+        self.run_maintenance().await?;
+        let keys = self.store.list_keys().await?;
         Ok(keys.iter().map(|r| self.metadata(r)).collect())
     }
 
-    pub fn update_key_description(&self, key: &str, description: &str) -> Result<()> {
+    pub async fn update_key_description(&self, key: &str, description: &str) -> Result<()> {
         if description.len() > MAX_DESCRIPTION {
             return Err(KmsError::Validation(
                 "description longer than 8192 bytes".into(),
             ));
         }
-        self.modify(key, |_, store, r, _| {
-            r.description = description.to_owned();
-            store.update_key(r)
-        })
+        let mut w = self.modify(key).await?;
+        w.record.description = description.to_owned();
+        w.update().await
     }
 
-    pub fn enable_key(&self, key: &str) -> Result<()> {
-        self.modify(key, |_, store, r, _| match r.state {
+    pub async fn enable_key(&self, key: &str) -> Result<()> {
+        self.set_enabled(key, KeyState::Enabled).await
+    }
+
+    pub async fn disable_key(&self, key: &str) -> Result<()> {
+        self.set_enabled(key, KeyState::Disabled).await
+    }
+
+    /// Enables or disables (`state`) a key that is one or the other.
+    async fn set_enabled(&self, key: &str, state: KeyState) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        match w.record.state {
             KeyState::Enabled | KeyState::Disabled => {
-                r.state = KeyState::Enabled;
-                store.update_key(r)
+                w.record.state = state;
+                w.update().await
             }
             s => Err(KmsError::InvalidState(format!(
                 "key {} is {}",
-                r.id,
+                w.id,
                 s.as_str()
             ))),
-        })
-    }
-
-    pub fn disable_key(&self, key: &str) -> Result<()> {
-        self.modify(key, |_, store, r, _| match r.state {
-            KeyState::Enabled | KeyState::Disabled => {
-                r.state = KeyState::Disabled;
-                store.update_key(r)
-            }
-            s => Err(KmsError::InvalidState(format!(
-                "key {} is {}",
-                r.id,
-                s.as_str()
-            ))),
-        })
+        }
     }
 
     /// Schedules deletion after `pending_window_days` (7..=30, default 30); returns the
     /// deletion date. Until then the key is unusable but recoverable.
-    pub fn schedule_key_deletion(
+    pub async fn schedule_key_deletion(
         &self,
         key: &str,
         pending_window_days: Option<u32>,
@@ -801,40 +927,42 @@ impl Kms {
                 "PendingWindowInDays must be 7..=30".into(),
             ));
         }
-        self.modify(key, |_, store, r, now| {
-            if r.state == KeyState::PendingDeletion {
-                return Err(KmsError::InvalidState(format!(
-                    "key {} is PendingDeletion",
-                    r.id
-                )));
-            }
-            let at = unix_seconds(now) + u64::from(days) * DAY.as_secs();
-            r.state = KeyState::PendingDeletion;
-            r.deletion_at = Some(at);
-            store.update_key(r)?;
-            Ok(from_unix_seconds(at))
-        })
+        let mut w = self.modify(key).await?;
+        if w.record.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "key {} is PendingDeletion",
+                w.id
+            )));
+        }
+        let at = unix_seconds(w.now) + u64::from(days) * DAY.as_secs();
+        w.record.state = KeyState::PendingDeletion;
+        w.record.deletion_at = Some(at);
+        w.update().await?;
+        Ok(from_unix_seconds(at))
     }
 
     /// Cancels a scheduled deletion. As in AWS KMS the key comes back Disabled (or
     /// PendingImport if it is an imported key without material).
-    pub fn cancel_key_deletion(&self, key: &str) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            if r.state != KeyState::PendingDeletion {
-                return Err(KmsError::InvalidState(format!(
-                    "key {} is not PendingDeletion",
-                    r.id
-                )));
-            }
-            r.deletion_at = None;
-            let has_material = store.version(&r.id, r.current_version)?.is_some();
-            r.state = if has_material {
-                KeyState::Disabled
-            } else {
-                KeyState::PendingImport
-            };
-            store.update_key(r)
-        })
+    pub async fn cancel_key_deletion(&self, key: &str) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        if w.record.state != KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "key {} is not PendingDeletion",
+                w.id
+            )));
+        }
+        w.record.deletion_at = None;
+        let has_material = self
+            .store
+            .version(&w.id, w.record.current_version)
+            .await?
+            .is_some();
+        w.record.state = if has_material {
+            KeyState::Disabled
+        } else {
+            KeyState::PendingImport
+        };
+        w.update().await
     }
 
     // ---- aliases ----
@@ -861,38 +989,41 @@ impl Kms {
         Ok(())
     }
 
-    fn alias_target(&self, key: &str) -> Result<String> {
+    async fn alias_target(&self, key: &str) -> Result<String> {
         if key.starts_with("alias/") || key.contains(":alias/") {
             return Err(KmsError::Validation(
                 "an alias must point at a key id or key ARN".into(),
             ));
         }
-        let id = self.resolve(key)?;
-        self.record(&id)?;
+        let id = self.resolve(key).await?;
+        self.record(&id).await?;
         Ok(id)
     }
 
-    pub fn create_alias(&self, alias: &str, target_key: &str) -> Result<()> {
+    pub async fn create_alias(&self, alias: &str, target_key: &str) -> Result<()> {
         Self::check_alias_name(alias)?;
-        let id = self.alias_target(target_key)?;
-        lock(&self.store).put_alias(alias, &id, false)
+        let id = self.alias_target(target_key).await?;
+        self.store.put_alias(alias, &id, false).await
     }
 
-    pub fn update_alias(&self, alias: &str, target_key: &str) -> Result<()> {
+    pub async fn update_alias(&self, alias: &str, target_key: &str) -> Result<()> {
         Self::check_alias_name(alias)?;
-        let id = self.alias_target(target_key)?;
-        lock(&self.store).put_alias(alias, &id, true)
+        let id = self.alias_target(target_key).await?;
+        self.store.put_alias(alias, &id, true).await
     }
 
-    pub fn delete_alias(&self, alias: &str) -> Result<()> {
+    pub async fn delete_alias(&self, alias: &str) -> Result<()> {
         Self::check_alias_name(alias)?;
-        lock(&self.store).delete_alias(alias)
+        self.store.delete_alias(alias).await
     }
 
     /// `(alias, key id)` pairs, optionally only those of one key.
-    pub fn list_aliases(&self, key: Option<&str>) -> Result<Vec<(String, String)>> {
-        let id = key.map(|k| self.resolve(k)).transpose()?;
-        let all = lock(&self.store).list_aliases()?;
+    pub async fn list_aliases(&self, key: Option<&str>) -> Result<Vec<(String, String)>> {
+        let id = match key {
+            Some(k) => Some(self.resolve(k).await?),
+            None => None,
+        };
+        let all = self.store.list_aliases().await?;
         Ok(all
             .into_iter()
             .filter(|(_, k)| id.as_ref().is_none_or(|id| id == k))
@@ -902,114 +1033,112 @@ impl Kms {
     // ---- tags, key policies, grants (the KMS API's authorization data) ----
 
     /// Adds or replaces tags (at most 50 in all; keys 1..=128 bytes, values ≤ 256).
-    pub fn tag_key(&self, key: &str, tags: &BTreeMap<String, String>) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            let mut merged = r.tags.clone();
-            merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-            check_tags(&merged)?;
-            r.tags = merged;
-            store.update_key(r)
-        })
+    pub async fn tag_key(&self, key: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        let mut merged = w.record.tags.clone();
+        merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        check_tags(&merged)?;
+        w.record.tags = merged;
+        w.update().await
     }
 
     /// Removes the named tags (absent ones are ignored, as in AWS).
-    pub fn untag_key(&self, key: &str, tag_keys: &[String]) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            for k in tag_keys {
-                r.tags.remove(k);
-            }
-            store.update_key(r)
-        })
+    pub async fn untag_key(&self, key: &str, tag_keys: &[String]) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        for k in tag_keys {
+            w.record.tags.remove(k);
+        }
+        w.update().await
     }
 
     /// The key's stored policy document; `None` when none was ever stored (keys created
     /// before key policies existed, and the AWS-managed keys): the caller applies a default.
-    pub fn key_policy(&self, key: &str) -> Result<Option<String>> {
-        let id = self.resolve(key)?;
-        self.record(&id)?;
-        lock(&self.store).key_policy(&id)
+    pub async fn key_policy(&self, key: &str) -> Result<Option<String>> {
+        let id = self.resolve(key).await?;
+        self.record(&id).await?;
+        self.store.key_policy(&id).await
     }
 
     /// Stores the key's policy document. Validation is the caller's (the policy language is
     /// the API layer's concern); this only enforces AWS's 32 KiB limit.
-    pub fn put_key_policy(&self, key: &str, policy: &str) -> Result<()> {
+    pub async fn put_key_policy(&self, key: &str, policy: &str) -> Result<()> {
         if policy.is_empty() || policy.len() > 32 * 1024 {
             return Err(KmsError::Validation(
                 "Policy must be 1..=32768 bytes".into(),
             ));
         }
-        let id = self.resolve(key)?;
-        self.record(&id)?;
-        lock(&self.store).put_key_policy(&id, policy)
+        let id = self.resolve(key).await?;
+        self.record(&id).await?;
+        self.store.put_key_policy(&id, policy).await
     }
 
     /// Stores a new grant on `grant.key_id` (at most 50000 per key, as AWS).
-    pub fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
-        self.record(&grant.key_id)?;
-        let mut store = lock(&self.store);
-        if store.grants(&grant.key_id)?.len() >= 50_000 {
+    pub async fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
+        self.record(&grant.key_id).await?;
+        // Exclusive, so concurrent grants cannot both pass the count.
+        let _exclusive = self.writer.write().await;
+        if self.store.grants(&grant.key_id).await?.len() >= 50_000 {
             return Err(KmsError::LimitExceeded("too many grants on the key".into()));
         }
-        store.put_grant(grant)
+        self.store.put_grant(grant).await
     }
 
     /// The key's grants, oldest first.
-    pub fn grants(&self, key: &str) -> Result<Vec<GrantRecord>> {
-        let id = self.resolve(key)?;
-        self.record(&id)?;
-        lock(&self.store).grants(&id)
+    pub async fn grants(&self, key: &str) -> Result<Vec<GrantRecord>> {
+        let id = self.resolve(key).await?;
+        self.record(&id).await?;
+        self.store.grants(&id).await
     }
 
     /// The grant whose token hashes (SHA-256, hex) to `token_hash`.
-    pub fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
-        lock(&self.store).grant_by_token_hash(token_hash)
+    pub async fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
+        self.store.grant_by_token_hash(token_hash).await
     }
 
     /// Removes a grant (retired or revoked).
-    pub fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
-        lock(&self.store).delete_grant(key_id, grant_id)
+    pub async fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
+        self.store.delete_grant(key_id, grant_id).await
     }
 
     // ---- rotation ----
 
     /// Turns on automatic rotation every `period_days` (90..=2560, default 365).
-    pub fn enable_key_rotation(&self, key: &str, period_days: Option<u32>) -> Result<()> {
+    pub async fn enable_key_rotation(&self, key: &str, period_days: Option<u32>) -> Result<()> {
         let days = period_days.unwrap_or(DEFAULT_ROTATION_DAYS);
         if !(MIN_ROTATION_DAYS..=MAX_ROTATION_DAYS).contains(&days) {
             return Err(KmsError::Validation(
                 "RotationPeriodInDays must be 90..=2560".into(),
             ));
         }
-        self.modify(key, |_, store, r, now| {
-            check_rotatable(r)?;
-            r.rotation_period_days = Some(days);
-            r.next_rotation_at = Some(unix_seconds(now) + u64::from(days) * DAY.as_secs());
-            store.update_key(r)
-        })
+        let mut w = self.modify(key).await?;
+        check_rotatable(&w.record)?;
+        w.record.rotation_period_days = Some(days);
+        w.record.next_rotation_at = Some(unix_seconds(w.now) + u64::from(days) * DAY.as_secs());
+        w.update().await
     }
 
-    pub fn disable_key_rotation(&self, key: &str) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            check_rotatable(r)?;
-            r.rotation_period_days = None;
-            r.next_rotation_at = None;
-            store.update_key(r)
-        })
+    pub async fn disable_key_rotation(&self, key: &str) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        check_rotatable(&w.record)?;
+        w.record.rotation_period_days = None;
+        w.record.next_rotation_at = None;
+        w.update().await
     }
 
     /// Rotates now; returns the new version.
-    pub fn rotate_key_on_demand(&self, key: &str) -> Result<u32> {
-        self.modify(key, |this, store, r, now| {
-            check_rotatable(r)?;
-            this.add_generated_version(store, r, Some(RotationType::OnDemand), now)
-        })
+    pub async fn rotate_key_on_demand(&self, key: &str) -> Result<u32> {
+        let mut w = self.modify(key).await?;
+        check_rotatable(&w.record)?;
+        let now = w.now;
+        self.add_generated_version(&mut w.record, Some(RotationType::OnDemand), now)
+            .await
     }
 
     /// Versions made by rotation, oldest first.
-    pub fn list_key_rotations(&self, key: &str) -> Result<Vec<KeyRotation>> {
-        let id = self.resolve(key)?;
-        self.record(&id)?;
-        let versions = lock(&self.store).versions(&id)?;
+    pub async fn list_key_rotations(&self, key: &str) -> Result<Vec<KeyRotation>> {
+        let id = self.resolve(key).await?;
+        self.record(&id).await?;
+        let versions = self.store.versions(&id).await?;
         Ok(versions
             .into_iter()
             .filter_map(|v| {
@@ -1023,29 +1152,28 @@ impl Kms {
     }
 
     /// Refuses ciphertexts made under versions older than `version` (1..=current).
-    pub fn set_min_decryption_version(&self, key: &str, version: u32) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            if version == 0 || version > r.current_version {
-                return Err(KmsError::Validation(format!(
-                    "minimum decryption version must be 1..={}",
-                    r.current_version
-                )));
-            }
-            r.min_decryption_version = version;
-            store.update_key(r)
-        })
+    pub async fn set_min_decryption_version(&self, key: &str, version: u32) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        if version == 0 || version > w.record.current_version {
+            return Err(KmsError::Validation(format!(
+                "minimum decryption version must be 1..={}",
+                w.record.current_version
+            )));
+        }
+        w.record.min_decryption_version = version;
+        w.update().await
     }
 
     // ---- import (BYOK) ----
 
     /// An RSA wrapping key and an import token valid 24 h, for a key with `Origin::External`.
-    pub fn get_parameters_for_import(
+    pub async fn get_parameters_for_import(
         &self,
         key: &str,
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters> {
-        let id = self.resolve(key)?;
-        let record = self.record(&id)?;
+        let id = self.resolve(key).await?;
+        let record = self.record(&id).await?;
         check_importable(&record)?;
         let private_key = PrivateDecryptingKey::generate(match spec {
             WrappingKeySpec::Rsa3072 => KeySize::Rsa3072,
@@ -1085,14 +1213,14 @@ impl Kms {
 
     /// Imports 32 bytes of AES key material wrapped with RSAES-OAEP-SHA-256 under the wrapping
     /// key of `import_token`. `valid_to`: when the material expires (`None`: never).
-    pub fn import_key_material(
+    pub async fn import_key_material(
         &self,
         key: &str,
         import_token: &[u8],
         encrypted_key_material: &[u8],
         valid_to: Option<SystemTime>,
     ) -> Result<()> {
-        let id = self.resolve(key)?;
+        let id = self.resolve(key).await?;
         let now = self.now();
         if valid_to.is_some_and(|t| t <= now) {
             return Err(KmsError::Validation("ValidTo must be in the future".into()));
@@ -1126,66 +1254,66 @@ impl Kms {
             SecretKey::from_slice(material).map_err(|_| KmsError::IncorrectKeyMaterial)?;
         let fingerprint =
             hex::encode(hmac::sign(&self.fingerprint_key, material.expose()).as_ref());
-        self.modify(&id, |this, store, r, now| {
-            check_importable(r)?;
-            if let Some(previous) = &r.material_fingerprint {
-                if !coffer_format::secret::ct_eq(previous.as_bytes(), fingerprint.as_bytes()) {
-                    return Err(KmsError::IncorrectKeyMaterial);
-                }
+        let mut w = self.modify(&id).await?;
+        check_importable(&w.record)?;
+        if let Some(previous) = &w.record.material_fingerprint {
+            if !coffer_format::secret::ct_eq(previous.as_bytes(), fingerprint.as_bytes()) {
+                return Err(KmsError::IncorrectKeyMaterial);
             }
-            r.state = KeyState::Enabled;
-            r.current_version = 1;
-            r.material_expires_at = valid_to.map(unix_seconds);
-            r.material_fingerprint = Some(fingerprint);
-            let version = VersionRecord {
-                key_id: r.id.clone(),
-                version: 1,
-                created_at: unix_seconds(now),
-                rotation_type: None,
-                wrapped_material: this.wrap_version(&r.id, 1, &material)?,
-            };
-            store.add_version(r, &version)
-        })?;
+        }
+        w.record.state = KeyState::Enabled;
+        w.record.current_version = 1;
+        w.record.material_expires_at = valid_to.map(unix_seconds);
+        w.record.material_fingerprint = Some(fingerprint);
+        let version = VersionRecord {
+            key_id: w.id.clone(),
+            version: 1,
+            created_at: unix_seconds(w.now),
+            rotation_type: None,
+            wrapped_material: self.wrap_version(&w.id, 1, &material)?,
+        };
+        self.store.add_version(&w.record, &version).await?;
+        drop(w);
         lock(&self.imports).remove(import_token);
         Ok(())
     }
 
     /// Deletes imported material: the key goes to PendingImport and everything encrypted
     /// under it is unreadable until the same material is imported again.
-    pub fn delete_imported_key_material(&self, key: &str) -> Result<()> {
-        self.modify(key, |_, store, r, _| {
-            if r.origin != Origin::External {
-                return Err(KmsError::UnsupportedOperation(
-                    "the key's material was not imported".into(),
-                ));
-            }
-            if r.state == KeyState::PendingDeletion {
-                return Err(KmsError::InvalidState(format!(
-                    "key {} is PendingDeletion",
-                    r.id
-                )));
-            }
-            r.state = KeyState::PendingImport;
-            r.material_expires_at = None;
-            store.destroy_material(r)
-        })
+    pub async fn delete_imported_key_material(&self, key: &str) -> Result<()> {
+        let mut w = self.modify(key).await?;
+        if w.record.origin != Origin::External {
+            return Err(KmsError::UnsupportedOperation(
+                "the key's material was not imported".into(),
+            ));
+        }
+        if w.record.state == KeyState::PendingDeletion {
+            return Err(KmsError::InvalidState(format!(
+                "key {} is PendingDeletion",
+                w.id
+            )));
+        }
+        w.record.state = KeyState::PendingImport;
+        w.record.material_expires_at = None;
+        self.store.destroy_material(&w.record).await
     }
 
     // ---- cryptographic operations ----
 
     /// The record and material for a new ciphertext under the key `proof` allows `action`
     /// on: enabled, current version.
-    fn encryption_key(
+    async fn encryption_key(
         &self,
         proof: &KeyUse,
         action: &str,
     ) -> Result<(Arc<KeyRecord>, Arc<LockedKey>)> {
         proof.check_action(action)?;
         let id = proof.key_id();
-        let record = self.record(id)?;
+        let record = self.record(id).await?;
         check_usable(&record)?;
         let material = self
-            .material(id, record.current_version)?
+            .material(id, record.current_version)
+            .await?
             .ok_or_else(|| KmsError::InvalidState(format!("key {id} has no material")))?;
         Ok((record, material))
     }
@@ -1205,16 +1333,17 @@ impl Kms {
 
     /// Encrypts up to 4096 bytes, binding `context` as associated data. Needs a proof for
     /// `kms:Encrypt`.
-    pub fn encrypt(
+    pub async fn encrypt(
         &self,
         proof: &KeyUse,
         plaintext: &[u8],
         context: &Context,
     ) -> Result<Ciphertext> {
         self.encrypt_as(proof, "kms:Encrypt", plaintext, context)
+            .await
     }
 
-    fn encrypt_as(
+    async fn encrypt_as(
         &self,
         proof: &KeyUse,
         action: &str,
@@ -1226,7 +1355,7 @@ impl Kms {
                 "plaintext must be 1..=4096 bytes".into(),
             ));
         }
-        let (record, material) = self.encryption_key(proof, action)?;
+        let (record, material) = self.encryption_key(proof, action).await?;
         let ciphertext_blob = self.seal(&record, &material, plaintext, context)?;
         Ok(Ciphertext {
             ciphertext_blob,
@@ -1240,11 +1369,15 @@ impl Kms {
     /// [`Kms::decrypt`]. With `expected` (Decrypt's `KeyId`, ReEncrypt's `SourceKeyId`), the
     /// key that id, alias or ARN resolves to must be the one the blob names
     /// (`IncorrectKeyException` otherwise).
-    pub fn ciphertext_key(&self, blob: &[u8], expected: Option<&str>) -> Result<(String, u32)> {
+    pub async fn ciphertext_key(
+        &self,
+        blob: &[u8],
+        expected: Option<&str>,
+    ) -> Result<(String, u32)> {
         let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
         let (id, version) = kms_reference(&wrapped)?;
         if let Some(expected) = expected {
-            if self.resolve(expected)? != id {
+            if self.resolve(expected).await? != id {
                 return Err(KmsError::IncorrectKey);
             }
         }
@@ -1253,11 +1386,16 @@ impl Kms {
 
     /// Decrypts a blob made by `encrypt`/`generate_data_key*`. Needs a proof for
     /// `kms:Decrypt` on the key the blob names (`IncorrectKeyException` for another key).
-    pub fn decrypt(&self, proof: &KeyUse, blob: &[u8], context: &Context) -> Result<Plaintext> {
-        self.decrypt_as(proof, "kms:Decrypt", blob, context)
+    pub async fn decrypt(
+        &self,
+        proof: &KeyUse,
+        blob: &[u8],
+        context: &Context,
+    ) -> Result<Plaintext> {
+        self.decrypt_as(proof, "kms:Decrypt", blob, context).await
     }
 
-    fn decrypt_as(
+    async fn decrypt_as(
         &self,
         proof: &KeyUse,
         action: &str,
@@ -1267,7 +1405,7 @@ impl Kms {
         let wrapped = WrappedKey::decode(blob).map_err(|_| KmsError::InvalidCiphertext)?;
         let (id, version) = kms_reference(&wrapped)?;
         proof.check(action, id)?;
-        let record = self.record(id)?;
+        let record = self.record(id).await?;
         check_usable(&record)?;
         if version < record.min_decryption_version {
             return Err(KmsError::InvalidState(format!(
@@ -1279,7 +1417,8 @@ impl Kms {
             return Err(KmsError::InvalidCiphertext);
         }
         let material = self
-            .material(id, version)?
+            .material(id, version)
+            .await?
             .ok_or(KmsError::InvalidCiphertext)?;
         let plaintext = wrapped
             .unwrap(&material.to_secret_key(), context)
@@ -1294,7 +1433,7 @@ impl Kms {
     /// Decrypts under the source key and context, encrypts under the destination; the
     /// plaintext never leaves the KMS. Needs `kms:ReEncryptFrom` on the source key and
     /// `kms:ReEncryptTo` on the destination.
-    pub fn re_encrypt(
+    pub async fn re_encrypt(
         &self,
         from: &KeyUse,
         blob: &[u8],
@@ -1302,13 +1441,17 @@ impl Kms {
         to: &KeyUse,
         destination_context: &Context,
     ) -> Result<ReEncrypted> {
-        let source = self.decrypt_as(from, "kms:ReEncryptFrom", blob, source_context)?;
-        let out = self.encrypt_as(
-            to,
-            "kms:ReEncryptTo",
-            source.plaintext.expose(),
-            destination_context,
-        )?;
+        let source = self
+            .decrypt_as(from, "kms:ReEncryptFrom", blob, source_context)
+            .await?;
+        let out = self
+            .encrypt_as(
+                to,
+                "kms:ReEncryptTo",
+                source.plaintext.expose(),
+                destination_context,
+            )
+            .await?;
         Ok(ReEncrypted {
             ciphertext_blob: out.ciphertext_blob,
             source_key_id: source.key_id,
@@ -1320,8 +1463,8 @@ impl Kms {
 
     /// A fresh 256-bit data key, in clear and wrapped under the key bound to `context`.
     /// Needs a proof for `kms:GenerateDataKey`.
-    pub fn generate_data_key(&self, proof: &KeyUse, context: &Context) -> Result<DataKey> {
-        let (record, material) = self.encryption_key(proof, "kms:GenerateDataKey")?;
+    pub async fn generate_data_key(&self, proof: &KeyUse, context: &Context) -> Result<DataKey> {
+        let (record, material) = self.encryption_key(proof, "kms:GenerateDataKey").await?;
         let plaintext = SecretKey::generate()?;
         let ciphertext_blob = self.seal(&record, &material, plaintext.expose(), context)?;
         Ok(DataKey {
@@ -1334,20 +1477,22 @@ impl Kms {
 
     /// A data key of `len` (1..=1024) bytes: random bytes, returned in clear and encrypted
     /// under the key. Needs a proof for `kms:GenerateDataKey`.
-    pub fn generate_data_key_bytes(
+    pub async fn generate_data_key_bytes(
         &self,
         proof: &KeyUse,
         len: usize,
         context: &Context,
     ) -> Result<(SecretBytes, Ciphertext)> {
         let bytes = self.generate_random(len)?;
-        let ciphertext = self.encrypt_as(proof, "kms:GenerateDataKey", bytes.expose(), context)?;
+        let ciphertext = self
+            .encrypt_as(proof, "kms:GenerateDataKey", bytes.expose(), context)
+            .await?;
         Ok((bytes, ciphertext))
     }
 
     /// A fresh data key wrapped under the key, without its plaintext. Needs a proof for
     /// `kms:GenerateDataKeyWithoutPlaintext`; `len` as in [`Kms::generate_data_key_bytes`].
-    pub fn generate_data_key_without_plaintext(
+    pub async fn generate_data_key_without_plaintext(
         &self,
         proof: &KeyUse,
         len: usize,
@@ -1360,6 +1505,7 @@ impl Kms {
             bytes.expose(),
             context,
         )
+        .await
     }
 
     /// 1..=1024 random bytes from the CSPRNG.
@@ -1378,16 +1524,16 @@ impl Kms {
 
     /// Applies everything the clock says is due, for every key. The server calls this
     /// periodically (e.g. hourly); operations also apply it to their own key.
-    pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
+    pub async fn run_maintenance(&self) -> Result<MaintenanceReport> {
         let now = self.now();
         let mut report = MaintenanceReport::default();
-        let mut store = lock(&self.store);
-        for mut record in store.list_keys()? {
+        let _exclusive = self.writer.write().await;
+        for mut record in self.store.list_keys().await? {
             if !lifecycle_due(&record, now) {
                 continue;
             }
             let before = (record.state, record.current_version);
-            let outcome = self.apply_lifecycle(&mut **store, &mut record, now)?;
+            let outcome = self.apply_lifecycle(&mut record, now).await?;
             lock(&self.cache).invalidate(&record.id);
             match outcome {
                 Lifecycle::Deleted => report.deleted.push(record.id),

@@ -5,8 +5,10 @@
 //! - [`kms`]: customer master keys — versions, rotation, states, scheduled deletion
 //!   (crypto-shredding), BYOK import, and the cryptographic operations; ciphertext blobs are
 //!   `coffer_format::WrappedKey`s (spec/wrapped-key.md);
-//! - [`store`]: the [`store::KeyStore`] trait, its conformance suite, and the SQLCipher
-//!   implementation (page-encrypted, keyed from the root key);
+//! - [`store`]: the async [`store::KeyStore`] trait with its written contract, its
+//!   conformance suite, the SQLCipher implementation (page-encrypted, keyed from the root key;
+//!   the default) and the in-memory reference model; a KMS is opened over either (or any
+//!   other backend) with [`Kms::builder`];
 //! - [`authz`]: key policies and grants; [`Kms::authorize`] returns the [`KeyUse`] proof
 //!   every cryptographic operation takes;
 //! - [`locked`]: locked, non-dumpable memory for key material, and core-dump hardening.
@@ -29,9 +31,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use coffer_policy::Principal;
 pub use error::{KmsError, Result};
 pub use kms::{
-    Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsConfig,
+    Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsBuilder, KmsConfig,
     MaintenanceReport, Plaintext, ReEncrypted, WrappingKeySpec,
 };
 pub use pkcs11::Pkcs11Sealer;
 pub use seal::{Argon2Params, KeyFileSealer, PassphraseSealer, SealedRoot, Sealer};
-pub use store::{GrantConstraints, GrantRecord, KeyState, Origin, RotationType};
+pub use store::memory::MemoryKeyStore;
+pub use store::sqlcipher::SqlCipherStore;
+pub use store::{GrantConstraints, GrantRecord, KeyState, KeyStore, Origin, RotationType};

@@ -47,55 +47,65 @@ fn python_wrap(public_key: &[u8], key_id: &str, mode: &str) -> PythonOutput {
     }
 }
 
-fn external_key(kms: &Kms) -> String {
+async fn external_key(kms: &Kms) -> String {
     let meta = kms
         .create_key_with_origin("user/alice", "imported", BTreeMap::new(), Origin::External)
+        .await
         .unwrap();
     assert_eq!(meta.key_state, KeyState::PendingImport);
     meta.key_id
 }
 
-#[test]
-fn python_wrapped_material_imports_byte_exactly() {
+#[tokio::test]
+async fn python_wrapped_material_imports_byte_exactly() {
     let env = Env::new();
-    let kms = env.open_with_passphrase("byok").unwrap();
-    let id = external_key(&kms);
+    let kms = env.open_with_passphrase("byok").await.unwrap();
+    let id = external_key(&kms).await;
     let c = ctx(&[]);
     assert_eq!(
-        common::encrypt(&kms, &id, b"x", &c).unwrap_err().aws_code(),
+        common::encrypt(&kms, &id, b"x", &c)
+            .await
+            .unwrap_err()
+            .aws_code(),
         "KMSInvalidStateException"
     );
 
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     let py = python_wrap(&params.public_key, &id, "oaep-sha256");
     assert_eq!(py.key_size_bits, 3072);
     let valid_to = env.clock_now() + DAY * 10;
     kms.import_key_material(&id, &params.import_token, &py.wrapped, Some(valid_to))
+        .await
         .unwrap();
-    let meta = kms.describe_key(&id).unwrap();
+    let meta = kms.describe_key(&id).await.unwrap();
     assert_eq!(meta.key_state, KeyState::Enabled);
     assert_eq!(meta.origin, Origin::External);
     assert_eq!(meta.expiration_model, Some("KEY_MATERIAL_EXPIRES"));
 
     // The blob Python made with the raw key decrypts through the KMS: byte-exact import.
-    let out = common::decrypt(&kms, &py.blob, &py.context, None).unwrap();
+    let out = common::decrypt(&kms, &py.blob, &py.context, None)
+        .await
+        .unwrap();
     assert!(out.plaintext.ct_eq(py.plaintext.as_bytes()));
     assert_eq!(
         common::decrypt(&kms, &py.blob, &ctx(&[("purpose", "other")]), None)
+            .await
             .unwrap_err()
             .aws_code(),
         "InvalidCiphertextException"
     );
     // Imported keys do not rotate.
     assert_eq!(
-        kms.rotate_key_on_demand(&id).unwrap_err().aws_code(),
+        kms.rotate_key_on_demand(&id).await.unwrap_err().aws_code(),
         "UnsupportedOperationException"
     );
 
     // No byte of the imported key in the data directory.
     let ours = common::encrypt(&kms, &id, b"made by coffer", &c)
+        .await
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -103,30 +113,34 @@ fn python_wrapped_material_imports_byte_exactly() {
 
     // Delete the material: unreadable; re-import of the same material restores it, other
     // material is refused.
-    let kms = env.open_with_passphrase("byok").unwrap();
-    kms.delete_imported_key_material(&id).unwrap();
+    let kms = env.open_with_passphrase("byok").await.unwrap();
+    kms.delete_imported_key_material(&id).await.unwrap();
     assert_eq!(
-        kms.describe_key(&id).unwrap().key_state,
+        kms.describe_key(&id).await.unwrap().key_state,
         KeyState::PendingImport
     );
     assert_eq!(
         common::decrypt(&kms, &ours, &c, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "KMSInvalidStateException"
     );
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     let other = python_wrap(&params.public_key, &id, "oaep-sha256");
     assert_eq!(
         kms.import_key_material(&id, &params.import_token, &other.wrapped, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "IncorrectKeyMaterialException"
     );
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&params.public_key).unwrap();
     let oaep = aws_lc_rs::rsa::OaepPublicEncryptingKey::new(public).unwrap();
@@ -139,26 +153,32 @@ fn python_wrapped_material_imports_byte_exactly() {
     )
     .unwrap();
     kms.import_key_material(&id, &params.import_token, &rewrapped, None)
+        .await
         .unwrap();
     assert!(common::decrypt(&kms, &ours, &c, None)
+        .await
         .unwrap()
         .plaintext
         .ct_eq(b"made by coffer"));
     assert_eq!(
-        kms.describe_key(&id).unwrap().expiration_model,
+        kms.describe_key(&id).await.unwrap().expiration_model,
         Some("KEY_MATERIAL_DOES_NOT_EXPIRE")
     );
 }
 
-#[test]
-fn tokens_padding_and_expiry_are_enforced() {
+#[tokio::test]
+async fn tokens_padding_and_expiry_are_enforced() {
     let env = Env::new();
-    let kms = env.open_with_passphrase("byok").unwrap();
-    let id = external_key(&kms);
-    let other_id = external_key(&kms);
-    let generated = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let kms = env.open_with_passphrase("byok").await.unwrap();
+    let id = external_key(&kms).await;
+    let other_id = external_key(&kms).await;
+    let generated = kms
+        .create_key("user/alice", "", BTreeMap::new())
+        .await
+        .unwrap();
     assert_eq!(
         kms.get_parameters_for_import(&generated.key_id, WrappingKeySpec::Rsa3072)
+            .await
             .unwrap_err()
             .aws_code(),
         "UnsupportedOperationException"
@@ -166,6 +186,7 @@ fn tokens_padding_and_expiry_are_enforced() {
 
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa4096)
+        .await
         .unwrap();
     assert_eq!(params.parameters_valid_to, env.clock_now() + DAY);
     let py = python_wrap(&params.public_key, &id, "oaep-sha256");
@@ -173,15 +194,18 @@ fn tokens_padding_and_expiry_are_enforced() {
     // Token for another key, unknown token.
     let other_params = kms
         .get_parameters_for_import(&other_id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     assert_eq!(
         kms.import_key_material(&id, &other_params.import_token, &py.wrapped, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "InvalidImportTokenException"
     );
     assert_eq!(
         kms.import_key_material(&id, b"made-up token", &py.wrapped, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "InvalidImportTokenException"
@@ -194,6 +218,7 @@ fn tokens_padding_and_expiry_are_enforced() {
             &py.wrapped,
             Some(env.clock_now())
         )
+        .await
         .unwrap_err()
         .aws_code(),
         "ValidationException"
@@ -202,32 +227,35 @@ fn tokens_padding_and_expiry_are_enforced() {
     env.clock.advance(DAY + std::time::Duration::from_secs(1));
     assert_eq!(
         kms.import_key_material(&id, &params.import_token, &py.wrapped, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "ExpiredImportTokenException"
     );
     assert_eq!(
-        kms.describe_key(&id).unwrap().key_state,
+        kms.describe_key(&id).await.unwrap().key_state,
         KeyState::PendingImport
     );
 }
 
-#[test]
-fn wrong_padding_is_rejected() {
+#[tokio::test]
+async fn wrong_padding_is_rejected() {
     let env = Env::new();
-    let kms = env.open_with_passphrase("byok").unwrap();
-    let id = external_key(&kms);
+    let kms = env.open_with_passphrase("byok").await.unwrap();
+    let id = external_key(&kms).await;
     for mode in ["oaep-sha1", "pkcs1v15"] {
         let params = kms
             .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+            .await
             .unwrap();
         let py = python_wrap(&params.public_key, &id, mode);
         let err = kms
             .import_key_material(&id, &params.import_token, &py.wrapped, None)
+            .await
             .unwrap_err();
         assert_eq!(err.aws_code(), "InvalidCiphertextException", "{mode}");
         assert_eq!(
-            kms.describe_key(&id).unwrap().key_state,
+            kms.describe_key(&id).await.unwrap().key_state,
             KeyState::PendingImport,
             "{mode}"
         );
@@ -235,6 +263,7 @@ fn wrong_padding_is_rejected() {
     // A wrapped value of the wrong length is not key material.
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&params.public_key).unwrap();
     let oaep = aws_lc_rs::rsa::OaepPublicEncryptingKey::new(public).unwrap();
@@ -248,17 +277,19 @@ fn wrong_padding_is_rejected() {
     .unwrap();
     let err = kms
         .import_key_material(&id, &params.import_token, &wrapped, None)
+        .await
         .unwrap_err();
     assert_eq!(err.aws_code(), "IncorrectKeyMaterialException");
 }
 
-#[test]
-fn imported_material_expires() {
+#[tokio::test]
+async fn imported_material_expires() {
     let env = Env::new();
-    let kms = env.open_with_passphrase("byok").unwrap();
-    let id = external_key(&kms);
+    let kms = env.open_with_passphrase("byok").await.unwrap();
+    let id = external_key(&kms).await;
     let params = kms
         .get_parameters_for_import(&id, WrappingKeySpec::Rsa3072)
+        .await
         .unwrap();
     let py = python_wrap(&params.public_key, &id, "oaep-sha256");
     kms.import_key_material(
@@ -267,17 +298,21 @@ fn imported_material_expires() {
         &py.wrapped,
         Some(env.clock_now() + DAY),
     )
+    .await
     .unwrap();
-    assert!(common::decrypt(&kms, &py.blob, &py.context, None).is_ok());
+    assert!(common::decrypt(&kms, &py.blob, &py.context, None)
+        .await
+        .is_ok());
     env.clock.advance(DAY);
     assert_eq!(
         common::decrypt(&kms, &py.blob, &py.context, None)
+            .await
             .unwrap_err()
             .aws_code(),
         "KMSInvalidStateException"
     );
     assert_eq!(
-        kms.describe_key(&id).unwrap().key_state,
+        kms.describe_key(&id).await.unwrap().key_state,
         KeyState::PendingImport
     );
 }

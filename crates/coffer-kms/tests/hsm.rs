@@ -66,16 +66,24 @@ fn init_softhsm(dir: &Path) -> bool {
     true
 }
 
-#[test]
-fn pkcs11_sealer_round_trips_and_fails_clearly() {
+#[tokio::test]
+async fn pkcs11_sealer_round_trips_and_fails_clearly() {
     let env = Env::new();
     if !init_softhsm(env.dir.path()) {
         return;
     }
     let config = || KmsConfig::new(env.data_dir());
-    let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
-    let key = kms.create_key("user/alice", "", BTreeMap::new()).unwrap();
+    let kms = Kms::builder(config(), &sealer("coffer-test", "5678"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap();
+    let key = kms
+        .create_key("user/alice", "", BTreeMap::new())
+        .await
+        .unwrap();
     let blob = common::encrypt(&kms, &key.key_id, b"in the token", &ctx(&[]))
+        .await
         .unwrap()
         .ciphertext_blob;
     drop(kms);
@@ -113,8 +121,13 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
     }
 
     // Restart with the same token unseals.
-    let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
+    let kms = Kms::builder(config(), &sealer("coffer-test", "5678"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap();
     assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
+        .await
         .unwrap()
         .plaintext
         .ct_eq(b"in the token"));
@@ -122,15 +135,18 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
 
     let before = files(&env.data_dir());
     // Wrong PIN.
-    let err = Kms::open(config(), &sealer("coffer-test", "0000"), env.clock.clone()).unwrap_err();
+    let err = Kms::builder(config(), &sealer("coffer-test", "0000"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("login"), "{err}");
     // A token that is not there.
-    let err = Kms::open(
-        config(),
-        &sealer("no-such-token", "5678"),
-        env.clock.clone(),
-    )
-    .unwrap_err();
+    let err = Kms::builder(config(), &sealer("no-such-token", "5678"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("no PKCS#11 token labelled"),
         "{err}"
@@ -140,7 +156,11 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
     let hidden = env.dir.path().join("tokens-away");
     std::fs::rename(&tokens, &hidden).unwrap();
     std::fs::create_dir(&tokens).unwrap();
-    let err = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap_err();
+    let err = Kms::builder(config(), &sealer("coffer-test", "5678"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap_err();
     assert_eq!(err.aws_code(), "KMSInternalException");
     assert!(
         err.to_string().contains("cannot unseal the root key"),
@@ -161,8 +181,8 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
         &passphrase_sealer("pw"),
     )
     .unwrap();
-    let kms = env.open_with_passphrase("pw").unwrap();
-    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None).is_ok());
+    let kms = env.open_with_passphrase("pw").await.unwrap();
+    assert!(common::decrypt(&kms, &blob, &ctx(&[]), None).await.is_ok());
     drop(kms);
     Kms::reseal(
         &env.data_dir(),
@@ -170,8 +190,13 @@ fn pkcs11_sealer_round_trips_and_fails_clearly() {
         &sealer("coffer-test", "5678"),
     )
     .unwrap();
-    let kms = Kms::open(config(), &sealer("coffer-test", "5678"), env.clock.clone()).unwrap();
+    let kms = Kms::builder(config(), &sealer("coffer-test", "5678"))
+        .clock(env.clock.clone())
+        .open()
+        .await
+        .unwrap();
     assert!(common::decrypt(&kms, &blob, &ctx(&[]), None)
+        .await
         .unwrap()
         .plaintext
         .ct_eq(b"in the token"));

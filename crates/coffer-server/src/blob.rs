@@ -221,7 +221,9 @@ impl BlobStore {
         let header_len = seg.header_len as usize;
         let header = Header::parse(&head[..header_len])?;
         let key_version = header.wrapped_dek().reference().version;
-        let dek = keys.unwrap_dek(sse, customer, proof, header.wrapped_dek(), context)?;
+        let dek = keys
+            .unwrap_dek(sse, customer, proof, header.wrapped_dek(), context)
+            .await?;
         let (dec, metadata) =
             RangeDecryptor::new(dek, context, &header, &head[header_len..], layout)?;
         dec.verify_trailer(&trailer)?;

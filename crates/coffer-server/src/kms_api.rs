@@ -641,6 +641,7 @@ impl KmsApi {
                         .is_some_and(|v| v.starts_with(JSON_CONTENT_TYPE));
                     if content_type_ok {
                         self.handle(verified.principal(), &operation, &body, &mut audit)
+                            .await
                     } else {
                         Err(KmsApiError::new(
                             "SerializationException",
@@ -736,21 +737,21 @@ impl KmsApi {
 
     /// Runs one operation for an authenticated principal. Public for tests and in-process
     /// callers; `serve` is the HTTP entry point.
-    pub fn handle(
+    pub async fn handle(
         &self,
         principal: &Principal,
         operation: &str,
         body: &[u8],
         audit: &mut KmsAudit,
     ) -> Reply {
-        let r = self.dispatch(principal, operation, body, audit);
+        let r = self.dispatch(principal, operation, body, audit).await;
         if let Err(e) = &r {
             audit.error_code = Some(e.code.to_owned());
         }
         r
     }
 
-    fn dispatch(
+    async fn dispatch(
         &self,
         principal: &Principal,
         operation: &str,
@@ -758,13 +759,28 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         match operation {
-            "CreateKey" => self.handle_create_key(principal, decode(body)?, audit),
-            "DescribeKey" => self.handle_describe_key(principal, decode(body)?, audit),
-            "ListKeys" => self.handle_list_keys(principal, decode(body)?),
-            "CreateAlias" => self.handle_create_alias(principal, decode(body)?, audit),
-            "UpdateAlias" => self.handle_update_alias(principal, decode(body)?, audit),
-            "DeleteAlias" => self.handle_delete_alias(principal, decode(body)?, audit),
-            "ListAliases" => self.handle_list_aliases(principal, decode(body)?),
+            "CreateKey" => {
+                self.handle_create_key(principal, decode(body)?, audit)
+                    .await
+            }
+            "DescribeKey" => {
+                self.handle_describe_key(principal, decode(body)?, audit)
+                    .await
+            }
+            "ListKeys" => self.handle_list_keys(principal, decode(body)?).await,
+            "CreateAlias" => {
+                self.handle_create_alias(principal, decode(body)?, audit)
+                    .await
+            }
+            "UpdateAlias" => {
+                self.handle_update_alias(principal, decode(body)?, audit)
+                    .await
+            }
+            "DeleteAlias" => {
+                self.handle_delete_alias(principal, decode(body)?, audit)
+                    .await
+            }
+            "ListAliases" => self.handle_list_aliases(principal, decode(body)?).await,
             "EnableKey"
             | "DisableKey"
             | "CancelKeyDeletion"
@@ -773,35 +789,79 @@ impl KmsApi {
             | "DeleteImportedKeyMaterial"
             | "GetKeyRotationStatus" => {
                 self.handle_key_admin(principal, operation, decode(body)?, audit)
+                    .await
             }
             "ScheduleKeyDeletion" => {
                 self.handle_schedule_key_deletion(principal, decode(body)?, audit)
+                    .await
             }
-            "EnableKeyRotation" => self.handle_enable_key_rotation(principal, decode(body)?, audit),
-            "ListKeyRotations" => self.handle_list_key_rotations(principal, decode(body)?, audit),
+            "EnableKeyRotation" => {
+                self.handle_enable_key_rotation(principal, decode(body)?, audit)
+                    .await
+            }
+            "ListKeyRotations" => {
+                self.handle_list_key_rotations(principal, decode(body)?, audit)
+                    .await
+            }
             "GetParametersForImport" => {
                 self.handle_get_parameters_for_import(principal, decode(body)?, audit)
+                    .await
             }
-            "ImportKeyMaterial" => self.handle_import_key_material(principal, decode(body)?, audit),
-            "Encrypt" => self.handle_encrypt(principal, decode(body)?, audit),
-            "Decrypt" => self.handle_decrypt(principal, decode(body)?, audit),
-            "ReEncrypt" => self.handle_re_encrypt(principal, decode(body)?, audit),
+            "ImportKeyMaterial" => {
+                self.handle_import_key_material(principal, decode(body)?, audit)
+                    .await
+            }
+            "Encrypt" => self.handle_encrypt(principal, decode(body)?, audit).await,
+            "Decrypt" => self.handle_decrypt(principal, decode(body)?, audit).await,
+            "ReEncrypt" => {
+                self.handle_re_encrypt(principal, decode(body)?, audit)
+                    .await
+            }
             "GenerateDataKey" => {
                 self.handle_generate_data_key(principal, decode(body)?, true, audit)
+                    .await
             }
             "GenerateDataKeyWithoutPlaintext" => {
                 self.handle_generate_data_key(principal, decode(body)?, false, audit)
+                    .await
             }
-            "GenerateRandom" => self.handle_generate_random(principal, decode(body)?),
-            "GetKeyPolicy" => self.handle_get_key_policy(principal, decode(body)?, audit),
-            "PutKeyPolicy" => self.handle_put_key_policy(principal, decode(body)?, audit),
-            "CreateGrant" => self.handle_create_grant(principal, decode(body)?, audit),
-            "ListGrants" => self.handle_list_grants(principal, decode(body)?, audit),
-            "RetireGrant" => self.handle_retire_grant(principal, decode(body)?, audit),
-            "RevokeGrant" => self.handle_revoke_grant(principal, decode(body)?, audit),
-            "TagResource" => self.handle_tag_resource(principal, decode(body)?, audit),
-            "UntagResource" => self.handle_untag_resource(principal, decode(body)?, audit),
-            "ListResourceTags" => self.handle_list_resource_tags(principal, decode(body)?, audit),
+            "GenerateRandom" => self.handle_generate_random(principal, decode(body)?).await,
+            "GetKeyPolicy" => {
+                self.handle_get_key_policy(principal, decode(body)?, audit)
+                    .await
+            }
+            "PutKeyPolicy" => {
+                self.handle_put_key_policy(principal, decode(body)?, audit)
+                    .await
+            }
+            "CreateGrant" => {
+                self.handle_create_grant(principal, decode(body)?, audit)
+                    .await
+            }
+            "ListGrants" => {
+                self.handle_list_grants(principal, decode(body)?, audit)
+                    .await
+            }
+            "RetireGrant" => {
+                self.handle_retire_grant(principal, decode(body)?, audit)
+                    .await
+            }
+            "RevokeGrant" => {
+                self.handle_revoke_grant(principal, decode(body)?, audit)
+                    .await
+            }
+            "TagResource" => {
+                self.handle_tag_resource(principal, decode(body)?, audit)
+                    .await
+            }
+            "UntagResource" => {
+                self.handle_untag_resource(principal, decode(body)?, audit)
+                    .await
+            }
+            "ListResourceTags" => {
+                self.handle_list_resource_tags(principal, decode(body)?, audit)
+                    .await
+            }
             _ => Err(KmsApiError::new(
                 "UnknownOperationException",
                 format!("Unknown operation {operation}"),
@@ -835,12 +895,17 @@ impl KmsApi {
     }
 
     /// Checks the grant tokens a request carries: each must name an existing grant.
-    fn check_grant_tokens(&self, tokens: &[String]) -> Result<(), KmsApiError> {
+    async fn check_grant_tokens(&self, tokens: &[String]) -> Result<(), KmsApiError> {
         if tokens.len() > 10 {
             return Err(KmsApiError::validation("at most 10 GrantTokens"));
         }
         for t in tokens {
-            if self.kms.grant_by_token_hash(&token_hash(t))?.is_none() {
+            if self
+                .kms
+                .grant_by_token_hash(&token_hash(t))
+                .await?
+                .is_none()
+            {
                 return Err(KmsApiError::new(
                     "InvalidGrantTokenException",
                     "The grant token is not valid",
@@ -852,7 +917,7 @@ impl KmsApi {
 
     /// Resolves `key`, authorizes `action` on it (`coffer_kms::authz`), and records the
     /// resolved key in `audit`, also when the decision is a denial.
-    fn authorize(
+    async fn authorize(
         &self,
         principal: &Principal,
         key: &str,
@@ -860,14 +925,14 @@ impl KmsApi {
         call: &CallContext<'_>,
         audit: &mut KmsAudit,
     ) -> Result<KeyUse, KmsApiError> {
-        match self.kms.authorize(principal, key, action, call) {
+        match self.kms.authorize(principal, key, action, call).await {
             Ok(proof) => {
                 audit.key_id = Some(proof.key_id().to_owned());
                 Ok(proof)
             }
             Err(e) => {
                 if matches!(e, KmsError::AccessDenied(_)) {
-                    audit.key_id = self.kms.describe_key(key).ok().map(|m| m.key_id);
+                    audit.key_id = self.kms.describe_key(key).await.ok().map(|m| m.key_id);
                 }
                 Err(e.into())
             }
@@ -889,7 +954,7 @@ impl KmsApi {
 
     // ---- handlers ----
 
-    fn handle_create_key(
+    async fn handle_create_key(
         &self,
         principal: &Principal,
         req: CreateKeyRequest,
@@ -943,38 +1008,43 @@ impl KmsApi {
             }
             None => default_key_policy(principal.arn()),
         };
-        let meta = self.kms.create_key_with_origin(
-            principal.arn(),
-            req.description.as_deref().unwrap_or_default(),
-            tags_map(req.tags),
-            origin,
-        )?;
+        let meta = self
+            .kms
+            .create_key_with_origin(
+                principal.arn(),
+                req.description.as_deref().unwrap_or_default(),
+                tags_map(req.tags),
+                origin,
+            )
+            .await?;
         audit.key_id = Some(meta.key_id.clone());
-        self.kms.put_key_policy(&meta.key_id, &policy)?;
+        self.kms.put_key_policy(&meta.key_id, &policy).await?;
         reply(json!({ "KeyMetadata": key_metadata_json(&meta, false) }))
     }
 
-    fn handle_describe_key(
+    async fn handle_describe_key(
         &self,
         principal: &Principal,
         req: DescribeKeyRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        self.check_grant_tokens(&req.grant_tokens)?;
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:DescribeKey",
-            &self.call(None),
-            audit,
-        )?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:DescribeKey",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         reply(json!({ "KeyMetadata": key_metadata_json(meta, Self::is_managed(meta)) }))
     }
 
-    fn handle_list_keys(&self, principal: &Principal, req: ListRequest) -> Reply {
+    async fn handle_list_keys(&self, principal: &Principal, req: ListRequest) -> Reply {
         self.authorize_unbound(principal, "kms:ListKeys")?;
-        let keys = self.kms.list_keys()?;
+        let keys = self.kms.list_keys().await?;
         let (keys, next) = paginate(keys, req.limit, req.marker.as_deref(), 100, 1000)?;
         let keys: Vec<Value> = keys
             .iter()
@@ -985,7 +1055,7 @@ impl KmsApi {
         reply(page(body, next))
     }
 
-    fn handle_create_alias(
+    async fn handle_create_alias(
         &self,
         principal: &Principal,
         req: AliasRequest,
@@ -994,24 +1064,26 @@ impl KmsApi {
         let target = req
             .target_key_id
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
-        let proof = self.authorize(
-            principal,
-            &target,
-            "kms:CreateAlias",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &target,
+                "kms:CreateAlias",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
             ));
         }
-        self.kms.create_alias(&req.alias_name, &meta.key_id)?;
+        self.kms.create_alias(&req.alias_name, &meta.key_id).await?;
         reply(json!({}))
     }
 
-    fn handle_update_alias(
+    async fn handle_update_alias(
         &self,
         principal: &Principal,
         req: AliasRequest,
@@ -1021,32 +1093,35 @@ impl KmsApi {
             .target_key_id
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
         // AWS: kms:UpdateAlias on both the key the alias points at and the new one.
-        let current = self.kms.resolve(&req.alias_name)?;
+        let current = self.kms.resolve(&req.alias_name).await?;
         self.authorize(
             principal,
             &current,
             "kms:UpdateAlias",
             &self.call(None),
             audit,
-        )?;
-        let proof = self.authorize(
-            principal,
-            &target,
-            "kms:UpdateAlias",
-            &self.call(None),
-            audit,
-        )?;
+        )
+        .await?;
+        let proof = self
+            .authorize(
+                principal,
+                &target,
+                "kms:UpdateAlias",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "an alias cannot point at an AWS managed key",
             ));
         }
-        self.kms.update_alias(&req.alias_name, &meta.key_id)?;
+        self.kms.update_alias(&req.alias_name, &meta.key_id).await?;
         reply(json!({}))
     }
 
-    fn handle_delete_alias(
+    async fn handle_delete_alias(
         &self,
         principal: &Principal,
         req: AliasRequest,
@@ -1058,21 +1133,22 @@ impl KmsApi {
                 "AWS managed aliases cannot be deleted",
             ));
         }
-        let current = self.kms.resolve(&req.alias_name)?;
+        let current = self.kms.resolve(&req.alias_name).await?;
         self.authorize(
             principal,
             &current,
             "kms:DeleteAlias",
             &self.call(None),
             audit,
-        )?;
-        self.kms.delete_alias(&req.alias_name)?;
+        )
+        .await?;
+        self.kms.delete_alias(&req.alias_name).await?;
         reply(json!({}))
     }
 
-    fn handle_list_aliases(&self, principal: &Principal, req: ListRequest) -> Reply {
+    async fn handle_list_aliases(&self, principal: &Principal, req: ListRequest) -> Reply {
         self.authorize_unbound(principal, "kms:ListAliases")?;
-        let aliases = self.kms.list_aliases(req.key_id.as_deref())?;
+        let aliases = self.kms.list_aliases(req.key_id.as_deref()).await?;
         let (aliases, next) = paginate(aliases, req.limit, req.marker.as_deref(), 50, 100)?;
         let list: Vec<Value> = aliases
             .iter()
@@ -1090,7 +1166,7 @@ impl KmsApi {
     }
 
     /// Operations whose request is just a `KeyId`.
-    fn handle_key_admin(
+    async fn handle_key_admin(
         &self,
         principal: &Principal,
         operation: &str,
@@ -1098,22 +1174,24 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         let action = format!("kms:{operation}");
-        let proof = self.authorize(principal, &req.key_id, &action, &self.call(None), audit)?;
+        let proof = self
+            .authorize(principal, &req.key_id, &action, &self.call(None), audit)
+            .await?;
         let meta = proof.metadata();
         let id = meta.key_id.as_str();
         match operation {
-            "EnableKey" => self.kms.enable_key(id)?,
-            "DisableKey" => self.kms.disable_key(id)?,
+            "EnableKey" => self.kms.enable_key(id).await?,
+            "DisableKey" => self.kms.disable_key(id).await?,
             "CancelKeyDeletion" => {
-                self.kms.cancel_key_deletion(id)?;
+                self.kms.cancel_key_deletion(id).await?;
                 return reply(json!({"KeyId": meta.arn}));
             }
-            "DisableKeyRotation" => self.kms.disable_key_rotation(id)?,
+            "DisableKeyRotation" => self.kms.disable_key_rotation(id).await?,
             "RotateKeyOnDemand" => {
-                self.kms.rotate_key_on_demand(id)?;
+                self.kms.rotate_key_on_demand(id).await?;
                 return reply(json!({"KeyId": meta.key_id}));
             }
-            "DeleteImportedKeyMaterial" => self.kms.delete_imported_key_material(id)?,
+            "DeleteImportedKeyMaterial" => self.kms.delete_imported_key_material(id).await?,
             "GetKeyRotationStatus" => {
                 let mut v = json!({
                     "KeyRotationEnabled": meta.rotation_enabled,
@@ -1139,23 +1217,26 @@ impl KmsApi {
         reply(json!({}))
     }
 
-    fn handle_schedule_key_deletion(
+    async fn handle_schedule_key_deletion(
         &self,
         principal: &Principal,
         req: ScheduleKeyDeletionRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:ScheduleKeyDeletion",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:ScheduleKeyDeletion",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         let at = self
             .kms
-            .schedule_key_deletion(&meta.key_id, req.pending_window_in_days)?;
+            .schedule_key_deletion(&meta.key_id, req.pending_window_in_days)
+            .await?;
         reply(json!({
             "KeyId": meta.arn,
             "DeletionDate": epoch(at),
@@ -1164,26 +1245,29 @@ impl KmsApi {
         }))
     }
 
-    fn handle_enable_key_rotation(
+    async fn handle_enable_key_rotation(
         &self,
         principal: &Principal,
         req: EnableKeyRotationRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:EnableKeyRotation",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:EnableKeyRotation",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         self.kms
-            .enable_key_rotation(&meta.key_id, req.rotation_period_in_days)?;
+            .enable_key_rotation(&meta.key_id, req.rotation_period_in_days)
+            .await?;
         reply(json!({}))
     }
 
-    fn handle_list_key_rotations(
+    async fn handle_list_key_rotations(
         &self,
         principal: &Principal,
         req: ListRequest,
@@ -1192,15 +1276,17 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let proof = self.authorize(
-            principal,
-            &key,
-            "kms:ListKeyRotations",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &key,
+                "kms:ListKeyRotations",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
-        let rotations = self.kms.list_key_rotations(&meta.key_id)?;
+        let rotations = self.kms.list_key_rotations(&meta.key_id).await?;
         let (rotations, next) = paginate(rotations, req.limit, req.marker.as_deref(), 100, 1000)?;
         let list: Vec<Value> = rotations
             .iter()
@@ -1220,19 +1306,21 @@ impl KmsApi {
         reply(page(body, next))
     }
 
-    fn handle_get_parameters_for_import(
+    async fn handle_get_parameters_for_import(
         &self,
         principal: &Principal,
         req: GetParametersForImportRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:GetParametersForImport",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:GetParametersForImport",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if req.wrapping_algorithm != "RSAES_OAEP_SHA_256" {
             return Err(KmsApiError::unsupported(format!(
@@ -1249,7 +1337,10 @@ impl KmsApi {
                 )))
             }
         };
-        let params = self.kms.get_parameters_for_import(&meta.key_id, spec)?;
+        let params = self
+            .kms
+            .get_parameters_for_import(&meta.key_id, spec)
+            .await?;
         reply(json!({
             "KeyId": meta.arn,
             "ImportToken": B64.encode(&params.import_token),
@@ -1258,19 +1349,21 @@ impl KmsApi {
         }))
     }
 
-    fn handle_import_key_material(
+    async fn handle_import_key_material(
         &self,
         principal: &Principal,
         req: ImportKeyMaterialRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:ImportKeyMaterial",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:ImportKeyMaterial",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         let valid_to = match (req.expiration_model.as_deref(), req.valid_to) {
             (None | Some("KEY_MATERIAL_EXPIRES"), Some(t)) if t.is_finite() && t > 0.0 => {
@@ -1293,12 +1386,14 @@ impl KmsApi {
                 ))
             }
         };
-        self.kms.import_key_material(
-            &meta.key_id,
-            &req.import_token.0,
-            &req.encrypted_key_material.0,
-            valid_to,
-        )?;
+        self.kms
+            .import_key_material(
+                &meta.key_id,
+                &req.import_token.0,
+                &req.encrypted_key_material.0,
+                valid_to,
+            )
+            .await?;
         reply(json!({"KeyId": meta.arn}))
     }
 
@@ -1306,7 +1401,7 @@ impl KmsApi {
         audit.context_keys = context.keys().cloned().collect();
     }
 
-    fn handle_encrypt(
+    async fn handle_encrypt(
         &self,
         principal: &Principal,
         req: EncryptRequest,
@@ -1314,22 +1409,27 @@ impl KmsApi {
     ) -> Reply {
         Self::note_context(audit, &req.encryption_context);
         check_algorithm(req.encryption_algorithm.as_deref())?;
-        self.check_grant_tokens(&req.grant_tokens)?;
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:Encrypt",
-            &self.call(Some(&req.encryption_context)),
-            audit,
-        )?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:Encrypt",
+                &self.call(Some(&req.encryption_context)),
+                audit,
+            )
+            .await?;
         if req.dry_run {
             return Err(dry_run());
         }
-        let out = self.kms.encrypt(
-            &proof,
-            req.plaintext.0.expose(),
-            &to_context(&req.encryption_context)?,
-        )?;
+        let out = self
+            .kms
+            .encrypt(
+                &proof,
+                req.plaintext.0.expose(),
+                &to_context(&req.encryption_context)?,
+            )
+            .await?;
         audit.key_version = Some(out.key_version);
         reply(json!({
             "CiphertextBlob": B64.encode(&out.ciphertext_blob),
@@ -1338,7 +1438,7 @@ impl KmsApi {
         }))
     }
 
-    fn handle_decrypt(
+    async fn handle_decrypt(
         &self,
         principal: &Principal,
         req: DecryptRequest,
@@ -1351,26 +1451,32 @@ impl KmsApi {
                 "Recipient (Nitro Enclaves) is not supported",
             ));
         }
-        self.check_grant_tokens(&req.grant_tokens)?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
         let (key_id, version) = self
             .kms
-            .ciphertext_key(&req.ciphertext_blob.0, req.key_id.as_deref())?;
-        let proof = self.authorize(
-            principal,
-            &key_id,
-            "kms:Decrypt",
-            &self.call(Some(&req.encryption_context)),
-            audit,
-        )?;
+            .ciphertext_key(&req.ciphertext_blob.0, req.key_id.as_deref())
+            .await?;
+        let proof = self
+            .authorize(
+                principal,
+                &key_id,
+                "kms:Decrypt",
+                &self.call(Some(&req.encryption_context)),
+                audit,
+            )
+            .await?;
         audit.key_version = Some(version);
         if req.dry_run {
             return Err(dry_run());
         }
-        let out = self.kms.decrypt(
-            &proof,
-            &req.ciphertext_blob.0,
-            &to_context(&req.encryption_context)?,
-        )?;
+        let out = self
+            .kms
+            .decrypt(
+                &proof,
+                &req.ciphertext_blob.0,
+                &to_context(&req.encryption_context)?,
+            )
+            .await?;
         let plaintext = Zeroizing::new(B64.encode(out.plaintext.expose()));
         reply(json!({
             "KeyId": out.key_id,
@@ -1379,7 +1485,7 @@ impl KmsApi {
         }))
     }
 
-    fn handle_re_encrypt(
+    async fn handle_re_encrypt(
         &self,
         principal: &Principal,
         req: ReEncryptRequest,
@@ -1388,35 +1494,43 @@ impl KmsApi {
         Self::note_context(audit, &req.source_encryption_context);
         check_algorithm(req.source_encryption_algorithm.as_deref())?;
         check_algorithm(req.destination_encryption_algorithm.as_deref())?;
-        self.check_grant_tokens(&req.grant_tokens)?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
         let (source_id, version) = self
             .kms
-            .ciphertext_key(&req.ciphertext_blob.0, req.source_key_id.as_deref())?;
-        let source = self.authorize(
-            principal,
-            &source_id,
-            "kms:ReEncryptFrom",
-            &self.call(Some(&req.source_encryption_context)),
-            audit,
-        )?;
+            .ciphertext_key(&req.ciphertext_blob.0, req.source_key_id.as_deref())
+            .await?;
+        let source = self
+            .authorize(
+                principal,
+                &source_id,
+                "kms:ReEncryptFrom",
+                &self.call(Some(&req.source_encryption_context)),
+                audit,
+            )
+            .await?;
         audit.key_version = Some(version);
-        let destination = self.authorize(
-            principal,
-            &req.destination_key_id,
-            "kms:ReEncryptTo",
-            &self.call(Some(&req.destination_encryption_context)),
-            &mut KmsAudit::default(),
-        )?;
+        let destination = self
+            .authorize(
+                principal,
+                &req.destination_key_id,
+                "kms:ReEncryptTo",
+                &self.call(Some(&req.destination_encryption_context)),
+                &mut KmsAudit::default(),
+            )
+            .await?;
         if req.dry_run {
             return Err(dry_run());
         }
-        let out = self.kms.re_encrypt(
-            &source,
-            &req.ciphertext_blob.0,
-            &to_context(&req.source_encryption_context)?,
-            &destination,
-            &to_context(&req.destination_encryption_context)?,
-        )?;
+        let out = self
+            .kms
+            .re_encrypt(
+                &source,
+                &req.ciphertext_blob.0,
+                &to_context(&req.source_encryption_context)?,
+                &destination,
+                &to_context(&req.destination_encryption_context)?,
+            )
+            .await?;
         reply(json!({
             "CiphertextBlob": B64.encode(&out.ciphertext_blob),
             "SourceKeyId": out.source_key_id,
@@ -1426,7 +1540,7 @@ impl KmsApi {
         }))
     }
 
-    fn handle_generate_data_key(
+    async fn handle_generate_data_key(
         &self,
         principal: &Principal,
         req: GenerateDataKeyRequest,
@@ -1462,30 +1576,36 @@ impl KmsApi {
                 ))
             }
         };
-        self.check_grant_tokens(&req.grant_tokens)?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
         let action = if with_plaintext {
             "kms:GenerateDataKey"
         } else {
             "kms:GenerateDataKeyWithoutPlaintext"
         };
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            action,
-            &self.call(Some(&req.encryption_context)),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                action,
+                &self.call(Some(&req.encryption_context)),
+                audit,
+            )
+            .await?;
         if req.dry_run {
             return Err(dry_run());
         }
         let context = to_context(&req.encryption_context)?;
         let (plaintext, ct) = if with_plaintext {
-            let (bytes, ct) = self.kms.generate_data_key_bytes(&proof, length, &context)?;
+            let (bytes, ct) = self
+                .kms
+                .generate_data_key_bytes(&proof, length, &context)
+                .await?;
             (Some(Zeroizing::new(B64.encode(bytes.expose()))), ct)
         } else {
             let ct = self
                 .kms
-                .generate_data_key_without_plaintext(&proof, length, &context)?;
+                .generate_data_key_without_plaintext(&proof, length, &context)
+                .await?;
             (None, ct)
         };
         audit.key_version = Some(ct.key_version);
@@ -1499,7 +1619,11 @@ impl KmsApi {
         reply(v)
     }
 
-    fn handle_generate_random(&self, principal: &Principal, req: GenerateRandomRequest) -> Reply {
+    async fn handle_generate_random(
+        &self,
+        principal: &Principal,
+        req: GenerateRandomRequest,
+    ) -> Reply {
         self.authorize_unbound(principal, "kms:GenerateRandom")?;
         if req.custom_key_store_id.is_some() {
             return Err(KmsApiError::unsupported(
@@ -1532,25 +1656,27 @@ impl KmsApi {
         }
     }
 
-    fn handle_get_key_policy(
+    async fn handle_get_key_policy(
         &self,
         principal: &Principal,
         req: KeyPolicyRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
         Self::check_policy_name(req.policy_name.as_deref())?;
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:GetKeyPolicy",
-            &self.call(None),
-            audit,
-        )?;
-        let policy = self.kms.effective_key_policy(proof.metadata())?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:GetKeyPolicy",
+                &self.call(None),
+                audit,
+            )
+            .await?;
+        let policy = self.kms.effective_key_policy(proof.metadata()).await?;
         reply(json!({"Policy": policy.source(), "PolicyName": "default"}))
     }
 
-    fn handle_put_key_policy(
+    async fn handle_put_key_policy(
         &self,
         principal: &Principal,
         req: KeyPolicyRequest,
@@ -1560,13 +1686,15 @@ impl KmsApi {
         let policy = req
             .policy
             .ok_or_else(|| KmsApiError::validation("Policy is required"))?;
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:PutKeyPolicy",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:PutKeyPolicy",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
@@ -1577,17 +1705,17 @@ impl KmsApi {
         if !req.bypass_policy_lockout_safety_check {
             check_lockout(&parsed, principal, self.secure)?;
         }
-        self.kms.put_key_policy(&meta.key_id, &policy)?;
+        self.kms.put_key_policy(&meta.key_id, &policy).await?;
         reply(json!({}))
     }
 
-    fn handle_create_grant(
+    async fn handle_create_grant(
         &self,
         principal: &Principal,
         req: CreateGrantRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        self.check_grant_tokens(&req.grant_tokens)?;
+        self.check_grant_tokens(&req.grant_tokens).await?;
         if req.operations.is_empty() {
             return Err(KmsApiError::validation("Operations must not be empty"));
         }
@@ -1618,7 +1746,9 @@ impl KmsApi {
             secure: self.secure,
             grant_operations: &req.operations,
         };
-        let proof = self.authorize(principal, &req.key_id, "kms:CreateGrant", &call, audit)?;
+        let proof = self
+            .authorize(principal, &req.key_id, "kms:CreateGrant", &call, audit)
+            .await?;
         let meta = proof.metadata();
         if req.dry_run {
             return Err(dry_run());
@@ -1652,27 +1782,30 @@ impl KmsApi {
             name: req.name,
             created_at: epoch(SystemTime::now()),
         };
-        self.kms.put_grant(&grant)?;
+        self.kms.put_grant(&grant).await?;
         reply(json!({"GrantToken": token, "GrantId": grant_id}))
     }
 
-    fn handle_list_grants(
+    async fn handle_list_grants(
         &self,
         principal: &Principal,
         req: ListGrantsRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:ListGrants",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:ListGrants",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         let grants: Vec<GrantRecord> = self
             .kms
-            .grants(&meta.key_id)?
+            .grants(&meta.key_id)
+            .await?
             .into_iter()
             .filter(|g| req.grant_id.as_ref().is_none_or(|id| &g.grant_id == id))
             .filter(|g| {
@@ -1688,7 +1821,7 @@ impl KmsApi {
         reply(page(body, next))
     }
 
-    fn handle_retire_grant(
+    async fn handle_retire_grant(
         &self,
         principal: &Principal,
         req: RetireGrantRequest,
@@ -1697,14 +1830,16 @@ impl KmsApi {
         let grant = match (&req.grant_token, &req.key_id, &req.grant_id) {
             (Some(token), _, _) => self
                 .kms
-                .grant_by_token_hash(&token_hash(token))?
+                .grant_by_token_hash(&token_hash(token))
+                .await?
                 .ok_or_else(|| {
                     KmsApiError::new("InvalidGrantTokenException", "The grant token is not valid")
                 })?,
             (None, Some(key), Some(id)) => {
-                let key_id = self.kms.resolve(key)?;
+                let key_id = self.kms.resolve(key).await?;
                 self.kms
-                    .grants(&key_id)?
+                    .grants(&key_id)
+                    .await?
                     .into_iter()
                     .find(|g| &g.grant_id == id)
                     .ok_or_else(|| {
@@ -1735,29 +1870,34 @@ impl KmsApi {
         if req.dry_run {
             return Err(dry_run());
         }
-        self.kms.delete_grant(&grant.key_id, &grant.grant_id)?;
+        self.kms
+            .delete_grant(&grant.key_id, &grant.grant_id)
+            .await?;
         reply(json!({}))
     }
 
-    fn handle_revoke_grant(
+    async fn handle_revoke_grant(
         &self,
         principal: &Principal,
         req: RevokeGrantRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:RevokeGrant",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:RevokeGrant",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if req.dry_run {
             return Err(dry_run());
         }
         self.kms
             .delete_grant(&meta.key_id, &req.grant_id)
+            .await
             .map_err(|e| match e {
                 KmsError::NotFound(_) => {
                     KmsApiError::new("InvalidGrantIdException", "The grant id is not valid")
@@ -1767,53 +1907,57 @@ impl KmsApi {
         reply(json!({}))
     }
 
-    fn handle_tag_resource(
+    async fn handle_tag_resource(
         &self,
         principal: &Principal,
         req: TagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:TagResource",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:TagResource",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "AWS managed keys cannot be tagged",
             ));
         }
-        self.kms.tag_key(&meta.key_id, &tags_map(req.tags))?;
+        self.kms.tag_key(&meta.key_id, &tags_map(req.tags)).await?;
         reply(json!({}))
     }
 
-    fn handle_untag_resource(
+    async fn handle_untag_resource(
         &self,
         principal: &Principal,
         req: UntagResourceRequest,
         audit: &mut KmsAudit,
     ) -> Reply {
-        let proof = self.authorize(
-            principal,
-            &req.key_id,
-            "kms:UntagResource",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &req.key_id,
+                "kms:UntagResource",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         if Self::is_managed(meta) {
             return Err(KmsApiError::unsupported(
                 "AWS managed keys cannot be tagged",
             ));
         }
-        self.kms.untag_key(&meta.key_id, &req.tag_keys)?;
+        self.kms.untag_key(&meta.key_id, &req.tag_keys).await?;
         reply(json!({}))
     }
 
-    fn handle_list_resource_tags(
+    async fn handle_list_resource_tags(
         &self,
         principal: &Principal,
         req: ListRequest,
@@ -1822,13 +1966,15 @@ impl KmsApi {
         let key = req
             .key_id
             .ok_or_else(|| KmsApiError::validation("KeyId is required"))?;
-        let proof = self.authorize(
-            principal,
-            &key,
-            "kms:ListResourceTags",
-            &self.call(None),
-            audit,
-        )?;
+        let proof = self
+            .authorize(
+                principal,
+                &key,
+                "kms:ListResourceTags",
+                &self.call(None),
+                audit,
+            )
+            .await?;
         let meta = proof.metadata();
         let tags: Vec<(String, String)> = meta.tags.clone().into_iter().collect();
         let (tags, next) = paginate(tags, req.limit, req.marker.as_deref(), 50, 50)?;
@@ -1864,14 +2010,12 @@ mod tests {
         }
     }
 
-    fn api(dir: &std::path::Path) -> KmsApi {
+    async fn api(dir: &std::path::Path) -> KmsApi {
         let sealer = coffer_kms::KeyFileSealer::new(dir.join("root.key"));
-        let kms = Kms::open(
-            coffer_kms::KmsConfig::new(dir.join("kms")),
-            &sealer,
-            Arc::new(coffer_kms::SystemClock),
-        )
-        .unwrap();
+        let kms = Kms::builder(coffer_kms::KmsConfig::new(dir.join("kms")), &sealer)
+            .open()
+            .await
+            .unwrap();
         KmsApi::new(
             Arc::new(kms),
             Arc::new(NoIdentities),
@@ -1880,24 +2024,36 @@ mod tests {
         )
     }
 
-    fn call(api: &KmsApi, who: &Principal, op: &str, body: Value) -> Result<Value, KmsApiError> {
+    async fn call(
+        api: &KmsApi,
+        who: &Principal,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, KmsApiError> {
         let mut audit = KmsAudit::default();
         api.handle(who, op, body.to_string().as_bytes(), &mut audit)
+            .await
             .map(|s| serde_json::from_str(&s).unwrap())
     }
 
-    fn create_key(api: &KmsApi, who: &Principal) -> String {
-        let v = call(api, who, "CreateKey", json!({})).unwrap();
+    async fn create_key(api: &KmsApi, who: &Principal) -> String {
+        let v = call(api, who, "CreateKey", json!({})).await.unwrap();
         v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
     }
 
-    fn encrypt(api: &KmsApi, who: &Principal, key: &str, ctx: Value) -> Result<Value, KmsApiError> {
+    async fn encrypt(
+        api: &KmsApi,
+        who: &Principal,
+        key: &str,
+        ctx: Value,
+    ) -> Result<Value, KmsApiError> {
         call(
             api,
             who,
             "Encrypt",
             json!({"KeyId": key, "Plaintext": "aGVsbG8=", "EncryptionContext": ctx}),
         )
+        .await
     }
 
     fn denied(r: Result<Value, KmsApiError>) -> KmsApiError {
@@ -1906,14 +2062,16 @@ mod tests {
         e
     }
 
-    #[test]
-    fn the_owner_is_allowed_and_others_are_not_root_included() {
+    #[tokio::test]
+    async fn the_owner_is_allowed_and_others_are_not_root_included() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let (alice, bob, root) = (user("alice"), user("bob"), user("root"));
-        let key = create_key(&api, &alice);
-        let ct = encrypt(&api, &alice, &key, json!({"a": "1"})).unwrap();
-        let e = denied(encrypt(&api, &bob, &key, json!({})));
+        let key = create_key(&api, &alice).await;
+        let ct = encrypt(&api, &alice, &key, json!({"a": "1"}))
+            .await
+            .unwrap();
+        let e = denied(encrypt(&api, &bob, &key, json!({})).await);
         assert_eq!(
             e.message,
             format!(
@@ -1921,27 +2079,22 @@ mod tests {
                 api.kms.key_arn(&key)
             )
         );
-        denied(encrypt(&api, &root, &key, json!({})));
+        denied(encrypt(&api, &root, &key, json!({})).await);
         let decrypt =
             json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"a": "1"}});
-        denied(call(&api, &root, "Decrypt", decrypt.clone()));
-        denied(call(&api, &root, "DescribeKey", json!({"KeyId": key})));
-        denied(call(
-            &api,
-            &root,
-            "ScheduleKeyDeletion",
-            json!({"KeyId": key}),
-        ));
-        let plain = call(&api, &alice, "Decrypt", decrypt).unwrap();
+        denied(call(&api, &root, "Decrypt", decrypt.clone()).await);
+        denied(call(&api, &root, "DescribeKey", json!({"KeyId": key})).await);
+        denied(call(&api, &root, "ScheduleKeyDeletion", json!({"KeyId": key})).await);
+        let plain = call(&api, &alice, "Decrypt", decrypt).await.unwrap();
         assert_eq!(plain["Plaintext"], "aGVsbG8=");
     }
 
-    #[test]
-    fn a_key_policy_can_allow_another_arn_and_deny_explicitly() {
+    #[tokio::test]
+    async fn a_key_policy_can_allow_another_arn_and_deny_explicitly() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-        let key = create_key(&api, &alice);
+        let key = create_key(&api, &alice).await;
         let policy = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": alice.arn()}, "Action": "kms:*", "Resource": "*"},
             {"Effect": "Allow", "Principal": {"AWS": [bob.arn(), carol.arn()]}, "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
@@ -1954,25 +2107,30 @@ mod tests {
             "PutKeyPolicy",
             json!({"KeyId": key, "Policy": policy.to_string()}),
         )
+        .await
         .unwrap();
-        encrypt(&api, &bob, &key, json!({"team": "red"})).unwrap();
-        encrypt(&api, &carol, &key, json!({"team": "blue"})).unwrap();
-        let e = denied(encrypt(&api, &carol, &key, json!({"team": "red"})));
+        encrypt(&api, &bob, &key, json!({"team": "red"}))
+            .await
+            .unwrap();
+        encrypt(&api, &carol, &key, json!({"team": "blue"}))
+            .await
+            .unwrap();
+        let e = denied(encrypt(&api, &carol, &key, json!({"team": "red"})).await);
         assert!(
             e.message
                 .ends_with("with an explicit deny in a resource-based policy"),
             "{}",
             e.message
         );
-        denied(call(&api, &bob, "DisableKey", json!({"KeyId": key})));
+        denied(call(&api, &bob, "DisableKey", json!({"KeyId": key})).await);
     }
 
-    #[test]
-    fn the_lockout_check_refuses_a_policy_that_locks_the_caller_out() {
+    #[tokio::test]
+    async fn the_lockout_check_refuses_a_policy_that_locks_the_caller_out() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let alice = user("alice");
-        let key = create_key(&api, &alice);
+        let key = create_key(&api, &alice).await;
         let lockout = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": alice.arn()}, "Action": "kms:Encrypt", "Resource": "*"}
         ]})
@@ -1983,9 +2141,12 @@ mod tests {
             "PutKeyPolicy",
             json!({"KeyId": key, "Policy": lockout}),
         )
+        .await
         .unwrap_err();
         assert_eq!(e.code, "MalformedPolicyDocumentException");
-        let e = call(&api, &alice, "CreateKey", json!({"Policy": lockout})).unwrap_err();
+        let e = call(&api, &alice, "CreateKey", json!({"Policy": lockout}))
+            .await
+            .unwrap_err();
         assert_eq!(e.code, "MalformedPolicyDocumentException");
         call(
             &api,
@@ -1993,6 +2154,7 @@ mod tests {
             "CreateKey",
             json!({"Policy": lockout, "BypassPolicyLockoutSafetyCheck": true}),
         )
+        .await
         .unwrap();
         let e = call(
             &api,
@@ -2000,16 +2162,17 @@ mod tests {
             "PutKeyPolicy",
             json!({"KeyId": key, "Policy": "{\"Statement\": 3}"}),
         )
+        .await
         .unwrap_err();
         assert_eq!(e.code, "MalformedPolicyDocumentException");
     }
 
-    #[test]
-    fn grants_allow_their_operations_under_their_constraints_until_retired_or_revoked() {
+    #[tokio::test]
+    async fn grants_allow_their_operations_under_their_constraints_until_retired_or_revoked() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-        let key = create_key(&api, &alice);
+        let key = create_key(&api, &alice).await;
         let grant = call(
             &api,
             &alice,
@@ -2020,17 +2183,23 @@ mod tests {
                 "Constraints": {"EncryptionContextEquals": {"app": "x"}}
             }),
         )
+        .await
         .unwrap();
-        encrypt(&api, &bob, &key, json!({"app": "x"})).unwrap();
-        denied(encrypt(&api, &bob, &key, json!({"app": "y"})));
-        denied(encrypt(&api, &bob, &key, json!({"app": "x", "more": "1"})));
-        denied(call(
-            &api,
-            &bob,
-            "GenerateDataKey",
-            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": {"app": "x"}}),
-        ));
-        denied(encrypt(&api, &carol, &key, json!({"app": "x"})));
+        encrypt(&api, &bob, &key, json!({"app": "x"}))
+            .await
+            .unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "y"})).await);
+        denied(encrypt(&api, &bob, &key, json!({"app": "x", "more": "1"})).await);
+        denied(
+            call(
+                &api,
+                &bob,
+                "GenerateDataKey",
+                json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": {"app": "x"}}),
+            )
+            .await,
+        );
+        denied(encrypt(&api, &carol, &key, json!({"app": "x"})).await);
         // Subset constraint: the grant's pairs must all be in the request's context.
         call(
             &api,
@@ -2041,25 +2210,26 @@ mod tests {
                 "Constraints": {"EncryptionContextSubset": {"app": "x"}}
             }),
         )
+        .await
         .unwrap();
-        encrypt(&api, &carol, &key, json!({"app": "x", "more": "1"})).unwrap();
-        denied(encrypt(&api, &carol, &key, json!({"more": "1"})));
+        encrypt(&api, &carol, &key, json!({"app": "x", "more": "1"}))
+            .await
+            .unwrap();
+        denied(encrypt(&api, &carol, &key, json!({"more": "1"})).await);
         // Bob cannot retire (not the retiring principal, RetireGrant not granted); Carol can.
         let token = grant["GrantToken"].as_str().unwrap();
-        denied(call(
-            &api,
-            &bob,
-            "RetireGrant",
-            json!({"GrantToken": token}),
-        ));
-        call(&api, &carol, "RetireGrant", json!({"GrantToken": token})).unwrap();
-        denied(encrypt(&api, &bob, &key, json!({"app": "x"})));
+        denied(call(&api, &bob, "RetireGrant", json!({"GrantToken": token})).await);
+        call(&api, &carol, "RetireGrant", json!({"GrantToken": token}))
+            .await
+            .unwrap();
+        denied(encrypt(&api, &bob, &key, json!({"app": "x"})).await);
         let e = call(
             &api,
             &bob,
             "Encrypt",
             json!({"KeyId": key, "Plaintext": "aGk=", "GrantTokens": [token]}),
         )
+        .await
         .unwrap_err();
         assert_eq!(e.code, "InvalidGrantTokenException");
         // Revoked by the owner.
@@ -2069,33 +2239,41 @@ mod tests {
             "CreateGrant",
             json!({"KeyId": key, "GranteePrincipal": bob.arn(), "Operations": ["Encrypt"]}),
         )
+        .await
         .unwrap();
-        encrypt(&api, &bob, &key, json!({})).unwrap();
-        let listed = call(&api, &alice, "ListGrants", json!({"KeyId": key})).unwrap();
+        encrypt(&api, &bob, &key, json!({})).await.unwrap();
+        let listed = call(&api, &alice, "ListGrants", json!({"KeyId": key}))
+            .await
+            .unwrap();
         assert_eq!(listed["Grants"].as_array().unwrap().len(), 2);
-        denied(call(
-            &api,
-            &bob,
-            "RevokeGrant",
-            json!({"KeyId": key, "GrantId": g2["GrantId"]}),
-        ));
+        denied(
+            call(
+                &api,
+                &bob,
+                "RevokeGrant",
+                json!({"KeyId": key, "GrantId": g2["GrantId"]}),
+            )
+            .await,
+        );
         call(
             &api,
             &alice,
             "RevokeGrant",
             json!({"KeyId": key, "GrantId": g2["GrantId"]}),
         )
+        .await
         .unwrap();
-        denied(encrypt(&api, &bob, &key, json!({})));
+        denied(encrypt(&api, &bob, &key, json!({})).await);
     }
 
-    #[test]
-    fn the_managed_key_is_usable_only_through_s3() {
+    #[tokio::test]
+    async fn the_managed_key_is_usable_only_through_s3() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let id = api
             .kms
             .ensure_managed_key("alias/aws/s3", MANAGED_OWNER, "Default key for S3")
+            .await
             .unwrap();
         let bob = user("bob");
         let ctx = BTreeMap::from([("aws:s3:arn".to_owned(), "arn:aws:s3:::b/k".to_owned())]);
@@ -2108,6 +2286,7 @@ mod tests {
         let proof = api
             .kms
             .authorize(&bob, "alias/aws/s3", "kms:GenerateDataKey", &via_s3)
+            .await
             .unwrap();
         assert_eq!(proof.key_id(), id);
         let direct = CallContext {
@@ -2117,42 +2296,50 @@ mod tests {
         let e = api
             .kms
             .authorize(&bob, "alias/aws/s3", "kms:Decrypt", &direct)
+            .await
             .unwrap_err();
         assert_eq!(KmsApiError::from(e).code, "AccessDeniedException");
-        denied(encrypt(&api, &bob, "alias/aws/s3", json!({})));
-        let d = call(&api, &bob, "DescribeKey", json!({"KeyId": "alias/aws/s3"})).unwrap();
+        denied(encrypt(&api, &bob, "alias/aws/s3", json!({})).await);
+        let d = call(&api, &bob, "DescribeKey", json!({"KeyId": "alias/aws/s3"}))
+            .await
+            .unwrap();
         assert_eq!(d["KeyMetadata"]["KeyManager"], "AWS");
-        denied(call(
-            &api,
-            &user("root"),
-            "DisableKey",
-            json!({"KeyId": id}),
-        ));
-        denied(call(
-            &api,
-            &bob,
-            "PutKeyPolicy",
-            json!({"KeyId": id, "Policy": "{}"}),
-        ));
+        denied(call(&api, &user("root"), "DisableKey", json!({"KeyId": id})).await);
+        denied(
+            call(
+                &api,
+                &bob,
+                "PutKeyPolicy",
+                json!({"KeyId": id, "Policy": "{}"}),
+            )
+            .await,
+        );
     }
 
-    #[test]
-    fn keys_from_before_ownership_belong_to_root() {
+    #[tokio::test]
+    async fn keys_from_before_ownership_belong_to_root() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
-        let meta = api.kms.create_key("legacy", "", BTreeMap::new()).unwrap();
-        encrypt(&api, &user("root"), &meta.key_id, json!({})).unwrap();
-        denied(encrypt(&api, &user("alice"), &meta.key_id, json!({})));
+        let api = api(dir.path()).await;
+        let meta = api
+            .kms
+            .create_key("legacy", "", BTreeMap::new())
+            .await
+            .unwrap();
+        encrypt(&api, &user("root"), &meta.key_id, json!({}))
+            .await
+            .unwrap();
+        denied(encrypt(&api, &user("alice"), &meta.key_id, json!({})).await);
     }
 
-    #[test]
-    fn protocol_errors_have_aws_names() {
+    #[tokio::test]
+    async fn protocol_errors_have_aws_names() {
         let dir = tempfile::tempdir().unwrap();
-        let api = api(dir.path());
+        let api = api(dir.path()).await;
         let alice = user("alice");
         let mut audit = KmsAudit::default();
         let e = api
             .handle(&alice, "Encrypt", b"{not json", &mut audit)
+            .await
             .unwrap_err();
         assert_eq!(e.code, "SerializationException");
         assert_eq!(audit.error_code.as_deref(), Some("SerializationException"));
@@ -2164,10 +2351,12 @@ mod tests {
                 b"{\"Unknown\": \"\xff\xfe\"}",
                 &mut audit,
             )
+            .await
             .unwrap_err();
         assert_eq!(e.code, "SerializationException");
         let e = api
             .handle(&alice, "Encrypt", br#"{"Plaintext": "aGk="}"#, &mut audit)
+            .await
             .unwrap_err();
         assert_eq!(e.code, "ValidationException");
         assert!(
@@ -2177,12 +2366,14 @@ mod tests {
         );
         let e = api
             .handle(&alice, "Frobnicate", b"{}", &mut audit)
+            .await
             .unwrap_err();
         assert_eq!(e.code, "UnknownOperationException");
-        let key = create_key(&api, &alice);
+        let key = create_key(&api, &alice).await;
         let mut audit = KmsAudit::default();
         let body = json!({"KeyId": key, "Plaintext": "aGk=", "EncryptionContext": {"k": "v"}});
         api.handle(&alice, "Encrypt", body.to_string().as_bytes(), &mut audit)
+            .await
             .unwrap();
         assert_eq!(audit.key_id.as_deref(), Some(key.as_str()));
         assert_eq!(audit.key_version, Some(1));

@@ -182,7 +182,8 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         data,
         config.root_key_file.as_deref(),
         config.root_passphrase.as_ref().map(|p| p.as_str()),
-    )?;
+    )
+    .await?;
     notes.extend(kms.warnings().iter().map(|w| format!("warning: {w}")));
     let kms = Arc::new(kms);
     let store = Arc::new(coffer_meta::SqlCipherStore::open(

@@ -3,9 +3,8 @@
 //! (`coffer audit verify`) alike.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use coffer_kms::{KeyFileSealer, Kms, KmsConfig, PassphraseSealer, Sealer, SystemClock};
+use coffer_kms::{KeyFileSealer, Kms, KmsConfig, PassphraseSealer, Sealer};
 
 use crate::error::ServerResult;
 
@@ -17,7 +16,7 @@ use crate::error::ServerResult;
 /// rollback-journal mode, this reads it (taking a shared lock for an instant) and writes
 /// nothing unless the schema is older than this build; a server holding a write lock at that
 /// instant makes this fail with a "database is locked" error rather than wait.
-pub fn open_kms(
+pub async fn open_kms(
     data_dir: &Path,
     root_key_file: Option<&Path>,
     passphrase: Option<&str>,
@@ -33,9 +32,9 @@ pub fn open_kms(
                 .unwrap_or_else(|| data_dir.join("root.key")),
         )),
     };
-    Ok(Kms::open(
-        KmsConfig::new(data_dir.join("kms")),
-        sealer.as_ref(),
-        Arc::new(SystemClock),
-    )?)
+    Ok(
+        Kms::builder(KmsConfig::new(data_dir.join("kms")), sealer.as_ref())
+            .open()
+            .await?,
+    )
 }

@@ -542,7 +542,7 @@ impl Coffer {
         S: Stream<Item = Result<Bytes, StdError>> + Unpin,
     {
         let ctx = sse::blob_context(bucket, key, version, part)?;
-        let bk = self.keys.new_blob_key(sse, customer, proof, &ctx)?;
+        let bk = self.keys.new_blob_key(sse, customer, proof, &ctx).await?;
         let used = proof.map(|p| KeyUsed::new(p, bk.wrapped.reference().version));
         let written = self
             .blobs
@@ -709,7 +709,7 @@ impl Coffer {
 
     /// SSE-KMS uses the key on the caller's behalf: the caller's proof for `action` on the
     /// object's key (`None` for the other encryption kinds, which need none).
-    fn kms_use(
+    async fn kms_use(
         &self,
         ext: &http::Extensions,
         sse: &SseRecord,
@@ -719,13 +719,10 @@ impl Coffer {
             return Ok(None);
         };
         let caller = principal(ext)?;
-        Ok(Some(s3(self.keys.authorize(
-            &caller,
-            key_arn,
-            action,
-            context,
-            self.secure,
-        ))?))
+        Ok(Some(s3(self
+            .keys
+            .authorize(&caller, key_arn, action, context, self.secure)
+            .await)?))
     }
 
     /// What a write stores (its SSE record, SSE-C key, bucket-key flag) and, for SSE-KMS,
@@ -743,7 +740,8 @@ impl Coffer {
         let caller = principal(ext)?;
         let (rec, proof) = s3(self
             .keys
-            .resolve(&choice, bucket, key, &caller, self.secure))?;
+            .resolve(&choice, bucket, key, &caller, self.secure)
+            .await)?;
         let bucket_key = default.as_ref().is_some_and(|d| d.bucket_key_enabled);
         let customer = match choice {
             SseChoice::C(c) => Some(c),
@@ -1060,7 +1058,12 @@ impl S3 for Coffer {
                 if let Some(k) = &default.kms_master_key_id {
                     // The key must exist (AWS checks it when the bucket is used; Coffer checks
                     // it now so a typo is caught at configuration time).
-                    s3(self.keys.kms.describe_key(k).map_err(ServerError::from))?;
+                    s3(self
+                        .keys
+                        .kms
+                        .describe_key(k)
+                        .await
+                        .map_err(ServerError::from))?;
                 }
             }
             other => {
@@ -1308,7 +1311,9 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_read_key(&rec.sse, customer.as_ref()))?;
-        let proof = self.kms_use(&req.extensions, &rec.sse, "kms:Decrypt")?;
+        let proof = self
+            .kms_use(&req.extensions, &rec.sse, "kms:Decrypt")
+            .await?;
         s3(check_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -1586,7 +1591,9 @@ impl S3 for Coffer {
             )
             .into());
         }
-        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        let src_proof = self
+            .kms_use(&req.extensions, &src.sse, "kms:Decrypt")
+            .await?;
         let (sse_rec, customer, bucket_key, proof) = self
             .write_choice(&req.extensions, &sse_headers, &input.bucket, &input.key)
             .await?;
@@ -2037,7 +2044,9 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
-        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
+        let proof = self
+            .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+            .await?;
         let mut sums = ChecksumRequest {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -2138,8 +2147,12 @@ impl S3 for Coffer {
                 src_customer.as_ref(),
             )
             .await)?;
-        let proof = self.kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")?;
-        let src_proof = self.kms_use(&req.extensions, &src.sse, "kms:Decrypt")?;
+        let proof = self
+            .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+            .await?;
+        let src_proof = self
+            .kms_use(&req.extensions, &src.sse, "kms:Decrypt")
+            .await?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
             Some(r) => s3(parse_copy_source_range(r, src.size))?,

@@ -228,7 +228,7 @@ impl Keys {
     /// AWS-managed `aws/s3` key when none is named) and the full encryption context, and
     /// the caller's `kms:GenerateDataKey` proof on that key (the key is resolved once, by
     /// the authorization).
-    pub fn resolve(
+    pub async fn resolve(
         &self,
         choice: &SseChoice,
         bucket: &str,
@@ -250,11 +250,14 @@ impl Keys {
             } => {
                 let id = match key_id.as_deref() {
                     Some(k) if !k.is_empty() => k.to_owned(),
-                    _ => self.kms.ensure_managed_key(
-                        DEFAULT_KMS_ALIAS,
-                        MANAGED_OWNER,
-                        "Default key that protects my S3 objects when no other key is defined",
-                    )?,
+                    _ => self
+                        .kms
+                        .ensure_managed_key(
+                            DEFAULT_KMS_ALIAS,
+                            MANAGED_OWNER,
+                            "Default key that protects my S3 objects when no other key is defined",
+                        )
+                        .await?,
                 };
                 let mut ctx = match context {
                     Some(b64) => parse_kms_context(b64)?,
@@ -262,7 +265,9 @@ impl Keys {
                 };
                 ctx.entry("aws:s3:arn".to_owned())
                     .or_insert_with(|| object_arn(bucket, key));
-                let proof = self.authorize(caller, &id, "kms:GenerateDataKey", &ctx, secure)?;
+                let proof = self
+                    .authorize(caller, &id, "kms:GenerateDataKey", &ctx, secure)
+                    .await?;
                 if !proof.metadata().enabled {
                     return Err(coffer_kms::KmsError::Disabled(proof.key_arn().to_owned()).into());
                 }
@@ -278,7 +283,7 @@ impl Keys {
     /// SSE-KMS uses the key on the caller's behalf: the caller needs `action` on the key
     /// (key policy or grant), decided by the KMS core with `kms:ViaService` = S3, as AWS
     /// does.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         caller: &Principal,
         key: &str,
@@ -292,12 +297,12 @@ impl Keys {
             secure,
             grant_operations: &[],
         };
-        Ok(self.kms.authorize(caller, key, action, &call)?)
+        Ok(self.kms.authorize(caller, key, action, &call).await?)
     }
 
     /// A fresh data key for one blob under `sse`; SSE-KMS needs the caller's
     /// `kms:GenerateDataKey` proof on the record's key.
-    pub fn new_blob_key(
+    pub async fn new_blob_key(
         &self,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
@@ -317,7 +322,10 @@ impl Keys {
             }
             SseRecord::Kms { key_arn, context } => {
                 let proof = kms_proof(proof, key_arn)?;
-                let dk = self.kms.generate_data_key(proof, &to_context(context)?)?;
+                let dk = self
+                    .kms
+                    .generate_data_key(proof, &to_context(context)?)
+                    .await?;
                 let wrapped = WrappedKey::decode(&dk.ciphertext_blob)?;
                 Ok(BlobKey {
                     dek: dk.plaintext,
@@ -392,7 +400,7 @@ impl Keys {
 
     /// Unwraps a blob's DEK from its header's wrapped key; SSE-KMS needs the caller's
     /// `kms:Decrypt` proof on the record's key.
-    pub fn unwrap_dek(
+    pub async fn unwrap_dek(
         &self,
         sse: &SseRecord,
         customer: Option<&CustomerKey>,
@@ -415,7 +423,8 @@ impl Keys {
             SseRecord::Kms { key_arn, context } => {
                 let proof = kms_proof(proof, key_arn)?;
                 self.kms
-                    .decrypt(proof, &wrapped.encode(), &to_context(context)?)?
+                    .decrypt(proof, &wrapped.encode(), &to_context(context)?)
+                    .await?
                     .plaintext
             }
             SseRecord::C { .. } => {

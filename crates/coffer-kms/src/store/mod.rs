@@ -1,17 +1,39 @@
-//! The key store: where key metadata, wrapped CMK versions and aliases persist.
+//! The key store: where key metadata, wrapped CMK versions, aliases, key policies and
+//! grants persist.
 //!
 //! [`KeyStore`] is deliberately small so another backend (PostgreSQL) can follow; every
-//! backend must pass [`conformance::run`]. The store never sees plaintext key material:
-//! version material arrives already wrapped by the root key.
+//! backend must pass [`conformance::run`]. Two implement it: [`sqlcipher::SqlCipherStore`]
+//! (the `keystore.db` file, what [`crate::Kms::builder`] opens by default) and
+//! [`memory::MemoryKeyStore`] (the reference model, for tests). A backend is plugged in with
+//! [`crate::KmsBuilder::key_store`]. The store never sees plaintext key material: version
+//! material arrives already wrapped by the root key.
 //!
 //! # Contract
 //! - **Atomicity.** Each method is one transaction: after an error nothing it was asked to
 //!   write is visible, and after success all of it is.
-//! - **Durability.** A method that returned `Ok` survives a process restart.
+//! - **Concurrency.** The store is shared (`Send + Sync`, `&self`): it does its own locking.
+//!   Concurrent calls — from tasks of one process or, for a backend shared between processes,
+//!   from other processes — behave as if run one after another in some order. So of
+//!   concurrent writers of the same thing (a key id, a version of a key, an alias with
+//!   `replace = false`, a grant id or token hash) exactly one succeeds and the others get
+//!   [`KmsError::AlreadyExists`], and a failed writer's other changes (the record given to
+//!   [`KeyStore::add_version`]) are not applied. There is no compare-and-swap:
+//!   [`KeyStore::update_key`] replaces, last writer wins, so a caller's read-modify-write
+//!   sequences need the caller's own serialisation ([`crate::Kms`] holds a writer lock for
+//!   them).
+//! - **Cancellation.** Dropping a method's future leaves its effect whole or absent, never
+//!   partial; a call that has started (for SQLCipher: taken the connection) completes before
+//!   any later call on the store runs.
+//! - **Durability.** A method that returned `Ok` survives a process restart (a backend
+//!   without persistence, like [`memory::MemoryKeyStore`], is for tests only).
 //! - **Errors.** Writing something that exists where the method says it must not →
-//!   [`KmsError::AlreadyExists`]; naming a key, version or alias that does not exist where the
-//!   method says it must → [`KmsError::NotFound`]; anything else → [`KmsError::Store`].
-//!   Readers return `Ok(None)`/empty for absent things.
+//!   [`KmsError::AlreadyExists`]; naming a key, version, alias or grant that does not exist
+//!   where the method says it must → [`KmsError::NotFound`]; anything else (I/O, corruption,
+//!   an unknown record version) → [`KmsError::Store`]. Readers return `Ok(None)`/empty for
+//!   absent things.
+//! - **Versioned records.** [`KeyRecord`] and [`GrantRecord`] are stored with their
+//!   `record_version` ([`KEY_RECORD_VERSION`], [`GRANT_RECORD_VERSION`]); a stored record of
+//!   another version is refused with [`KmsError::Store`], never misread.
 //! - **Referential integrity.** A version, alias, key policy or grant never outlives its
 //!   key; [`KeyStore::delete_key`] removes them all.
 //! - **Erasure.** [`KeyStore::destroy_material`] and [`KeyStore::delete_key`] must not leave
@@ -19,17 +41,19 @@
 //!   `secure_delete`), because crypto-shredding relies on it.
 //! - **Ordering.** `list_keys` by id, `versions` by ascending version, `list_aliases` by
 //!   name, `grants` by creation time then grant id.
-//! - **Concurrency.** Callers serialise access (`&mut self`); a backend shared between
-//!   processes must make each method atomic against other writers.
+//! - **Blocking.** Methods may be awaited on any executor; a backend whose work blocks (SQLite)
+//!   keeps it off the async worker threads when a Tokio runtime is present.
 
 pub mod conformance;
+pub mod memory;
 pub mod sqlcipher;
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{KmsError, Result};
 
 /// Stored record layout version (bumped when [`KeyRecord`] changes incompatibly).
 pub const KEY_RECORD_VERSION: u32 = 1;
@@ -154,66 +178,110 @@ pub struct VersionRecord {
     pub wrapped_material: Vec<u8>,
 }
 
-/// Persistence for keys, versions, aliases, key policies and grants. See the module docs for the contract.
-pub trait KeyStore: Send {
+/// Persistence for keys, versions, aliases, key policies and grants. See the module docs
+/// for the contract.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Inserts a new key and, unless it awaits import, its first version.
     /// `AlreadyExists` if the id is taken.
-    fn create_key(&mut self, key: &KeyRecord, first_version: Option<&VersionRecord>) -> Result<()>;
+    async fn create_key(
+        &self,
+        key: &KeyRecord,
+        first_version: Option<&VersionRecord>,
+    ) -> Result<()>;
 
-    fn key(&self, id: &str) -> Result<Option<KeyRecord>>;
+    async fn key(&self, id: &str) -> Result<Option<KeyRecord>>;
 
     /// All keys, ordered by id.
-    fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
 
     /// Replaces a key's record. `NotFound` if it does not exist.
-    fn update_key(&mut self, key: &KeyRecord) -> Result<()>;
+    async fn update_key(&self, key: &KeyRecord) -> Result<()>;
 
     /// Stores a new version and the key's updated record together. `NotFound` if the key does
     /// not exist, `AlreadyExists` if the version does.
-    fn add_version(&mut self, key: &KeyRecord, version: &VersionRecord) -> Result<()>;
+    async fn add_version(&self, key: &KeyRecord, version: &VersionRecord) -> Result<()>;
 
-    fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>>;
+    async fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>>;
 
     /// A key's versions, ascending.
-    fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>>;
+    async fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>>;
 
     /// Erases every version of the key and stores its updated record. `NotFound` if the key
     /// does not exist.
-    fn destroy_material(&mut self, key: &KeyRecord) -> Result<()>;
+    async fn destroy_material(&self, key: &KeyRecord) -> Result<()>;
 
-    /// Erases a key, its versions and its aliases. `NotFound` if it does not exist.
-    fn delete_key(&mut self, key_id: &str) -> Result<()>;
+    /// Erases a key with its versions, aliases, key policy and grants. `NotFound` if it does
+    /// not exist.
+    async fn delete_key(&self, key_id: &str) -> Result<()>;
 
     /// Points `alias` at `key_id`. With `replace = false` the alias must not exist
     /// (`AlreadyExists`); with `replace = true` it must (`NotFound`). `NotFound` if the key
     /// does not exist.
-    fn put_alias(&mut self, alias: &str, key_id: &str, replace: bool) -> Result<()>;
+    async fn put_alias(&self, alias: &str, key_id: &str, replace: bool) -> Result<()>;
 
-    fn alias(&self, alias: &str) -> Result<Option<String>>;
+    async fn alias(&self, alias: &str) -> Result<Option<String>>;
 
     /// `NotFound` if the alias does not exist.
-    fn delete_alias(&mut self, alias: &str) -> Result<()>;
+    async fn delete_alias(&self, alias: &str) -> Result<()>;
 
     /// `(alias, key id)` pairs, ordered by alias.
-    fn list_aliases(&self) -> Result<Vec<(String, String)>>;
+    async fn list_aliases(&self) -> Result<Vec<(String, String)>>;
 
     /// The key's policy document, if one was stored. `None` for keys created before key
     /// policies existed: callers apply a default.
-    fn key_policy(&self, key_id: &str) -> Result<Option<String>>;
+    async fn key_policy(&self, key_id: &str) -> Result<Option<String>>;
 
     /// Stores (replacing) the key's policy document. `NotFound` if the key does not exist.
-    fn put_key_policy(&mut self, key_id: &str, policy: &str) -> Result<()>;
+    async fn put_key_policy(&self, key_id: &str, policy: &str) -> Result<()>;
 
     /// Stores a new grant. `NotFound` if its key does not exist, `AlreadyExists` if the grant
     /// id or token hash is taken.
-    fn put_grant(&mut self, grant: &GrantRecord) -> Result<()>;
+    async fn put_grant(&self, grant: &GrantRecord) -> Result<()>;
 
     /// A key's grants, ordered by creation time then grant id.
-    fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>>;
+    async fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>>;
 
     /// The grant whose token hashes to `token_hash`.
-    fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>>;
+    async fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>>;
 
     /// Removes a grant. `NotFound` if it does not exist.
-    fn delete_grant(&mut self, key_id: &str, grant_id: &str) -> Result<()>;
+    async fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<()>;
+}
+
+/// A key record in its stored form (JSON, with its `record_version`).
+pub(crate) fn encode_key_record(key: &KeyRecord) -> Result<String> {
+    serde_json::to_string(key).map_err(|e| KmsError::Internal(format!("encode key record: {e}")))
+}
+
+/// A stored key record; [`KmsError::Store`] if it does not parse or has another version.
+pub(crate) fn decode_key_record(stored: &str) -> Result<KeyRecord> {
+    let record: KeyRecord = serde_json::from_str(stored)
+        .map_err(|e| KmsError::Store(format!("corrupt key record: {e}")))?;
+    if record.record_version != KEY_RECORD_VERSION {
+        return Err(KmsError::Store(format!(
+            "unsupported key record version {}",
+            record.record_version
+        )));
+    }
+    Ok(record)
+}
+
+/// A grant record in its stored form (JSON, with its `record_version`).
+pub(crate) fn encode_grant_record(grant: &GrantRecord) -> Result<String> {
+    serde_json::to_string(grant)
+        .map_err(|e| KmsError::Internal(format!("encode grant record: {e}")))
+}
+
+/// A stored grant record; [`KmsError::Store`] if it does not parse or has another version.
+pub(crate) fn decode_grant_record(stored: &str) -> Result<GrantRecord> {
+    let grant: GrantRecord = serde_json::from_str(stored)
+        .map_err(|e| KmsError::Store(format!("corrupt grant record: {e}")))?;
+    if grant.record_version != GRANT_RECORD_VERSION {
+        return Err(KmsError::Store(format!(
+            "unsupported grant record version {}",
+            grant.record_version
+        )));
+    }
+    Ok(grant)
 }

@@ -3,14 +3,28 @@
 //! The page key is a raw 256-bit key derived from the root key (see `crate::kms`), passed as
 //! `PRAGMA key = "x'…'"` so SQLCipher's own passphrase KDF is skipped. The schema version is
 //! SQLite's `user_version`; [`MIGRATIONS`] brings an older file up to date.
+//!
+//! One connection behind an async mutex serves every call; each method is one SQLite
+//! transaction (writes `BEGIN IMMEDIATE`, so a writer in another process makes it wait for
+//! SQLite's lock or fail, never interleave). SQLite calls block, so inside a Tokio runtime
+//! each method runs on the blocking pool (`spawn_blocking`); outside one it runs on the
+//! calling thread. The connection is locked before the work is handed over and the guard
+//! goes with it, so calls run in the order they took the lock, and a call whose future is
+//! dropped after that still completes before any later call reads.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use coffer_format::SecretKey;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use super::{GrantRecord, KeyRecord, KeyStore, RotationType, VersionRecord};
+use super::{
+    decode_grant_record, decode_key_record, encode_grant_record, encode_key_record, GrantRecord,
+    KeyRecord, KeyStore, RotationType, VersionRecord,
+};
 use crate::error::{KmsError, Result};
 
 /// Schema migrations; `MIGRATIONS[i]` moves `user_version` from `i` to `i + 1`. Append only.
@@ -52,7 +66,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// A SQLCipher-encrypted key store file.
 pub struct SqlCipherStore {
-    conn: Connection,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqlCipherStore {
@@ -66,32 +80,13 @@ fn constraint_violation(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn encode_record(key: &KeyRecord) -> Result<String> {
-    serde_json::to_string(key).map_err(|e| KmsError::Internal(format!("encode key record: {e}")))
-}
-
-fn decode_record(json: &str) -> Result<KeyRecord> {
-    let record: KeyRecord = serde_json::from_str(json)
-        .map_err(|e| KmsError::Store(format!("corrupt key record: {e}")))?;
-    if record.record_version != super::KEY_RECORD_VERSION {
-        return Err(KmsError::Store(format!(
-            "unsupported key record version {}",
-            record.record_version
-        )));
+/// An insert's error: a constraint violation means `what` exists already.
+fn exists_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> KmsError {
+    if constraint_violation(&e) {
+        KmsError::AlreadyExists(what())
+    } else {
+        e.into()
     }
-    Ok(record)
-}
-
-fn decode_grant(json: &str) -> Result<GrantRecord> {
-    let grant: GrantRecord = serde_json::from_str(json)
-        .map_err(|e| KmsError::Store(format!("corrupt grant record: {e}")))?;
-    if grant.record_version != super::GRANT_RECORD_VERSION {
-        return Err(KmsError::Store(format!(
-            "unsupported grant record version {}",
-            grant.record_version
-        )));
-    }
-    Ok(grant)
 }
 
 fn rotation_type_str(t: Option<RotationType>) -> Option<&'static str> {
@@ -135,42 +130,69 @@ impl SqlCipherStore {
         conn.execute_batch(
             "PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA journal_mode = DELETE;",
         )?;
-        let mut store = SqlCipherStore { conn };
-        store.migrate()?;
-        Ok(store)
+        let mut conn = conn;
+        migrate(&mut conn)?;
+        Ok(SqlCipherStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// The file's schema version.
-    pub fn schema_version(&self) -> Result<u32> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    pub async fn schema_version(&self) -> Result<u32> {
+        self.run(|conn| schema_version(conn)).await
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let current = self.schema_version()?;
-        if current > SCHEMA_VERSION {
-            return Err(KmsError::Store(format!(
-                "key store schema {current} is newer than this build ({SCHEMA_VERSION})"
-            )));
+    /// Runs `work` with the connection, locked first (in call order): on Tokio's blocking
+    /// pool when inside a runtime, else on this thread. A transaction interrupted by a panic
+    /// is rolled back when it drops, so the connection stays consistent.
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let mut conn = Arc::clone(&self.conn).lock_owned().await;
+        let job = move || work(&mut conn);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(job)
+                .await
+                .map_err(|e| KmsError::Store(format!("key store worker: {e}")))?,
+            Err(_) => job(),
         }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
-            tx.commit()?;
-        }
-        Ok(())
     }
+}
 
-    fn key_exists(conn: &Connection, id: &str) -> Result<bool> {
-        Ok(conn
-            .query_row("SELECT 1 FROM keys WHERE id = ?1", [id], |_| Ok(()))
-            .optional()?
-            .is_some())
+fn schema_version(conn: &Connection) -> Result<u32> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current = schema_version(conn)?;
+    if current > SCHEMA_VERSION {
+        return Err(KmsError::Store(format!(
+            "key store schema {current} is newer than this build ({SCHEMA_VERSION})"
+        )));
     }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock up front, so a
+/// transaction that reads before it writes cannot be overtaken by another process.
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+fn key_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM keys WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 fn insert_version(conn: &Connection, v: &VersionRecord) -> Result<()> {
@@ -185,20 +207,14 @@ fn insert_version(conn: &Connection, v: &VersionRecord) -> Result<()> {
             v.wrapped_material
         ],
     )
-    .map_err(|e| {
-        if constraint_violation(&e) {
-            KmsError::AlreadyExists(format!("version {} of key {}", v.version, v.key_id))
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| exists_or(e, || format!("version {} of key {}", v.version, v.key_id)))?;
     Ok(())
 }
 
 fn update_record(conn: &Connection, key: &KeyRecord) -> Result<()> {
     let n = conn.execute(
         "UPDATE keys SET record = ?2 WHERE id = ?1",
-        params![key.id, encode_record(key)?],
+        params![key.id, encode_key_record(key)?],
     )?;
     if n == 0 {
         return Err(KmsError::NotFound(format!("key {}", key.id)));
@@ -219,254 +235,308 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRecord,
     ))
 }
 
+#[async_trait]
 impl KeyStore for SqlCipherStore {
-    fn create_key(&mut self, key: &KeyRecord, first_version: Option<&VersionRecord>) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO keys (id, record) VALUES (?1, ?2)",
-            params![key.id, encode_record(key)?],
-        )
-        .map_err(|e| {
-            if constraint_violation(&e) {
-                KmsError::AlreadyExists(format!("key {}", key.id))
-            } else {
-                e.into()
-            }
-        })?;
-        if let Some(v) = first_version {
-            insert_version(&tx, v)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT record FROM keys WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        json.as_deref().map(decode_record).transpose()
-    }
-
-    fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        let mut stmt = self.conn.prepare("SELECT record FROM keys ORDER BY id")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(decode_record(&json?)?);
-        }
-        Ok(out)
-    }
-
-    fn update_key(&mut self, key: &KeyRecord) -> Result<()> {
-        update_record(&self.conn, key)
-    }
-
-    fn add_version(&mut self, key: &KeyRecord, version: &VersionRecord) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        update_record(&tx, key)?;
-        insert_version(&tx, version)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT key_id, version, created_at, rotation_type, material
-                 FROM key_versions WHERE key_id = ?1 AND version = ?2",
-                params![key_id, version],
-                version_from_row,
+    async fn create_key(
+        &self,
+        key: &KeyRecord,
+        first_version: Option<&VersionRecord>,
+    ) -> Result<()> {
+        let stored = encode_key_record(key)?;
+        let id = key.id.clone();
+        let first_version = first_version.cloned();
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            tx.execute(
+                "INSERT INTO keys (id, record) VALUES (?1, ?2)",
+                params![id, stored],
             )
-            .optional()?;
-        row.map(|(mut v, t)| {
-            v.rotation_type = parse_rotation_type(t)?;
-            Ok(v)
+            .map_err(|e| exists_or(e, || format!("key {id}")))?;
+            if let Some(v) = &first_version {
+                insert_version(&tx, v)?;
+            }
+            tx.commit()?;
+            Ok(())
         })
-        .transpose()
+        .await
     }
 
-    fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT key_id, version, created_at, rotation_type, material
-             FROM key_versions WHERE key_id = ?1 ORDER BY version",
-        )?;
-        let rows = stmt.query_map([key_id], version_from_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mut v, t) = row?;
-            v.rotation_type = parse_rotation_type(t)?;
-            out.push(v);
-        }
-        Ok(out)
+    async fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let stored: Option<String> = conn
+                .query_row("SELECT record FROM keys WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            stored.as_deref().map(decode_key_record).transpose()
+        })
+        .await
     }
 
-    fn destroy_material(&mut self, key: &KeyRecord) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        update_record(&tx, key)?;
-        tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [&key.id])?;
-        tx.commit()?;
-        Ok(())
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare("SELECT record FROM keys ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for stored in rows {
+                out.push(decode_key_record(&stored?)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
-    fn delete_key(&mut self, key_id: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        if !Self::key_exists(&tx, key_id)? {
-            return Err(KmsError::NotFound(format!("key {key_id}")));
-        }
-        tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
-        tx.execute("DELETE FROM aliases WHERE key_id = ?1", [key_id])?;
-        tx.execute("DELETE FROM key_policies WHERE key_id = ?1", [key_id])?;
-        tx.execute("DELETE FROM grants WHERE key_id = ?1", [key_id])?;
-        tx.execute("DELETE FROM keys WHERE id = ?1", [key_id])?;
-        tx.commit()?;
-        Ok(())
+    async fn update_key(&self, key: &KeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.run(move |conn| update_record(conn, &key)).await
     }
 
-    fn put_alias(&mut self, alias: &str, key_id: &str, replace: bool) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        if !Self::key_exists(&tx, key_id)? {
-            return Err(KmsError::NotFound(format!("key {key_id}")));
-        }
-        if replace {
-            let n = tx.execute(
-                "UPDATE aliases SET key_id = ?2 WHERE name = ?1",
-                params![alias, key_id],
+    async fn add_version(&self, key: &KeyRecord, version: &VersionRecord) -> Result<()> {
+        let (key, version) = (key.clone(), version.clone());
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            update_record(&tx, &key)?;
+            insert_version(&tx, &version)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>> {
+        let key_id = key_id.to_owned();
+        self.run(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT key_id, version, created_at, rotation_type, material
+                     FROM key_versions WHERE key_id = ?1 AND version = ?2",
+                    params![key_id, version],
+                    version_from_row,
+                )
+                .optional()?;
+            row.map(|(mut v, t)| {
+                v.rotation_type = parse_rotation_type(t)?;
+                Ok(v)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>> {
+        let key_id = key_id.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT key_id, version, created_at, rotation_type, material
+                 FROM key_versions WHERE key_id = ?1 ORDER BY version",
             )?;
+            let rows = stmt.query_map([key_id], version_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut v, t) = row?;
+                v.rotation_type = parse_rotation_type(t)?;
+                out.push(v);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn destroy_material(&self, key: &KeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            update_record(&tx, &key)?;
+            tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [&key.id])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<()> {
+        let key_id = key_id.to_owned();
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !key_exists(&tx, &key_id)? {
+                return Err(KmsError::NotFound(format!("key {key_id}")));
+            }
+            for sql in [
+                "DELETE FROM key_versions WHERE key_id = ?1",
+                "DELETE FROM aliases WHERE key_id = ?1",
+                "DELETE FROM key_policies WHERE key_id = ?1",
+                "DELETE FROM grants WHERE key_id = ?1",
+                "DELETE FROM keys WHERE id = ?1",
+            ] {
+                tx.execute(sql, [&key_id])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_alias(&self, alias: &str, key_id: &str, replace: bool) -> Result<()> {
+        let (alias, key_id) = (alias.to_owned(), key_id.to_owned());
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !key_exists(&tx, &key_id)? {
+                return Err(KmsError::NotFound(format!("key {key_id}")));
+            }
+            if replace {
+                let n = tx.execute(
+                    "UPDATE aliases SET key_id = ?2 WHERE name = ?1",
+                    params![alias, key_id],
+                )?;
+                if n == 0 {
+                    return Err(KmsError::NotFound(format!("alias {alias}")));
+                }
+            } else {
+                tx.execute(
+                    "INSERT INTO aliases (name, key_id) VALUES (?1, ?2)",
+                    params![alias, key_id],
+                )
+                .map_err(|e| exists_or(e, || format!("alias {alias}")))?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn alias(&self, alias: &str) -> Result<Option<String>> {
+        let alias = alias.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .query_row("SELECT key_id FROM aliases WHERE name = ?1", [alias], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, alias: &str) -> Result<()> {
+        let alias = alias.to_owned();
+        self.run(move |conn| {
+            let n = conn.execute("DELETE FROM aliases WHERE name = ?1", [&alias])?;
             if n == 0 {
                 return Err(KmsError::NotFound(format!("alias {alias}")));
             }
-        } else {
-            tx.execute(
-                "INSERT INTO aliases (name, key_id) VALUES (?1, ?2)",
-                params![alias, key_id],
-            )
-            .map_err(|e| {
-                if constraint_violation(&e) {
-                    KmsError::AlreadyExists(format!("alias {alias}"))
-                } else {
-                    e.into()
-                }
-            })?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
-    fn alias(&self, alias: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT key_id FROM aliases WHERE name = ?1", [alias], |r| {
-                r.get(0)
-            })
-            .optional()?)
+    async fn list_aliases(&self) -> Result<Vec<(String, String)>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare("SELECT name, key_id FROM aliases ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
     }
 
-    fn delete_alias(&mut self, alias: &str) -> Result<()> {
-        let n = self
-            .conn
-            .execute("DELETE FROM aliases WHERE name = ?1", [alias])?;
-        if n == 0 {
-            return Err(KmsError::NotFound(format!("alias {alias}")));
-        }
-        Ok(())
+    async fn key_policy(&self, key_id: &str) -> Result<Option<String>> {
+        let key_id = key_id.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT policy FROM key_policies WHERE key_id = ?1",
+                    [key_id],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
     }
 
-    fn list_aliases(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, key_id FROM aliases ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    fn key_policy(&self, key_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT policy FROM key_policies WHERE key_id = ?1",
-                [key_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    fn put_key_policy(&mut self, key_id: &str, policy: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        if !Self::key_exists(&tx, key_id)? {
-            return Err(KmsError::NotFound(format!("key {key_id}")));
-        }
-        tx.execute(
-            "INSERT INTO key_policies (key_id, policy) VALUES (?1, ?2)
-             ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
-            params![key_id, policy],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn put_grant(&mut self, grant: &GrantRecord) -> Result<()> {
-        let json = serde_json::to_string(grant)
-            .map_err(|e| KmsError::Internal(format!("encode grant record: {e}")))?;
-        let tx = self.conn.transaction()?;
-        if !Self::key_exists(&tx, &grant.key_id)? {
-            return Err(KmsError::NotFound(format!("key {}", grant.key_id)));
-        }
-        tx.execute(
-            "INSERT INTO grants (grant_id, key_id, token_hash, created_at, record)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                grant.grant_id,
-                grant.key_id,
-                grant.token_hash,
-                grant.created_at as i64,
-                json
-            ],
-        )
-        .map_err(|e| {
-            if constraint_violation(&e) {
-                KmsError::AlreadyExists(format!("grant {}", grant.grant_id))
-            } else {
-                e.into()
+    async fn put_key_policy(&self, key_id: &str, policy: &str) -> Result<()> {
+        let (key_id, policy) = (key_id.to_owned(), policy.to_owned());
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !key_exists(&tx, &key_id)? {
+                return Err(KmsError::NotFound(format!("key {key_id}")));
             }
-        })?;
-        tx.commit()?;
-        Ok(())
+            tx.execute(
+                "INSERT INTO key_policies (key_id, policy) VALUES (?1, ?2)
+                 ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
+                params![key_id, policy],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
-    fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT record FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id")?;
-        let rows = stmt.query_map([key_id], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(decode_grant(&json?)?);
-        }
-        Ok(out)
-    }
-
-    fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM grants WHERE token_hash = ?1",
-                [token_hash],
-                |r| r.get(0),
+    async fn put_grant(&self, grant: &GrantRecord) -> Result<()> {
+        let stored = encode_grant_record(grant)?;
+        let grant = grant.clone();
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !key_exists(&tx, &grant.key_id)? {
+                return Err(KmsError::NotFound(format!("key {}", grant.key_id)));
+            }
+            tx.execute(
+                "INSERT INTO grants (grant_id, key_id, token_hash, created_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    grant.grant_id,
+                    grant.key_id,
+                    grant.token_hash,
+                    grant.created_at as i64,
+                    stored
+                ],
             )
-            .optional()?;
-        json.as_deref().map(decode_grant).transpose()
+            .map_err(|e| exists_or(e, || format!("grant {}", grant.grant_id)))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
-    fn delete_grant(&mut self, key_id: &str, grant_id: &str) -> Result<()> {
-        let n = self.conn.execute(
-            "DELETE FROM grants WHERE key_id = ?1 AND grant_id = ?2",
-            params![key_id, grant_id],
-        )?;
-        if n == 0 {
-            return Err(KmsError::NotFound(format!("grant {grant_id}")));
-        }
-        Ok(())
+    async fn grants(&self, key_id: &str) -> Result<Vec<GrantRecord>> {
+        let key_id = key_id.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT record FROM grants WHERE key_id = ?1 ORDER BY created_at, grant_id",
+            )?;
+            let rows = stmt.query_map([key_id], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for stored in rows {
+                out.push(decode_grant_record(&stored?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn grant_by_token_hash(&self, token_hash: &str) -> Result<Option<GrantRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |conn| {
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT record FROM grants WHERE token_hash = ?1",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            stored.as_deref().map(decode_grant_record).transpose()
+        })
+        .await
+    }
+
+    async fn delete_grant(&self, key_id: &str, grant_id: &str) -> Result<()> {
+        let (key_id, grant_id) = (key_id.to_owned(), grant_id.to_owned());
+        self.run(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM grants WHERE key_id = ?1 AND grant_id = ?2",
+                params![key_id, grant_id],
+            )?;
+            if n == 0 {
+                return Err(KmsError::NotFound(format!("grant {grant_id}")));
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -36,18 +36,20 @@ impl Env {
         KeyFileSealer::new(self.dir.path().join("root.key"))
     }
 
-    pub fn open(&self) -> Kms {
-        Kms::open(
-            KmsConfig::new(self.data_dir()),
-            &self.key_file(),
-            self.clock.clone(),
-        )
-        .unwrap()
+    pub async fn open(&self) -> Kms {
+        Kms::builder(KmsConfig::new(self.data_dir()), &self.key_file())
+            .clock(self.clock.clone())
+            .open()
+            .await
+            .unwrap()
     }
 
-    pub fn open_with_passphrase(&self, passphrase: &str) -> coffer_kms::Result<Kms> {
+    pub async fn open_with_passphrase(&self, passphrase: &str) -> coffer_kms::Result<Kms> {
         let sealer = passphrase_sealer(passphrase);
-        Kms::open(KmsConfig::new(self.data_dir()), &sealer, self.clock.clone())
+        Kms::builder(KmsConfig::new(self.data_dir()), &sealer)
+            .clock(self.clock.clone())
+            .open()
+            .await
     }
 }
 
@@ -122,52 +124,62 @@ pub fn root() -> Principal {
     Principal::authenticated("root", "AKROOT", true)
 }
 
-pub fn allow(kms: &Kms, key: &str, action: &str) -> coffer_kms::Result<KeyUse> {
+pub async fn allow(kms: &Kms, key: &str, action: &str) -> coffer_kms::Result<KeyUse> {
     kms.authorize(&root(), key, action, &CallContext::default())
+        .await
 }
 
-pub fn encrypt(
+pub async fn encrypt(
     kms: &Kms,
     key: &str,
     plaintext: &[u8],
     context: &Context,
 ) -> coffer_kms::Result<Ciphertext> {
-    kms.encrypt(&allow(kms, key, "kms:Encrypt")?, plaintext, context)
+    kms.encrypt(&allow(kms, key, "kms:Encrypt").await?, plaintext, context)
+        .await
 }
 
 /// Decrypt as the API does: the key the blob names, checked against `key` when given.
-pub fn decrypt(
+pub async fn decrypt(
     kms: &Kms,
     blob: &[u8],
     context: &Context,
     key: Option<&str>,
 ) -> coffer_kms::Result<Plaintext> {
-    let (id, _) = kms.ciphertext_key(blob, key)?;
-    kms.decrypt(&allow(kms, &id, "kms:Decrypt")?, blob, context)
+    let (id, _) = kms.ciphertext_key(blob, key).await?;
+    kms.decrypt(&allow(kms, &id, "kms:Decrypt").await?, blob, context)
+        .await
 }
 
-pub fn generate_data_key(kms: &Kms, key: &str, context: &Context) -> coffer_kms::Result<DataKey> {
-    kms.generate_data_key(&allow(kms, key, "kms:GenerateDataKey")?, context)
+pub async fn generate_data_key(
+    kms: &Kms,
+    key: &str,
+    context: &Context,
+) -> coffer_kms::Result<DataKey> {
+    kms.generate_data_key(&allow(kms, key, "kms:GenerateDataKey").await?, context)
+        .await
 }
 
-pub fn generate_data_key_without_plaintext(
+pub async fn generate_data_key_without_plaintext(
     kms: &Kms,
     key: &str,
     context: &Context,
 ) -> coffer_kms::Result<Ciphertext> {
-    let proof = allow(kms, key, "kms:GenerateDataKeyWithoutPlaintext")?;
+    let proof = allow(kms, key, "kms:GenerateDataKeyWithoutPlaintext").await?;
     kms.generate_data_key_without_plaintext(&proof, 32, context)
+        .await
 }
 
-pub fn re_encrypt(
+pub async fn re_encrypt(
     kms: &Kms,
     blob: &[u8],
     source_context: &Context,
     destination_key: &str,
     destination_context: &Context,
 ) -> coffer_kms::Result<ReEncrypted> {
-    let (source, _) = kms.ciphertext_key(blob, None)?;
-    let from = allow(kms, &source, "kms:ReEncryptFrom")?;
-    let to = allow(kms, destination_key, "kms:ReEncryptTo")?;
+    let (source, _) = kms.ciphertext_key(blob, None).await?;
+    let from = allow(kms, &source, "kms:ReEncryptFrom").await?;
+    let to = allow(kms, destination_key, "kms:ReEncryptTo").await?;
     kms.re_encrypt(&from, blob, source_context, &to, destination_context)
+        .await
 }
