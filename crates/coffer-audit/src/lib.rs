@@ -7,6 +7,8 @@
 //!   rotation (§7-8);
 //! - [`MemorySink`]: the reference model, the same records in memory, with storage a test
 //!   can rewrite or make fail;
+//! - [`conformance`]: the suite every sink passes (`tests/conformance.rs` runs it against
+//!   both);
 //! - [`record`]: the record, its canonical bytes, hash and MAC (spec §2-4);
 //! - [`files`]: file naming, the anchor that detects truncation, the per-file scan (§5-6);
 //! - [`verify`](mod@verify) and [`query`](mod@query): the readers behind `coffer audit` (§9).
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod chain;
+pub mod conformance;
 pub mod error;
 pub mod files;
 pub mod log;
