@@ -9,8 +9,10 @@ use std::path::Path;
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ChainCheck;
+pub use crate::chain::ChainEnd;
 use crate::error::{io, Result};
-use crate::record::{self, FORMAT_VERSION, MAX_LINE, ZERO_HASH};
+use crate::record::{FORMAT_VERSION, MAX_LINE, ZERO_HASH};
 
 /// The anchor file's name.
 pub const ANCHOR_FILE: &str = "audit.head";
@@ -194,22 +196,6 @@ pub fn write_anchor(dir: &Path, dir_handle: &File, anchor: &Anchor) -> Result<()
         .map_err(io(format!("sync directory {}", dir.display())))
 }
 
-/// Where a chain stands: the last record's seq and hash (0 and zeros before the first).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChainEnd {
-    pub seq: u64,
-    pub hash: String,
-}
-
-impl ChainEnd {
-    pub fn genesis() -> ChainEnd {
-        ChainEnd {
-            seq: 0,
-            hash: ZERO_HASH.to_owned(),
-        }
-    }
-}
-
 /// The first bad record (or place) in the log (spec §9).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadRecord {
@@ -269,6 +255,7 @@ pub fn scan_file(
         partial_tail: false,
         wanted_hash: None,
     };
+    let mut chain = ChainCheck::new(key, start);
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
@@ -295,46 +282,16 @@ pub fn scan_file(
             scan.partial_tail = true;
             break;
         };
-        let record = match record::parse_line(line) {
+        let record = match chain.next(line) {
             Ok(r) => r,
-            Err(reason) => return Ok(Err(bad(None, reason))),
+            Err((seq, reason)) => return Ok(Err(bad(seq, reason))),
         };
-        let trusted_first = start.is_none() && scan.records == 0;
-        if !trusted_first {
-            let expected = scan.end.seq + 1;
-            if record.seq != expected {
-                let what = if record.seq > expected {
-                    format!(
-                        "seq {} where {expected} was expected (a record is missing or out of order)",
-                        record.seq
-                    )
-                } else {
-                    format!(
-                        "seq {} where {expected} was expected (a record inserted, duplicated or out of order)",
-                        record.seq
-                    )
-                };
-                return Ok(Err(bad(Some(record.seq), what)));
-            }
-            if record.prev != scan.end.hash {
-                return Ok(Err(bad(
-                    Some(record.seq),
-                    "prev is not the hash of the previous record (chain broken)".into(),
-                )));
-            }
-        }
-        if let Err(reason) = record::check_seal(&record, key) {
-            return Ok(Err(bad(Some(record.seq), reason)));
-        }
         if record.seq == want_seq {
-            scan.wanted_hash = Some(record.hash.clone());
+            scan.wanted_hash = Some(record.hash);
         }
         scan.records += 1;
         scan.complete_len += buf.len() as u64;
-        scan.end = ChainEnd {
-            seq: record.seq,
-            hash: record.hash,
-        };
     }
+    scan.end = chain.end().clone();
     Ok(Ok(scan))
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use coffer_format::SecretKey;
 use tokio::sync::oneshot;
@@ -15,6 +16,8 @@ use tokio::sync::oneshot;
 use crate::error::{io, AuditError, Result};
 use crate::files::{self, Anchor, AnchorState, ChainEnd, LOCK_FILE};
 use crate::record::{Event, Outcome, Phase, Record};
+use crate::sink::AuditSink;
+use crate::verify::VerifyReport;
 
 /// Default size at which the writer starts a new file.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
@@ -54,7 +57,8 @@ struct Job {
     reply: Reply,
 }
 
-/// A tamper-evident audit log, appended to durably before the caller proceeds.
+/// A tamper-evident audit log, appended to durably before the caller proceeds: the file
+/// implementation of [`AuditSink`], and the one the server uses.
 ///
 /// `append` returns the record's seq only after the record is written and fdatasync'ed and
 /// the anchor updated. Any write or sync failure fails that call and every later one until
@@ -66,6 +70,8 @@ pub struct AuditLog {
     thread: Option<JoinHandle<()>>,
     include_context_values: bool,
     dir: PathBuf,
+    /// For [`AuditSink::verify`]; the writer thread has its own copy.
+    mac_key: hmac::Key,
 }
 
 impl Drop for AuditLog {
@@ -156,7 +162,7 @@ impl AuditLog {
         let writer = Writer {
             dir: dir.into(),
             dir_handle,
-            key: mac_key,
+            key: mac_key.clone(),
             max_file_bytes: if opts.max_file_bytes == 0 {
                 DEFAULT_MAX_FILE_BYTES
             } else {
@@ -185,6 +191,7 @@ impl AuditLog {
             thread: Some(thread),
             include_context_values: opts.include_context_values,
             dir: dir.into(),
+            mac_key,
         };
         if let Some((file, offset, removed)) = tail.removed_tail {
             // The repair is itself on the record.
@@ -521,6 +528,21 @@ impl Writer {
         let anchor = Anchor::new(self.end.seq, &self.end.hash, self.end_file, &self.key)
             .map_err(AuditError::Failed)?;
         files::write_anchor(&self.dir, &self.dir_handle, &anchor)
+    }
+}
+
+/// The contract's rules map onto spec §7-8: durability is write + fdatasync + anchor update
+/// per batch, all-or-nothing is the undo of a failed batch, fail-closed is the writer's
+/// `failed` state, and a reopen is [`AuditLog::open`]'s tail recovery.
+#[async_trait]
+impl AuditSink for AuditLog {
+    async fn append(&self, event: Event) -> Result<u64> {
+        AuditLog::append(self, event).await
+    }
+
+    /// [`verify`](crate::verify()) of the log's directory with the log's key.
+    fn verify(&self) -> Result<VerifyReport> {
+        crate::verify::verify_with(&self.dir, &self.mac_key)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use aws_lc_rs::hmac;
 use coffer_format::SecretKey;
 
 use crate::error::Result;
@@ -33,10 +34,14 @@ impl VerifyReport {
 /// bad record. I/O failures (an unreadable directory) are errors; everything wrong with the
 /// contents is in [`VerifyReport::first_bad`].
 pub fn verify(dir: &Path, key: &SecretKey) -> Result<VerifyReport> {
-    let mac_key = crate::mac_key(key);
+    verify_with(dir, &crate::mac_key(key))
+}
+
+/// [`verify`] with the HMAC key already made (a live [`AuditLog`](crate::AuditLog) keeps one).
+pub(crate) fn verify_with(dir: &Path, mac_key: &hmac::Key) -> Result<VerifyReport> {
     // The anchor first: a live writer updates it only after the log, so a log read later is
     // never behind an anchor read earlier.
-    let anchor = files::read_anchor(dir, &mac_key)?;
+    let anchor = files::read_anchor(dir, mac_key)?;
     let numbers = files::list(dir)?;
     let mut report = VerifyReport {
         files: numbers.len(),
@@ -82,7 +87,7 @@ pub fn verify(dir: &Path, key: &SecretKey) -> Result<VerifyReport> {
             return Ok(report);
         }
         let name = files::file_name(number);
-        let scan = match files::scan_file(dir, number, &mac_key, Some(&chain), want_seq)? {
+        let scan = match files::scan_file(dir, number, mac_key, Some(&chain), want_seq)? {
             Ok(scan) => scan,
             Err(bad_record) => {
                 // Every line before the bad one was a valid record.

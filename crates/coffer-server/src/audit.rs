@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use coffer_audit::{AuditLog, Event, Outcome, Phase};
+use coffer_audit::{AuditSink, Event, Outcome, Phase};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
 use crate::admin::AdminAudit;
@@ -27,9 +27,11 @@ use crate::iam::Iam;
 use crate::kms_api::KmsAudit;
 use crate::principal::IdentityLookup;
 
-/// The audit log and what it needs to name callers.
+/// The audit trail and what it needs to name callers.
 pub struct Auditor {
-    pub log: AuditLog,
+    /// The server opens a `coffer_audit::AuditLog` (the files under `data/audit`); any
+    /// sink that keeps the `AuditSink` contract will do.
+    pub log: Arc<dyn AuditSink>,
     pub iam: Arc<Iam>,
 }
 
@@ -275,21 +277,7 @@ pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Respon
 impl Auditor {
     /// The `request` record; `Err` means the request must not run.
     pub async fn request(&self, info: &RequestInfo) -> Result<(), Response<s3s::Body>> {
-        match self
-            .log
-            .append(info.event(Phase::Request, Outcome::Pending))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::error!("audit log: {e}; refusing request {}", info.request_id);
-                Err(error_response(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    "The audit log cannot be written; the request was not performed.",
-                ))
-            }
-        }
+        record_request(&*self.log, info).await
     }
 
     /// The `response` record; returns the response to send (a 500 if it cannot be written).
@@ -345,13 +333,8 @@ impl Auditor {
                 });
             }
         }
-        if let Err(e) = self.log.append(clamp(ev)).await {
-            tracing::error!("audit log: {e}; failing request {}", info.request_id);
-            return error_response(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "The audit log cannot be written; the outcome of the request is unknown.",
-            );
+        if let Err(refused) = record_response(&*self.log, ev, &info.request_id).await {
+            return refused;
         }
         if let Ok(v) = HeaderValue::from_str(&info.request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
@@ -372,15 +355,57 @@ impl Auditor {
                         .to_owned(),
                     );
                     // The status line is gone: record the failure; nothing else can be done.
-                    if let Err(e) = auditor.log.append_blocking(ev) {
-                        tracing::error!("audit log: {e}");
-                    }
+                    // A task, not a blocking thread: poll_frame cannot wait for the disk.
+                    tokio::spawn(async move {
+                        if let Err(e) = auditor.log.append(ev).await {
+                            tracing::error!("audit log: {e}");
+                        }
+                    });
                 })),
             };
             return Response::from_parts(parts, s3s::Body::http_body(body));
         }
         resp
     }
+}
+
+/// Appends the `request` record: `Err` is the 503 to answer instead of running the request
+/// (fail-closed: the sink did not acknowledge the record).
+async fn record_request(
+    log: &dyn AuditSink,
+    info: &RequestInfo,
+) -> Result<(), Response<s3s::Body>> {
+    match log
+        .append(info.event(Phase::Request, Outcome::Pending))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!("audit log: {e}; refusing request {}", info.request_id);
+            Err(error_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The audit log cannot be written; the request was not performed.",
+            ))
+        }
+    }
+}
+
+/// Appends a `response` record: `Err` is the 500 to send instead of the result (the
+/// operation ran, its request record is on disk, its outcome is not).
+async fn record_response(
+    log: &dyn AuditSink,
+    ev: Event,
+    request_id: &str,
+) -> Result<(), Response<s3s::Body>> {
+    log.append(clamp(ev)).await.map(drop).map_err(|e| {
+        tracing::error!("audit log: {e}; failing request {request_id}");
+        error_response(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The audit log cannot be written; the outcome of the request is unknown.",
+        )
+    })
 }
 
 /// Helper to tell a body that is known to be empty.
@@ -421,8 +446,7 @@ impl http_body::Body for AuditedBody {
         if let Poll::Ready(Some(Err(e))) = &r {
             if let Some(f) = self.on_error.take() {
                 let integrity = e.to_string().contains(INTEGRITY_MESSAGE);
-                // append_blocking waits for the disk: keep it off the runtime's workers.
-                tokio::task::spawn_blocking(move || f(integrity));
+                f(integrity);
             }
         }
         r
@@ -495,6 +519,53 @@ mod tests {
         assert_eq!(access_key_of(&r).as_deref(), Some("AK2"));
         let r = Request::builder().uri("/b/k").body(()).unwrap();
         assert_eq!(access_key_of(&r), None);
+    }
+
+    fn info() -> RequestInfo {
+        RequestInfo {
+            request_id: "req-1".into(),
+            identity: Some("arn:aws:iam::000000000000:user/alice".into()),
+            access_key: Some("CFACCESSKEY".into()),
+            source: Some("127.0.0.1:50000".into()),
+            action: "s3:GetObject".into(),
+            resource: Some("arn:aws:s3:::b/k".into()),
+            context: Vec::new(),
+        }
+    }
+
+    /// The server's side of the fail-closed rule, through the trait: an unacknowledged
+    /// request record refuses the request (503), an unacknowledged response record replaces
+    /// the result (500), and nothing is written once the sink has failed.
+    #[tokio::test]
+    async fn a_sink_that_cannot_write_refuses_the_request() {
+        let sink = coffer_audit::MemorySink::new(
+            coffer_audit::SecretKey::from_slice(&[7; 32]).unwrap(),
+            &coffer_audit::AuditOptions::default(),
+        );
+        let response = || info().event(Phase::Response, Outcome::Success);
+        record_request(&sink, &info()).await.unwrap();
+        record_response(&sink, response(), "req-1").await.unwrap();
+        assert_eq!(sink.lines().len(), 2);
+
+        sink.set_storage_failing(true);
+        let refused = record_request(&sink, &info()).await.unwrap_err();
+        assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            xml_code(&refused.body().bytes().unwrap()).as_deref(),
+            Some("ServiceUnavailable")
+        );
+        sink.set_storage_failing(false);
+        let failed = record_response(&sink, response(), "req-1")
+            .await
+            .unwrap_err();
+        assert_eq!(failed.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            xml_code(&failed.body().bytes().unwrap()).as_deref(),
+            Some("InternalError")
+        );
+        assert_eq!(sink.lines().len(), 2);
+        let report = coffer_audit::AuditSink::verify(&sink).unwrap();
+        assert!(report.is_intact(), "{:?}", report.first_bad);
     }
 
     #[test]

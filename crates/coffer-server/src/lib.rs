@@ -224,7 +224,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
     )
     .map_err(|e| ServerError::Internal(format!("audit log {}: {e}", audit_dir.display())))?;
     let audit = Arc::new(audit::Auditor {
-        log: audit_log,
+        log: Arc::new(audit_log),
         iam: Arc::clone(&iam),
     });
     let coffer = s3::Coffer {
