@@ -892,6 +892,22 @@ fn check_list_params(
     Ok(())
 }
 
+/// The SSE request headers of a write's input (PutObject, CopyObject,
+/// CreateMultipartUpload): the
+/// s3s input types share the field names but no trait.
+macro_rules! sse_headers {
+    ($input:expr) => {
+        SseHeaders {
+            sse: $input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key_id: $input.ssekms_key_id.as_deref(),
+            kms_context: $input.ssekms_encryption_context.as_deref(),
+            c_algorithm: $input.sse_customer_algorithm.as_deref(),
+            c_key: $input.sse_customer_key.as_deref(),
+            c_key_md5: $input.sse_customer_key_md5.as_deref(),
+        }
+    };
+}
+
 fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
     r.map_err(|e| e.into().into())
 }
@@ -1180,14 +1196,7 @@ impl S3 for Coffer {
         let (sse_rec, customer, bucket_key, proof) = self
             .write_choice(
                 &req.extensions,
-                &SseHeaders {
-                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                    kms_key_id: input.ssekms_key_id.as_deref(),
-                    kms_context: input.ssekms_encryption_context.as_deref(),
-                    c_algorithm: input.sse_customer_algorithm.as_deref(),
-                    c_key: input.sse_customer_key.as_deref(),
-                    c_key_md5: input.sse_customer_key_md5.as_deref(),
-                },
+                &sse_headers!(input),
                 &input.bucket,
                 &input.key,
             )
@@ -1576,14 +1585,7 @@ impl S3 for Coffer {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let sse_headers = SseHeaders {
-            sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            kms_context: input.ssekms_encryption_context.as_deref(),
-            c_algorithm: input.sse_customer_algorithm.as_deref(),
-            c_key: input.sse_customer_key.as_deref(),
-            c_key_md5: input.sse_customer_key_md5.as_deref(),
-        };
+        let sse_headers = sse_headers!(input);
         let changes_encryption = sse_headers.sse.is_some() || sse_headers.c_key.is_some();
         if src_bucket == input.bucket && src_key == input.key && !replace && !changes_encryption {
             return Err(ServerError::invalid_request(
@@ -1971,14 +1973,7 @@ impl S3 for Coffer {
         let (sse_rec, customer, bucket_key, proof) = self
             .write_choice(
                 &req.extensions,
-                &SseHeaders {
-                    sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-                    kms_key_id: input.ssekms_key_id.as_deref(),
-                    kms_context: input.ssekms_encryption_context.as_deref(),
-                    c_algorithm: input.sse_customer_algorithm.as_deref(),
-                    c_key: input.sse_customer_key.as_deref(),
-                    c_key_md5: input.sse_customer_key_md5.as_deref(),
-                },
+                &sse_headers!(input),
                 &input.bucket,
                 &input.key,
             )
