@@ -908,6 +908,30 @@ macro_rules! sse_headers {
     };
 }
 
+/// The copy source of CopyObject and UploadPartCopy (whose s3s inputs share the field
+/// names but no trait): its SSE-C key, then its record with the copy-source conditions
+/// checked. Evaluates to `(customer key, bucket, key, record)`; returns early on error.
+macro_rules! read_copy_source {
+    ($self:ident, $input:ident) => {{
+        let customer = s3($self.customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+        ))?;
+        let (bucket, key, record) = s3($self
+            .copy_source(
+                &$input.copy_source,
+                $input.copy_source_if_match.as_ref(),
+                $input.copy_source_if_none_match.as_ref(),
+                $input.copy_source_if_modified_since.as_ref(),
+                $input.copy_source_if_unmodified_since.as_ref(),
+                customer.as_ref(),
+            )
+            .await)?;
+        (customer, bucket, key, record)
+    }};
+}
+
 fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
     r.map_err(|e| e.into().into())
 }
@@ -1566,21 +1590,7 @@ impl S3 for Coffer {
         let input = req.input;
         s3(check_key(&input.key))?;
         s3(check_metadata(input.metadata.as_ref()))?;
-        let src_customer = s3(self.customer_key(
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        ))?;
-        let (src_bucket, src_key, src) = s3(self
-            .copy_source(
-                &input.copy_source,
-                input.copy_source_if_match.as_ref(),
-                input.copy_source_if_none_match.as_ref(),
-                input.copy_source_if_modified_since.as_ref(),
-                input.copy_source_if_unmodified_since.as_ref(),
-                src_customer.as_ref(),
-            )
-            .await)?;
+        let (src_customer, src_bucket, src_key, src) = read_copy_source!(self, input);
         let replace = input
             .metadata_directive
             .as_ref()
@@ -2127,21 +2137,7 @@ impl S3 for Coffer {
             input.sse_customer_key_md5.as_deref(),
         ))?;
         s3(self.keys.check_part_key(&upload.sse, customer.as_ref()))?;
-        let src_customer = s3(self.customer_key(
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        ))?;
-        let (src_bucket, src_key, src) = s3(self
-            .copy_source(
-                &input.copy_source,
-                input.copy_source_if_match.as_ref(),
-                input.copy_source_if_none_match.as_ref(),
-                input.copy_source_if_modified_since.as_ref(),
-                input.copy_source_if_unmodified_since.as_ref(),
-                src_customer.as_ref(),
-            )
-            .await)?;
+        let (src_customer, src_bucket, src_key, src) = read_copy_source!(self, input);
         let proof = self
             .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
             .await?;
