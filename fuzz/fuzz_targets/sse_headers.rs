@@ -21,7 +21,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use coffer_server::meta::BucketEncryption;
+use coffer_meta::BucketEncryption;
 use coffer_server::sse::{choose, parse_customer_key, parse_kms_context, SseChoice, SseHeaders};
 use coffer_server::ServerError;
 use libfuzzer_sys::fuzz_target;
