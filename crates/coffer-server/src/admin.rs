@@ -103,10 +103,10 @@ impl AdminRoute {
         let user = body.get("UserName").and_then(Value::as_str);
         let resource = user.map_or_else(|| "*".to_owned(), Principal::user_arn);
         let ctx = base_context(p, self.secure);
-        if !self
+        let Some(proof) = self
             .iam
             .authorize(p, &format!("admin:{op}"), &resource, None, &ctx)
-        {
+        else {
             return Err(AdminError::new(
                 StatusCode::FORBIDDEN,
                 "AccessDenied",
@@ -115,39 +115,44 @@ impl AdminRoute {
                     p.arn()
                 ),
             ));
-        }
+        };
         let iam = &self.iam;
         Ok(match op {
             "CreateUser" => {
                 let kind = body.get("Kind").and_then(Value::as_str).unwrap_or("user");
-                json!({"User": iam.create_identity(field(body, "UserName")?, kind).await?})
+                json!({"User": iam.create_identity(&proof, field(body, "UserName")?, kind).await?})
             }
             "GetUser" => json!({"User": iam.get_identity(field(body, "UserName")?)?}),
             "ListUsers" => json!({"Users": iam.list_identities()}),
             "DeleteUser" => {
-                iam.delete_identity(field(body, "UserName")?).await?;
+                iam.delete_identity(&proof, field(body, "UserName")?)
+                    .await?;
                 json!({})
             }
             "EnableUser" | "DisableUser" => {
-                iam.set_enabled(field(body, "UserName")?, op == "EnableUser")
+                iam.set_enabled(&proof, field(body, "UserName")?, op == "EnableUser")
                     .await?;
                 json!({})
             }
             "CreateAccessKey" => {
                 let u = field(body, "UserName")?;
-                key_json(u, &iam.create_access_key(u).await?)
+                key_json(u, &iam.create_access_key(&proof, u).await?)
             }
             "RotateAccessKey" => {
                 let u = field(body, "UserName")?;
                 key_json(
                     u,
-                    &iam.rotate_access_key(u, field(body, "AccessKeyId")?)
+                    &iam.rotate_access_key(&proof, u, field(body, "AccessKeyId")?)
                         .await?,
                 )
             }
             "DeleteAccessKey" => {
-                iam.delete_access_key(field(body, "UserName")?, field(body, "AccessKeyId")?)
-                    .await?;
+                iam.delete_access_key(
+                    &proof,
+                    field(body, "UserName")?,
+                    field(body, "AccessKeyId")?,
+                )
+                .await?;
                 json!({})
             }
             "ListAccessKeys" => {
@@ -162,6 +167,7 @@ impl AdminRoute {
             }
             "PutUserPolicy" => {
                 iam.put_identity_policy(
+                    &proof,
                     field(body, "UserName")?,
                     field(body, "PolicyName")?,
                     field(body, "PolicyDocument")?,
@@ -175,8 +181,12 @@ impl AdminRoute {
                        "PolicyDocument": iam.get_identity_policy(u, n)?})
             }
             "DeleteUserPolicy" => {
-                iam.delete_identity_policy(field(body, "UserName")?, field(body, "PolicyName")?)
-                    .await?;
+                iam.delete_identity_policy(
+                    &proof,
+                    field(body, "UserName")?,
+                    field(body, "PolicyName")?,
+                )
+                .await?;
                 json!({})
             }
             "ListUserPolicies" => {

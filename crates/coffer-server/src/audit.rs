@@ -26,6 +26,7 @@ use crate::admin::AdminAudit;
 use crate::iam::Iam;
 use crate::kms_api::KmsAudit;
 use crate::principal::IdentityLookup;
+use crate::request::Query;
 
 /// The audit trail and what it needs to name callers.
 pub struct Auditor {
@@ -47,43 +48,21 @@ pub struct RequestInfo {
     pub context: Vec<(String, String)>,
 }
 
-/// The access key id a request names (`Authorization: … Credential=AK/…` or
-/// `X-Amz-Credential=AK/…`), unverified.
-fn access_key_of<B>(req: &Request<B>) -> Option<String> {
-    if let Some(auth) = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let cred = auth.split("Credential=").nth(1)?;
-        return cred.split('/').next().map(str::to_owned);
-    }
-    let q = req.uri().query()?;
-    q.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == "X-Amz-Credential")
-            .then(|| crate::pct_decode(v))
-            .flatten()
-            .and_then(|c| c.split('/').next().map(str::to_owned))
-    })
-}
-
-fn query_has(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .any(|kv| kv.split('=').next() == Some(name))
-}
-
 /// The S3 operation a request asks for, from its method, path and query (path-style
 /// addressing; virtual-host requests are named by their path).
-pub fn s3_operation(method: &Method, path: &str, query: &str, headers: &HeaderMap) -> &'static str {
+pub fn s3_operation(
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> &'static str {
     let trimmed = path.trim_start_matches('/');
     let (bucket, key) = match trimmed.split_once('/') {
         Some((b, k)) if !k.is_empty() => (b, Some(k)),
         Some((b, _)) => (b, None),
         None => (trimmed, None),
     };
-    let q = |n| query_has(query, n);
+    let q = |n| query.has(n);
     let copy = headers.contains_key("x-amz-copy-source");
     match (bucket.is_empty(), key.is_some(), method.as_str()) {
         (true, _, "GET") => "ListBuckets",
@@ -132,7 +111,8 @@ fn sse_context_keys(headers: &HeaderMap) -> Vec<(String, String)> {
 
 impl RequestInfo {
     pub fn of<B>(req: &Request<B>, peer: Option<SocketAddr>, iam: &Iam) -> RequestInfo {
-        let access_key = access_key_of(req);
+        let query = Query::parse(req.uri().query());
+        let access_key = crate::request::access_key(req, &query);
         let identity = access_key
             .as_deref()
             .and_then(|ak| iam.lookup(ak))
@@ -148,13 +128,8 @@ impl RequestInfo {
         } else if let Some(op) = target.strip_prefix(crate::admin::TARGET_PREFIX) {
             (format!("admin:{op}"), None)
         } else {
-            let op = s3_operation(
-                req.method(),
-                path,
-                req.uri().query().unwrap_or(""),
-                req.headers(),
-            );
-            let p = crate::pct_decode(path.trim_start_matches('/'))
+            let op = s3_operation(req.method(), path, &query, req.headers());
+            let p = crate::request::decode(path.trim_start_matches('/'))
                 .unwrap_or_else(|| path.trim_start_matches('/').to_owned());
             let resource = (!p.is_empty()).then(|| format!("arn:aws:s3:::{p}"));
             (format!("s3:{op}"), resource)
@@ -246,15 +221,103 @@ impl KeyUsed {
     }
 }
 
-/// The `<Code>` of an S3 XML error body.
-fn xml_code(body: &[u8]) -> Option<String> {
+/// What the code that handled a request says went wrong, recorded as it happens: the
+/// error code it answered with and whether a stored object failed authentication. The
+/// audit middleware reads this — it never re-derives an outcome from the response.
+///
+/// The slot is per request: [`Recorder::scope`] runs the request's future with its own
+/// slot (a task-local; s3s calls the handlers inside that future, on the same task), and
+/// the places that turn a failure into an S3 error ([`Recorder::error`]: the conversion
+/// from `ServerError`, the IAM access hook, the credential lookup, the front's own
+/// refusals) fill it in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The error code of the answer (the last one recorded: the error the handler returned).
+    pub error_code: Option<String>,
+    /// A stored object (or its wrapped data key) failed authentication.
+    pub integrity: bool,
+}
+
+tokio::task_local! {
+    static RECORDED: Arc<std::sync::Mutex<Recorded>>;
+}
+
+/// Records into the current request's [`Recorded`] slot.
+pub struct Recorder;
+
+impl Recorder {
+    /// Runs `fut` with a fresh slot; returns its output and what was recorded.
+    pub async fn scope<F: std::future::Future>(fut: F) -> (F::Output, Recorded) {
+        let slot = Arc::new(std::sync::Mutex::new(Recorded::default()));
+        let out = RECORDED.scope(Arc::clone(&slot), fut).await;
+        let recorded = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+        (out, recorded)
+    }
+
+    /// The request is answered with error `code`; `integrity` if a stored object failed
+    /// authentication. Outside a request scope (a unit test, a background task) this does
+    /// nothing.
+    pub fn error(code: &str, integrity: bool) {
+        let _ = RECORDED.try_with(|slot| {
+            let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
+            r.error_code = Some(code.to_owned());
+            r.integrity |= integrity;
+        });
+    }
+
+    /// Records `err` (an S3 error about to be returned) and passes it on.
+    pub fn s3_error(err: s3s::S3Error, integrity: bool) -> s3s::S3Error {
+        Recorder::error(err.code().as_str(), integrity);
+        err
+    }
+}
+
+/// Why a streamed response body broke after its status line was sent (a GET whose later
+/// window failed): the audit layer finds this in the body error's chain and records
+/// `IntegrityError` or `ResponseBodyFailed` from the flag, not from the message.
+#[derive(Debug)]
+pub struct BodyFailure {
+    /// The stored object failed authentication.
+    pub integrity: bool,
+    /// For the connection's error (never sent to the client; hyper cuts the connection).
+    pub detail: String,
+}
+
+impl std::fmt::Display for BodyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for BodyFailure {}
+
+/// The [`BodyFailure`] somewhere in `e`'s source chain.
+fn body_failure<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyFailure> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(f) = err.downcast_ref::<BodyFailure>() {
+            return Some(f);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The `<Code>` of an error body **s3s itself** wrote: the one outcome not recorded by
+/// Coffer's code. s3s 0.14 answers its own checks (signature mismatch, malformed requests,
+/// operations Coffer does not implement) by serializing the `S3Error` and dropping it; it
+/// has no hook to observe that error. Only used when nothing was [`Recorded`], and never
+/// for integrity, which only Coffer's code can detect.
+fn s3s_error_code(body: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(body).ok()?;
     let start = s.find("<Code>")? + 6;
     let end = s[start..].find("</Code>")? + start;
     Some(s[start..end].to_owned())
 }
 
+/// An S3 XML error answered by Coffer's front (before s3s runs), recorded as the outcome.
 pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Response<s3s::Body> {
+    Recorder::error(code, false);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -285,6 +348,7 @@ impl Auditor {
         self: &Arc<Self>,
         info: RequestInfo,
         mut resp: Response<s3s::Body>,
+        recorded: Recorded,
     ) -> Response<s3s::Body> {
         let status = resp.status();
         let mut ev = info.event(
@@ -316,20 +380,18 @@ impl Auditor {
                 ev.key_version = Some(k.key_version);
             }
             if ev.outcome == Outcome::Failure {
-                let body = resp.body().bytes();
-                let code = body
-                    .as_deref()
-                    .and_then(xml_code)
-                    .unwrap_or_else(|| format!("HTTP{}", status.as_u16()));
                 // A stored object that failed authentication is an InternalError to the
                 // client; the trail names it.
-                let integrity = body
-                    .as_deref()
-                    .is_some_and(|b| contains(b, INTEGRITY_MESSAGE.as_bytes()));
-                ev.error_code = Some(if integrity {
+                ev.error_code = Some(if recorded.integrity {
                     "IntegrityError".to_owned()
-                } else {
+                } else if let Some(code) = recorded.error_code {
                     code
+                } else {
+                    resp.body()
+                        .bytes()
+                        .as_deref()
+                        .and_then(s3s_error_code)
+                        .unwrap_or_else(|| format!("HTTP{}", status.as_u16()))
                 });
             }
         }
@@ -421,13 +483,6 @@ impl EndHint for s3s::Body {
 
 type OnError = Box<dyn FnOnce(bool) + Send + Sync>;
 
-/// What the S3 layer says when a stored object fails authentication (see error.rs).
-pub const INTEGRITY_MESSAGE: &str = "integrity check";
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A streamed response body that records a failure in the audit log if it breaks.
 struct AuditedBody {
     inner: s3s::Body,
@@ -445,8 +500,7 @@ impl http_body::Body for AuditedBody {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = &r {
             if let Some(f) = self.on_error.take() {
-                let integrity = e.to_string().contains(INTEGRITY_MESSAGE);
-                f(integrity);
+                f(body_failure(&**e).is_some_and(|b| b.integrity));
             }
         }
         r
@@ -497,28 +551,9 @@ mod tests {
         ];
         for (m, p, q, hs, want) in cases {
             let m: Method = m.parse().unwrap();
-            assert_eq!(s3_operation(&m, p, q, hs), *want, "{m} {p}?{q}");
+            let query = Query::parse(Some(q));
+            assert_eq!(s3_operation(&m, p, &query, hs), *want, "{m} {p}?{q}");
         }
-    }
-
-    #[test]
-    fn access_keys() {
-        let r = Request::builder()
-            .uri("/b/k")
-            .header(
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab",
-            )
-            .body(())
-            .unwrap();
-        assert_eq!(access_key_of(&r).as_deref(), Some("AKID"));
-        let r = Request::builder()
-            .uri("/b/k?X-Amz-Credential=AK2%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x")
-            .body(())
-            .unwrap();
-        assert_eq!(access_key_of(&r).as_deref(), Some("AK2"));
-        let r = Request::builder().uri("/b/k").body(()).unwrap();
-        assert_eq!(access_key_of(&r), None);
     }
 
     fn info() -> RequestInfo {
@@ -551,7 +586,7 @@ mod tests {
         let refused = record_request(&sink, &info()).await.unwrap_err();
         assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            xml_code(&refused.body().bytes().unwrap()).as_deref(),
+            s3s_error_code(&refused.body().bytes().unwrap()).as_deref(),
             Some("ServiceUnavailable")
         );
         sink.set_storage_failing(false);
@@ -560,7 +595,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(failed.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
-            xml_code(&failed.body().bytes().unwrap()).as_deref(),
+            s3s_error_code(&failed.body().bytes().unwrap()).as_deref(),
             Some("InternalError")
         );
         assert_eq!(sink.lines().len(), 2);
@@ -568,12 +603,142 @@ mod tests {
         assert!(report.is_intact(), "{:?}", report.first_bad);
     }
 
+    async fn auditor() -> (Arc<Auditor>, Arc<coffer_audit::MemorySink>) {
+        let sink = Arc::new(coffer_audit::MemorySink::new(
+            coffer_audit::SecretKey::from_slice(&[7; 32]).unwrap(),
+            &coffer_audit::AuditOptions::default(),
+        ));
+        let store = Arc::new(coffer_meta::MemoryStore::new());
+        let iam = Arc::new(Iam::open(store).await.unwrap());
+        let log: Arc<dyn AuditSink> = Arc::clone(&sink) as _;
+        (Arc::new(Auditor { log, iam }), sink)
+    }
+
+    fn error_codes(sink: &coffer_audit::MemorySink) -> Vec<Option<String>> {
+        sink.lines()
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                v["error_code"].as_str().map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The outcome recorded by the code that failed is what the trail says, whatever the
+    /// answer's text: an integrity failure whose message does not say so is an
+    /// `IntegrityError`; an ordinary error whose message mentions an integrity check is not.
+    #[tokio::test]
+    async fn the_trail_records_what_the_handler_recorded_not_the_message() {
+        use crate::error::ServerError;
+        let (auditor, sink) = auditor().await;
+
+        let ((), recorded) = Recorder::scope(async {
+            let _ = s3s::S3Error::from(ServerError::Integrity("tag mismatch".into()));
+        })
+        .await;
+        assert!(recorded.integrity);
+        assert_eq!(recorded.error_code.as_deref(), Some("InternalError"));
+        let resp = error_response(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "x",
+        );
+        auditor.response(info(), resp, recorded).await;
+
+        let ((), recorded) = Recorder::scope(async {
+            let _ = s3s::S3Error::from(ServerError::s3(
+                s3s::S3ErrorCode::NoSuchKey,
+                "no integrity check could help",
+            ));
+        })
+        .await;
+        assert!(!recorded.integrity);
+        let resp = error_response(
+            http::StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "the stored object failed its integrity check",
+        );
+        auditor.response(info(), resp, recorded).await;
+
+        // Each request has its own slot: nothing leaks from one scope into the next.
+        let ((), recorded) = Recorder::scope(async {}).await;
+        assert_eq!(recorded, Recorded::default());
+        // Outside any request scope, recording is a no-op (and does not panic).
+        Recorder::error("AccessDenied", true);
+
+        assert_eq!(
+            error_codes(&sink),
+            [
+                Some("IntegrityError".to_owned()),
+                Some("NoSuchKey".to_owned())
+            ]
+        );
+    }
+
+    /// A wrapper like the one the GET path puts around its channel's errors.
+    #[derive(Debug)]
+    struct Wrapped(BodyFailure);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// A body that breaks after its first chunk: the record's code comes from the
+    /// [`BodyFailure`] flag found in the error's chain, not from its text.
+    #[tokio::test]
+    async fn a_broken_body_is_recorded_from_its_typed_failure() {
+        for (integrity, detail, want) in [
+            (true, "read aborted", "IntegrityError"),
+            (
+                false,
+                "integrity check: disk went away",
+                "ResponseBodyFailed",
+            ),
+        ] {
+            let (auditor, sink) = auditor().await;
+            let chunks: Vec<Result<bytes::Bytes, Wrapped>> = vec![
+                Ok(bytes::Bytes::from_static(b"first window")),
+                Err(Wrapped(BodyFailure {
+                    integrity,
+                    detail: detail.to_owned(),
+                })),
+            ];
+            let body =
+                s3s::Body::from(s3s::dto::StreamingBlob::wrap(futures::stream::iter(chunks)));
+            let resp = Response::new(body);
+            let resp = auditor.response(info(), resp, Recorded::default()).await;
+            let mut body = resp.into_body();
+            let first = http_body_util::BodyExt::frame(&mut body).await.unwrap();
+            assert!(first.is_ok());
+            let broken = http_body_util::BodyExt::frame(&mut body).await.unwrap();
+            assert!(broken.is_err());
+            // The failure record is appended by a task.
+            for _ in 0..100 {
+                if sink.lines().len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                error_codes(&sink),
+                [None, Some(want.to_owned())],
+                "{detail}"
+            );
+        }
+    }
+
     #[test]
     fn xml_codes() {
         assert_eq!(
-            xml_code(b"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>").as_deref(),
+            s3s_error_code(b"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>").as_deref(),
             Some("NoSuchKey")
         );
-        assert_eq!(xml_code(b"garbage"), None);
+        assert_eq!(s3s_error_code(b"garbage"), None);
     }
 }

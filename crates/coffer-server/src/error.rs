@@ -40,46 +40,54 @@ impl ServerError {
     }
 }
 
+/// Every handler failure reaches the client through this conversion, so this is where the
+/// request's outcome is recorded for the audit trail (the code answered, and whether a
+/// stored object failed authentication).
 impl From<ServerError> for S3Error {
     fn from(e: ServerError) -> S3Error {
-        let code = match &e {
-            ServerError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
-            ServerError::NoSuchKey => S3ErrorCode::NoSuchKey,
-            ServerError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
-            ServerError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
-            ServerError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
-            ServerError::Integrity(_) => {
-                tracing::error!("{e}");
-                return S3Error::with_message(
-                    S3ErrorCode::InternalError,
-                    "The stored object failed its integrity check and was not returned.",
-                );
-            }
-            ServerError::S3(S3ErrorCode::Custom(_), msg) => {
-                // Codes s3s does not know: InvalidPartNumber is 416 on AWS; the KMS.* family
-                // are client errors (400).
-                let code = e_code(&e);
-                let status = match code.as_str() {
-                    "InvalidPartNumber" => http::StatusCode::RANGE_NOT_SATISFIABLE,
-                    // Not retried by SDKs (unlike 500/503): a full disk does not clear itself.
-                    "InsufficientStorage" => http::StatusCode::INSUFFICIENT_STORAGE,
-                    _ => http::StatusCode::BAD_REQUEST,
-                };
-                let mut err = S3Error::with_message(code, msg.clone());
-                err.set_status_code(status);
-                return err;
-            }
-            ServerError::S3(code, _) => code.clone(),
-            ServerError::Internal(_) => {
-                tracing::error!("{e}");
-                return S3Error::with_message(
-                    S3ErrorCode::InternalError,
-                    "We encountered an internal error. Please try again.",
-                );
-            }
-        };
-        S3Error::with_message(code, e.to_string())
+        let integrity = matches!(e, ServerError::Integrity(_));
+        crate::audit::Recorder::s3_error(to_s3(e), integrity)
     }
+}
+
+fn to_s3(e: ServerError) -> S3Error {
+    let code = match &e {
+        ServerError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+        ServerError::NoSuchKey => S3ErrorCode::NoSuchKey,
+        ServerError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        ServerError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        ServerError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        ServerError::Integrity(_) => {
+            tracing::error!("{e}");
+            return S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "The stored object failed its integrity check and was not returned.",
+            );
+        }
+        ServerError::S3(S3ErrorCode::Custom(_), msg) => {
+            // Codes s3s does not know: InvalidPartNumber is 416 on AWS; the KMS.* family
+            // are client errors (400).
+            let code = e_code(&e);
+            let status = match code.as_str() {
+                "InvalidPartNumber" => http::StatusCode::RANGE_NOT_SATISFIABLE,
+                // Not retried by SDKs (unlike 500/503): a full disk does not clear itself.
+                "InsufficientStorage" => http::StatusCode::INSUFFICIENT_STORAGE,
+                _ => http::StatusCode::BAD_REQUEST,
+            };
+            let mut err = S3Error::with_message(code, msg.clone());
+            err.set_status_code(status);
+            return err;
+        }
+        ServerError::S3(code, _) => code.clone(),
+        ServerError::Internal(_) => {
+            tracing::error!("{e}");
+            return S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            );
+        }
+    };
+    S3Error::with_message(code, e.to_string())
 }
 
 fn e_code(e: &ServerError) -> S3ErrorCode {

@@ -127,6 +127,47 @@ pub fn new_key_pair() -> ServerResult<NewAccessKey> {
     Ok(NewAccessKey { access_key, secret })
 }
 
+/// Proof that IAM allowed one principal one action on one resource: made only by
+/// [`Iam::authorize`] (no public constructor), so holding one means the decision ran and said
+/// yes. The S3 access hook leaves it in the request's extensions for the handlers; every
+/// change IAM makes on a caller's behalf takes one and checks it [covers](Authorized::covers)
+/// that change, so a handler cannot act for a request that was allowed something else.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    principal: Principal,
+    action: String,
+    resource: String,
+}
+
+impl Authorized {
+    /// Who was allowed.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// What was allowed (`s3:PutObject`, `admin:CreateUser`, …).
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// On what (an ARN, or `*` for actions bound to no resource).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// `Ok` if this proof allows `action` on `resource`; otherwise an internal error (a
+    /// handler reached a change its request was not authorized for: a bug, refused).
+    pub fn covers(&self, action: &str, resource: &str) -> ServerResult<()> {
+        if self.action == action && self.resource == resource {
+            return Ok(());
+        }
+        Err(ServerError::Internal(format!(
+            "authorization for {} on {} does not cover {action} on {resource}",
+            self.action, self.resource
+        )))
+    }
+}
+
 impl Iam {
     /// Loads the store. (Identities named by credentials of data directories older than
     /// identities get their identity when the store opens.)
@@ -197,7 +238,13 @@ impl Iam {
     }
 
     /// Creates a user or service account (no access key yet, no policy: it can do nothing).
-    pub async fn create_identity(&self, name: &str, kind: &str) -> ServerResult<Identity> {
+    pub async fn create_identity(
+        &self,
+        proof: &Authorized,
+        name: &str,
+        kind: &str,
+    ) -> ServerResult<Identity> {
+        proof.covers("admin:CreateUser", &Principal::user_arn(name))?;
         check_name("UserName", name, 64)?;
         if kind == "root" || !KINDS.contains(&kind) {
             return Err(ServerError::invalid_argument(
@@ -225,7 +272,8 @@ impl Iam {
 
     /// Deletes an identity with its access keys and policies. Refused for the root identity
     /// and for an identity that still owns buckets (delete or hand them over first).
-    pub async fn delete_identity(&self, name: &str) -> ServerResult<()> {
+    pub async fn delete_identity(&self, proof: &Authorized, name: &str) -> ServerResult<()> {
+        proof.covers("admin:DeleteUser", &Principal::user_arn(name))?;
         self.get_identity(name)?;
         if name == "root" {
             return Err(ServerError::invalid_argument(
@@ -245,7 +293,18 @@ impl Iam {
     }
 
     /// Enables or disables an identity: a disabled identity's keys stop working at once.
-    pub async fn set_enabled(&self, name: &str, enabled: bool) -> ServerResult<()> {
+    pub async fn set_enabled(
+        &self,
+        proof: &Authorized,
+        name: &str,
+        enabled: bool,
+    ) -> ServerResult<()> {
+        let action = if enabled {
+            "admin:EnableUser"
+        } else {
+            "admin:DisableUser"
+        };
+        proof.covers(action, &Principal::user_arn(name))?;
         self.get_identity(name)?;
         if name == "root" && !enabled {
             return Err(ServerError::invalid_argument(
@@ -260,7 +319,12 @@ impl Iam {
     }
 
     /// Adds an access key pair to an identity (at most two at a time, as IAM).
-    pub async fn create_access_key(&self, name: &str) -> ServerResult<NewAccessKey> {
+    pub async fn create_access_key(
+        &self,
+        proof: &Authorized,
+        name: &str,
+    ) -> ServerResult<NewAccessKey> {
+        proof.covers("admin:CreateAccessKey", &Principal::user_arn(name))?;
         self.get_identity(name)?;
         if self.list_access_keys(name).len() >= 2 {
             return Err(ServerError::s3(
@@ -279,7 +343,13 @@ impl Iam {
 
     /// Deletes one access key of `name`; an identity without keys simply cannot sign
     /// requests.
-    pub async fn delete_access_key(&self, name: &str, access_key: &str) -> ServerResult<()> {
+    pub async fn delete_access_key(
+        &self,
+        proof: &Authorized,
+        name: &str,
+        access_key: &str,
+    ) -> ServerResult<()> {
+        proof.covers("admin:DeleteAccessKey", &Principal::user_arn(name))?;
         match self.store.delete_access_key(name, access_key).await {
             Err(MetaError::NoSuchAccessKey) => return Err(no_such_key(name, access_key)),
             r => r.map_err(store_err)?,
@@ -289,7 +359,13 @@ impl Iam {
 
     /// Replaces `old` with a new key pair in one transaction: the old key stops working the
     /// moment the new one exists.
-    pub async fn rotate_access_key(&self, name: &str, old: &str) -> ServerResult<NewAccessKey> {
+    pub async fn rotate_access_key(
+        &self,
+        proof: &Authorized,
+        name: &str,
+        old: &str,
+    ) -> ServerResult<NewAccessKey> {
+        proof.covers("admin:RotateAccessKey", &Principal::user_arn(name))?;
         self.get_identity(name)?;
         let key = new_key_pair()?;
         match self.store.replace_access_key(old, &key.stored(name)).await {
@@ -316,10 +392,12 @@ impl Iam {
 
     pub async fn put_identity_policy(
         &self,
+        proof: &Authorized,
         name: &str,
         policy_name: &str,
         doc: &str,
     ) -> ServerResult<()> {
+        proof.covers("admin:PutUserPolicy", &Principal::user_arn(name))?;
         self.get_identity(name)?;
         check_name("PolicyName", policy_name, 128)?;
         Policy::parse(doc, PolicyKind::Identity).map_err(malformed_policy)?;
@@ -343,7 +421,13 @@ impl Iam {
             })
     }
 
-    pub async fn delete_identity_policy(&self, name: &str, policy_name: &str) -> ServerResult<()> {
+    pub async fn delete_identity_policy(
+        &self,
+        proof: &Authorized,
+        name: &str,
+        policy_name: &str,
+    ) -> ServerResult<()> {
+        proof.covers("admin:DeleteUserPolicy", &Principal::user_arn(name))?;
         match self.store.delete_identity_policy(name, policy_name).await {
             Err(MetaError::NoSuchPolicy | MetaError::NoSuchIdentity(_)) => {
                 return Err(no_such_entity(&format!(
@@ -377,7 +461,13 @@ impl Iam {
             .unwrap_or_else(|| "root".to_owned())
     }
 
-    pub async fn put_bucket_policy(&self, bucket: &str, doc: &str) -> ServerResult<()> {
+    pub async fn put_bucket_policy(
+        &self,
+        proof: &Authorized,
+        bucket: &str,
+        doc: &str,
+    ) -> ServerResult<()> {
+        proof.covers("s3:PutBucketPolicy", &s3_arn(bucket, None))?;
         Policy::parse(doc, PolicyKind::Resource).map_err(|e| {
             ServerError::s3(
                 s3s::S3ErrorCode::MalformedPolicy,
@@ -398,7 +488,8 @@ impl Iam {
             .map(|p| p.source().to_owned())
     }
 
-    pub async fn delete_bucket_policy(&self, bucket: &str) -> ServerResult<()> {
+    pub async fn delete_bucket_policy(&self, proof: &Authorized, bucket: &str) -> ServerResult<()> {
+        proof.covers("s3:DeleteBucketPolicy", &s3_arn(bucket, None))?;
         self.store
             .delete_bucket_policy(bucket)
             .await
@@ -408,8 +499,25 @@ impl Iam {
 
     // ---- decisions ----
 
-    /// The decision for `action` on `resource` (an S3 ARN) in `bucket` (see the module docs).
+    /// The decision for `action` on `resource` (an S3 ARN) in `bucket` (see the module docs):
+    /// the proof if allowed, `None` if refused.
     pub fn authorize(
+        &self,
+        p: &Principal,
+        action: &str,
+        resource: &str,
+        bucket: Option<&str>,
+        ctx: &Context,
+    ) -> Option<Authorized> {
+        self.decide(p, action, resource, bucket, ctx)
+            .then(|| Authorized {
+                principal: p.clone(),
+                action: action.to_owned(),
+                resource: resource.to_owned(),
+            })
+    }
+
+    fn decide(
         &self,
         p: &Principal,
         action: &str,
@@ -449,7 +557,12 @@ impl Iam {
 
     /// The decision for an action bound to no bucket or key (admin API, CreateKey…): the
     /// caller's identity policies; the root identity is allowed unless a policy denies.
-    pub fn authorize_unbound(&self, p: &Principal, action: &str, ctx: &Context) -> bool {
+    pub fn authorize_unbound(
+        &self,
+        p: &Principal,
+        action: &str,
+        ctx: &Context,
+    ) -> Option<Authorized> {
         self.authorize(p, action, "*", None, ctx)
     }
 }
@@ -457,6 +570,7 @@ impl Iam {
 impl IdentityLookup for Iam {
     fn allows_unbound(&self, p: &Principal, action: &str, secure: bool) -> bool {
         self.authorize_unbound(p, action, &base_context(p, secure))
+            .is_some()
     }
 
     fn lookup(&self, access_key: &str) -> Option<(Zeroizing<String>, Principal)> {
@@ -532,15 +646,19 @@ pub fn s3_arn(bucket: &str, key: Option<&str>) -> String {
     }
 }
 
-/// s3s's access hook: resolves the caller, decides, and leaves the [`Principal`] in the
-/// request's extensions for the handlers (bucket ownership, SSE-KMS key checks).
+/// s3s's access hook: resolves the caller, decides, and leaves the [`Principal`] and the
+/// [`Authorized`] proof in the request's extensions for the handlers (bucket ownership,
+/// SSE-KMS key checks, bucket policy changes).
 pub struct S3Authz {
     pub iam: Arc<Iam>,
     pub secure: bool,
 }
 
 fn access_denied() -> s3s::S3Error {
-    s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied")
+    crate::audit::Recorder::s3_error(
+        s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied"),
+        false,
+    )
 }
 
 #[async_trait::async_trait]
@@ -580,13 +698,10 @@ impl s3s::access::S3Access for S3Authz {
                 ctx.insert(k, v.to_owned());
             }
         }
-        if let Some(q) = cx.uri().query() {
-            for kv in q.split('&') {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                if matches!(k, "prefix" | "delimiter" | "max-keys") {
-                    let v = urlencoding_decode(v);
-                    ctx.insert(&format!("s3:{k}"), v);
-                }
+        let query = crate::request::Query::parse(cx.uri().query());
+        for k in ["prefix", "delimiter", "max-keys"] {
+            if let Some(v) = query.get(k) {
+                ctx.insert(&format!("s3:{k}"), v.to_owned());
             }
         }
         let resource = match (&bucket, &key) {
@@ -594,13 +709,16 @@ impl s3s::access::S3Access for S3Authz {
             (Some(b), k) => s3_arn(b, k.as_deref()),
         };
         // DeleteObjects names its keys in the body: each is checked in the handler.
-        if op != "DeleteObjects"
-            && !self
+        // DeleteObjects names its keys in the body: each is checked in the handler (which
+        // gets the caller, and no proof: nothing was decided yet).
+        let proof = if op == "DeleteObjects" {
+            None
+        } else {
+            let proof = self
                 .iam
-                .authorize(&p, &action, &resource, bucket.as_deref(), &ctx)
-        {
-            return Err(access_denied());
-        }
+                .authorize(&p, &action, &resource, bucket.as_deref(), &ctx);
+            Some(proof.ok_or_else(access_denied)?)
+        };
         if matches!(op.as_str(), "CopyObject" | "UploadPartCopy") {
             if let Some((sb, sk)) = cx
                 .headers()
@@ -609,13 +727,17 @@ impl s3s::access::S3Access for S3Authz {
                 .and_then(copy_source)
             {
                 let src = s3_arn(&sb, Some(&sk));
-                if !self
+                if self
                     .iam
                     .authorize(&p, "s3:GetObject", &src, Some(&sb), &ctx)
+                    .is_none()
                 {
                     return Err(access_denied());
                 }
             }
+        }
+        if let Some(proof) = proof {
+            cx.extensions_mut().insert(proof);
         }
         cx.extensions_mut().insert(p);
         Ok(())
@@ -623,7 +745,7 @@ impl s3s::access::S3Access for S3Authz {
 }
 
 fn urlencoding_decode(s: &str) -> String {
-    crate::pct_decode(s).unwrap_or_else(|| s.to_owned())
+    crate::request::decode(s).unwrap_or_else(|| s.to_owned())
 }
 
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, percent-encoded.
@@ -655,6 +777,70 @@ mod tests {
         assert!(check_name("UserName", "", 64).is_err());
         assert!(check_name("UserName", "a/b", 64).is_err());
         assert!(check_name("UserName", &"a".repeat(65), 64).is_err());
+    }
+
+    async fn iam() -> Iam {
+        let store = Arc::new(coffer_meta::MemoryStore::new());
+        store
+            .create_identity(&IdentityRecord {
+                name: "root".into(),
+                kind: "root".into(),
+                enabled: true,
+                created: 0,
+            })
+            .await
+            .unwrap();
+        Iam::open(store).await.unwrap()
+    }
+
+    /// A change is made only with a proof of the decision that allowed exactly that change:
+    /// a denied caller gets no proof, and a proof for one user cannot create another.
+    #[tokio::test]
+    async fn changes_need_a_proof_that_covers_them() {
+        let iam = iam().await;
+        let root = Principal::authenticated("root", "AKROOT", true);
+        let ctx = base_context(&root, true);
+        let alice = Principal::user_arn("alice");
+        let proof = iam
+            .authorize(&root, "admin:CreateUser", &alice, None, &ctx)
+            .expect("root may create users");
+        assert_eq!(
+            (proof.principal(), proof.action(), proof.resource()),
+            (&root, "admin:CreateUser", alice.as_str())
+        );
+
+        let wrong = iam.create_identity(&proof, "bob", "user").await;
+        assert!(
+            matches!(&wrong, Err(ServerError::Internal(m)) if m.contains("does not cover")),
+            "{wrong:?}"
+        );
+        assert!(iam.get_identity("bob").is_err(), "nothing was created");
+        iam.create_identity(&proof, "alice", "user").await.unwrap();
+        // The proof for CreateUser is not one for DeleteUser.
+        assert!(iam.delete_identity(&proof, "alice").await.is_err());
+        assert!(iam.get_identity("alice").is_ok());
+
+        // alice has no policy: she is refused, and so holds no proof to change anything.
+        let alice_p = Principal::authenticated("alice", "AKALICE", false);
+        let actx = base_context(&alice_p, true);
+        assert!(iam
+            .authorize(
+                &alice_p,
+                "admin:CreateUser",
+                &Principal::user_arn("eve"),
+                None,
+                &actx
+            )
+            .is_none());
+        assert!(iam
+            .authorize(
+                &alice_p,
+                "s3:GetObject",
+                "arn:aws:s3:::b/k",
+                Some("b"),
+                &actx
+            )
+            .is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod error;
 pub mod iam;
 pub mod kms_api;
 pub mod principal;
+pub mod request;
 pub mod reserve;
 pub mod rootkey;
 pub mod s3;
@@ -284,9 +285,12 @@ impl s3s::auth::S3Auth for Credentials {
             .lookup(access_key)
             .map(|(secret, _)| s3s::auth::SecretKey::from(secret.as_str()))
             .ok_or_else(|| {
-                s3s::S3Error::with_message(
-                    s3s::S3ErrorCode::InvalidAccessKeyId,
-                    "The AWS Access Key Id you provided does not exist in our records.",
+                audit::Recorder::s3_error(
+                    s3s::S3Error::with_message(
+                        s3s::S3ErrorCode::InvalidAccessKeyId,
+                        "The AWS Access Key Id you provided does not exist in our records.",
+                    ),
+                    false,
                 )
             })
     }
@@ -325,8 +329,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
             let resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
                 Ok(()) => {
-                    let resp = this.route(req).await?;
-                    this.audit.response(info, resp).await
+                    let (resp, recorded) = audit::Recorder::scope(this.route(req)).await;
+                    this.audit.response(info, resp?, recorded).await
                 }
             };
             Ok(if head { without_body(resp) } else { resp })
@@ -372,12 +376,8 @@ impl Front {
                 );
             }
         }
-        let op = audit::s3_operation(
-            req.method(),
-            req.uri().path(),
-            req.uri().query().unwrap_or(""),
-            req.headers(),
-        );
+        let query = request::Query::parse(req.uri().query());
+        let op = audit::s3_operation(req.method(), req.uri().path(), &query, req.headers());
         let streaming = req
             .headers()
             .get("x-amz-content-sha256")
@@ -385,10 +385,7 @@ impl Front {
             .is_some_and(|v| v.starts_with("STREAMING-"));
         // Anonymous requests are refused by s3s's auth first (AccessDenied), as on S3.
         let signed = req.headers().contains_key(hyper::header::AUTHORIZATION)
-            || req
-                .uri()
-                .query()
-                .is_some_and(|q| q.contains("X-Amz-Signature="));
+            || query.get_ignore_case("X-Amz-Signature").is_some();
         if xmlbody::has_xml_body(op) && !streaming && signed {
             let s3 = self.s3.clone();
             let idle = self.idle;
@@ -538,24 +535,8 @@ struct Signing {
 fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refusal> {
     const REGION: &str = "us-east-1";
     let bad = hyper::StatusCode::BAD_REQUEST;
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some((pct_decode(k)?, pct_decode(v)?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let q = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let query = request::Query::parse(req.uri().query());
+    let q = |name: &str| query.get_ignore_case(name);
     let header_auth = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -570,23 +551,18 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refu
             ))
         }
         (Some(h), None) => {
-            let Some((alg, rest)) = h.trim().split_once(' ') else {
+            let Some(auth) = request::Authorization::parse(h) else {
                 return Ok(None); // s3s answers malformed headers itself
             };
-            if alg == "AWS" {
+            if auth.algorithm == "AWS" {
                 return Ok(None); // SigV2 signs every x-amz-* header by construction
             }
-            let mut cred = None;
-            let mut sh = None;
-            for part in rest.split(',') {
-                let part = part.trim();
-                if let Some(v) = part.strip_prefix("Credential=") {
-                    cred = Some(v.to_owned());
-                } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-                    sh = Some(v.to_owned());
-                }
-            }
-            (alg.to_owned(), cred, sh, false)
+            (
+                auth.algorithm.to_owned(),
+                auth.credential.map(str::to_owned),
+                auth.signed_headers.map(str::to_owned),
+                false,
+            )
         }
         (None, Some(alg)) => (
             alg.to_owned(),
@@ -608,26 +584,26 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refu
             format!("Unsupported signing algorithm {algorithm}: only AWS4-HMAC-SHA256"),
         ));
     }
-    if let Some(cred) = &credential {
-        let parts: Vec<&str> = cred.split('/').collect();
-        if parts.len() == 5 {
-            if parts[2] != REGION {
-                return Err((
-                    bad,
-                    malformed,
-                    format!(
-                        "The authorization header is malformed; the region '{}' is wrong; expecting '{REGION}'",
-                        parts[2]
-                    ),
-                ));
-            }
-            if parts[3] != "s3" || parts[4] != "aws4_request" {
-                return Err((
-                    bad,
-                    malformed,
-                    "The authorization header is malformed; the credential scope must end in s3/aws4_request".into(),
-                ));
-            }
+    if let Some(scope) = credential
+        .as_deref()
+        .and_then(request::CredentialScope::parse)
+    {
+        if scope.region != REGION {
+            return Err((
+                bad,
+                malformed,
+                format!(
+                    "The authorization header is malformed; the region '{}' is wrong; expecting '{REGION}'",
+                    scope.region
+                ),
+            ));
+        }
+        if scope.service != "s3" || scope.terminator != "aws4_request" {
+            return Err((
+                bad,
+                malformed,
+                "The authorization header is malformed; the credential scope must end in s3/aws4_request".into(),
+            ));
         }
     }
     if presigned {
@@ -679,30 +655,6 @@ fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refu
         presigned,
         headers: signed,
     }))
-}
-
-pub(crate) fn pct_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A connection must send its first request byte within the header timeout: hyper's header

@@ -426,15 +426,6 @@ impl Stream for ChannelBody {
     }
 }
 
-#[derive(Debug)]
-struct BodyError(String);
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for BodyError {}
-
 /// Conditional-request evaluation for GET and HEAD (RFC 9110 §13.2.2 order, as S3).
 fn check_conditions(
     rec: &ObjectRecord,
@@ -642,9 +633,11 @@ impl Coffer {
             .await;
             if let Err(e) = result {
                 tracing::error!(bucket, key, "read aborted: {e}");
-                let _ = tx
-                    .send(Err(Box::new(BodyError(format!("object read failed: {e}")))))
-                    .await;
+                let failure = crate::audit::BodyFailure {
+                    integrity: matches!(e, ServerError::Integrity(_)),
+                    detail: format!("object read failed: {e}"),
+                };
+                let _ = tx.send(Err(Box::new(failure))).await;
             }
         });
         Ok((ChannelBody(rx), used))
@@ -860,7 +853,22 @@ fn with_key_used<T>(output: T, used: Option<KeyUsed>) -> S3Response<T> {
 fn principal(ext: &http::Extensions) -> S3Result<crate::principal::Principal> {
     ext.get::<crate::principal::Principal>()
         .cloned()
-        .ok_or_else(|| s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"))
+        .ok_or_else(|| {
+            crate::audit::Recorder::s3_error(
+                s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"),
+                false,
+            )
+        })
+}
+
+/// The access hook's decision for this request (`iam::S3Authz`).
+fn authorized(ext: &http::Extensions) -> S3Result<&crate::iam::Authorized> {
+    ext.get::<crate::iam::Authorized>().ok_or_else(|| {
+        crate::audit::Recorder::s3_error(
+            s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"),
+            false,
+        )
+    })
 }
 
 fn owner() -> Owner {
@@ -1022,13 +1030,15 @@ impl S3 for Coffer {
         let buckets = s3(self.meta.list_buckets().await)?
             .into_iter()
             .filter(|BucketInfo { name, .. }| {
-                self.iam.authorize(
-                    &caller,
-                    "s3:ListBucket",
-                    &crate::iam::s3_arn(name, None),
-                    Some(name),
-                    &ctx,
-                )
+                self.iam
+                    .authorize(
+                        &caller,
+                        "s3:ListBucket",
+                        &crate::iam::s3_arn(name, None),
+                        Some(name),
+                        &ctx,
+                    )
+                    .is_some()
             })
             .map(|BucketInfo { name, created }| {
                 let mut b = Bucket::default();
@@ -1168,9 +1178,10 @@ impl S3 for Coffer {
         if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
+        let proof = authorized(&req.extensions)?;
         s3(self
             .iam
-            .put_bucket_policy(&req.input.bucket, &req.input.policy)
+            .put_bucket_policy(proof, &req.input.bucket, &req.input.policy)
             .await)?;
         Ok(S3Response::new(PutBucketPolicyOutput::default()))
     }
@@ -1200,7 +1211,11 @@ impl S3 for Coffer {
         if !s3(self.meta.bucket_exists(&req.input.bucket).await)? {
             return Err(ServerError::NoSuchBucket.into());
         }
-        s3(self.iam.delete_bucket_policy(&req.input.bucket).await)?;
+        let proof = authorized(&req.extensions)?;
+        s3(self
+            .iam
+            .delete_bucket_policy(proof, &req.input.bucket)
+            .await)?;
         let mut resp = S3Response::new(DeleteBucketPolicyOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -1541,13 +1556,14 @@ impl S3 for Coffer {
         let ctx = crate::iam::base_context(&caller, self.secure);
         for id in input.delete.objects {
             // s3:DeleteObject is decided per key, as AWS does.
-            if !self.iam.authorize(
+            let allowed = self.iam.authorize(
                 &caller,
                 "s3:DeleteObject",
                 &crate::iam::s3_arn(&input.bucket, Some(&id.key)),
                 Some(&input.bucket),
                 &ctx,
-            ) {
+            );
+            if allowed.is_none() {
                 let mut err = Error::default();
                 err.key = Some(id.key);
                 err.code = Some("AccessDenied".to_owned());
@@ -2557,7 +2573,11 @@ impl std::fmt::Display for BodyStreamError {
         self.0.fmt(f)
     }
 }
-impl std::error::Error for BodyStreamError {}
+impl std::error::Error for BodyStreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// `EncodingType=url`: keys, prefixes and markers are percent-encoded in the response (the
 /// client decodes them), so keys with characters XML 1.0 cannot carry survive the listing.

@@ -98,32 +98,29 @@ fn incomplete(msg: &str) -> SigV4Error {
 }
 
 fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, SigV4Error> {
-    let value = value.trim();
-    let Some(rest) = value.strip_prefix("AWS4-HMAC-SHA256 ") else {
-        return Err(incomplete(
-            "Authorization header requires the AWS4-HMAC-SHA256 algorithm",
-        ));
-    };
-    let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',') {
-        let part = part.trim();
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
-        } else if !part.is_empty() {
-            return Err(incomplete("Authorization header has an unknown component"));
-        }
+    let auth = crate::request::Authorization::parse(value)
+        .filter(|a| a.algorithm == "AWS4-HMAC-SHA256")
+        .ok_or_else(|| {
+            incomplete("Authorization header requires the AWS4-HMAC-SHA256 algorithm")
+        })?;
+    if auth.unknown_component {
+        return Err(incomplete("Authorization header has an unknown component"));
     }
-    let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
+    let (Some(credential), Some(signed), Some(signature)) =
+        (auth.credential, auth.signed_headers, auth.signature)
+    else {
         return Err(incomplete(
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters",
         ));
     };
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [access_key, date, region, service, terminator] = scope[..] else {
+    let Some(crate::request::CredentialScope {
+        access_key,
+        date,
+        region,
+        service,
+        terminator,
+    }) = crate::request::CredentialScope::parse(credential)
+    else {
         return Err(incomplete(
             "Credential must have the form <access key>/<date>/<region>/<service>/aws4_request",
         ));
