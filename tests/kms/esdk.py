@@ -5,11 +5,15 @@ AWS_ENDPOINT_URL_KMS, AWS_CA_BUNDLE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION). With --expect-failure the decrypt of a fresh message must fail
 (the key has been disabled in between by the caller: see run.sh).
 """
+import io
 import sys
 
 import aws_encryption_sdk
 import botocore.session
 from aws_encryption_sdk import CommitmentPolicy
+from aws_encryption_sdk.exceptions import DecryptKeyError
+from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
+from botocore.exceptions import ClientError
 
 key_arn = sys.argv[1]
 mode = sys.argv[2] if len(sys.argv) > 2 else "roundtrip"
@@ -33,10 +37,26 @@ if mode == "roundtrip":
     print("esdk: round trip ok")
 elif mode == "decrypt-fails":
     ciphertext = open(sys.argv[3], "rb").read()
+    # The client's decrypt fails with the SDK's DecryptKeyError ("Unable to decrypt any data
+    # key"); it drops the cause on the way out, so the cause is read one level down: the
+    # message's own data key, decrypted by its master key, must fail because KMS answered
+    # DisabledException — not for any other reason (a wrong endpoint, a parse error).
     try:
         client.decrypt(source=ciphertext, key_provider=provider)
-    except Exception as e:  # the SDK wraps KMS's DisabledException in its own error
-        assert "DisabledException" in repr(e) or "Disabled" in str(e) or "Unable to decrypt" in str(e), repr(e)
-        print(f"esdk: decrypt with the key disabled fails: {type(e).__name__}")
+    except DecryptKeyError:
+        pass
     else:
         raise AssertionError("decrypt succeeded with the key disabled")
+    header, _ = deserialize_header(io.BytesIO(ciphertext))
+    [edk] = header.encrypted_data_keys
+    master_key = provider.master_key_for_decrypt(edk.key_provider.key_info.decode())
+    try:
+        master_key.decrypt_data_key(edk, header.algorithm, header.encryption_context)
+    except DecryptKeyError as e:
+        cause = e.__cause__
+        assert isinstance(cause, ClientError), repr(cause)
+        code = cause.response["Error"]["Code"]
+        assert code == "DisabledException", (code, cause.response["Error"].get("Message"))
+        print(f"esdk: decrypt with the key disabled fails: KMS answered {code}")
+    else:
+        raise AssertionError("the data key decrypted with the key disabled")

@@ -25,8 +25,9 @@ Verdict per request: `error` (an error status), `cut` (the body ends before Cont
 `authentic` (success with exactly the original bytes) or `ALTERED` (success, or a cut body,
 carrying bytes that differ from the original). A case is detected when the full GET and every
 request whose range touches the damage fail (error or cut), and no request returned altered
-bytes. A range that does not touch the damage may succeed, with authentic bytes only — that is
-how random access works (only the chunks covering a range are decrypted). After each case the
+bytes. A range that does not touch the damage must succeed, with authentic bytes only — that
+is how random access works (only the chunks covering a range are decrypted); a refused
+undamaged range fails the case as `REFUSED`. After each case the
 bystander objects (other buckets, all three SSE modes) must still be served intact.
 
 Database cases (one copy of a stopped server's data directory per case): a byte flipped in
@@ -91,7 +92,9 @@ class Case:
         self.affected = affected  # ALL, or a set of plaintext chunk indices
         self.layout = Layout(blob.read_bytes()) if blob and blob.exists() else None
         self.apply = None          # set by the case builder: edits the files
-        self.requests = None       # [(label, get kwargs, (start, end), must_fail)]
+        # [(label, get kwargs, (start, end), must_fail)]; must_fail False: the range does not
+        # touch the damage and must be answered with the authentic bytes.
+        self.requests = None
         self.extra = []            # other damaged cases' objects read with this one
         self.results = []
         self.verdict = None
@@ -150,10 +153,11 @@ def read(s3, bucket, key, read_kw, get_kw):
 
 
 def judge(case, s3):
-    """Reads every request of the case; sets case.verdict to detected/undetected/ALTERED."""
+    """Reads every request of the case; sets case.verdict to detected/undetected/ALTERED/REFUSED."""
     read_kw = MODES[case.mode][1]
     altered = False
     undetected = False
+    refused = False
     for label, get_kw, (lo, hi), must_fail in case.requests:
         kind, status, data = read(s3, BUCKET, case.key, read_kw, get_kw)
         expect = case.body[lo:hi]
@@ -171,8 +175,12 @@ def judge(case, s3):
                 kind = "ALTERED (cut)"
         if kind in ("error", "cut"):
             case.failed_ids.append(LAST_REQUEST_ID[0])
+            if not must_fail:
+                refused = True
+                kind += " (undamaged range)"
         case.results.append((label, kind, status, len(data)))
-    case.verdict = "ALTERED" if altered else ("undetected" if undetected else "detected")
+    case.verdict = ("ALTERED" if altered else "undetected" if undetected
+                    else "REFUSED" if refused else "detected")
     return case.verdict
 
 
@@ -637,7 +645,8 @@ def main():
                             f"(recorded: {sorted(audited.get(rid, ()), key=str)})")
 
     for c in cases:
-        mark = {"detected": "ok  ", "undetected": "MISS", "ALTERED": "BAD "}[c.verdict]
+        mark = {"detected": "ok  ", "undetected": "MISS", "ALTERED": "BAD ",
+                "REFUSED": "BAD "}[c.verdict]
         print(f"{mark} {c.name} [{c.key}]")
         print("       " + "; ".join(f"{l}: {k} {s}" for l, k, s, _ in c.results))
         if c.verdict != "detected":

@@ -113,12 +113,26 @@ impl LockedKey {
     }
 }
 
+impl LockedKey {
+    /// The whole page, for the wipe and its test.
+    fn page_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is ours, writable, `page_len` bytes long, and `&mut self`
+        // guarantees nothing else borrows it.
+        unsafe { std::slice::from_raw_parts_mut(self.page.as_ptr(), self.page_len) }
+    }
+
+    /// Zeroes the whole page (volatile writes: not optimised away). Drop calls this before
+    /// the page is unmapped.
+    fn wipe(&mut self) {
+        self.page_mut().zeroize();
+    }
+}
+
 impl Drop for LockedKey {
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours, writable, and `page_len` bytes long; nothing borrows
-        // it any more. Zeroize uses volatile writes, so the wipe is not optimised away.
+        self.wipe();
+        // SAFETY: the mapping is ours and `page_len` bytes long; nothing borrows it any more.
         unsafe {
-            std::slice::from_raw_parts_mut(self.page.as_ptr(), self.page_len).zeroize();
             let ptr = self.page.as_ptr().cast::<libc::c_void>();
             if self.locked {
                 libc::munlock(ptr, self.page_len);
@@ -154,7 +168,8 @@ pub fn disable_core_dumps() -> Result<()> {
     Ok(())
 }
 
-/// Whether core dumps are disabled for this process (`RLIMIT_CORE` soft limit is 0).
+/// Whether core dumps are disabled for this process for good: `RLIMIT_CORE` soft *and hard*
+/// limits are 0 (a soft limit of 0 alone is common, and the process could raise it again).
 pub fn core_dumps_disabled() -> bool {
     let mut limit = libc::rlimit {
         rlim_cur: 1,
@@ -162,7 +177,22 @@ pub fn core_dumps_disabled() -> bool {
     };
     // SAFETY: getrlimit writes into a valid rlimit struct we own.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) } == 0;
-    ok && limit.rlim_cur == 0
+    ok && limit.rlim_cur == 0 && limit.rlim_max == 0
+}
+
+/// Whether the process is dumpable (`PR_GET_DUMPABLE`; Linux). After
+/// [`disable_core_dumps`] it is not: no core file, no `ptrace` attach by other users, and
+/// `/proc/<pid>/mem` closed to them. Elsewhere: `true` (not known to be protected).
+pub fn process_dumpable() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+        (unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }) != 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +205,59 @@ mod tests {
         let locked = LockedKey::new(&key)?;
         assert_eq!(locked.expose(), key.expose());
         assert!(locked.to_secret_key().ct_eq(&key));
+        Ok(())
+    }
+
+    /// The `VmFlags` of the mapping holding `addr`, from `/proc/self/smaps` (Linux).
+    fn vm_flags(addr: usize) -> Vec<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(flags) = line.strip_prefix("VmFlags:") {
+                    return flags.split_whitespace().map(str::to_owned).collect();
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// What the kernel says about a key page: excluded from core dumps (`dd`), and locked
+    /// (`lo`) exactly when `mlock` reported success — not what the code believes it asked.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_sees_key_pages_as_locked_and_not_dumpable() -> Result<()> {
+        let key = SecretKey::generate()?;
+        let locked = LockedKey::new(&key)?;
+        let flags = vm_flags(locked.page.as_ptr() as usize);
+        assert!(!flags.is_empty(), "the key page is in /proc/self/smaps");
+        assert!(flags.iter().any(|f| f == "dd"), "MADV_DONTDUMP: {flags:?}");
+        assert_eq!(
+            flags.iter().any(|f| f == "lo"),
+            locked.is_locked(),
+            "mlock: {flags:?}"
+        );
+        Ok(())
+    }
+
+    /// The wipe Drop runs zeroes the whole page, not just the key's 32 bytes.
+    #[test]
+    fn the_wipe_zeroes_the_whole_page() -> Result<()> {
+        let mut locked = LockedKey::from_bytes(&[0xA5; 32])?;
+        locked.page_mut()[100] = 0x5A;
+        assert!(locked.page_mut().iter().any(|&b| b != 0));
+        locked.wipe();
+        assert!(locked.page_mut().iter().all(|&b| b == 0));
+        assert_eq!(locked.expose(), &[0; 32]);
         Ok(())
     }
 }
