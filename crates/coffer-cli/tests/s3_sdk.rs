@@ -2058,3 +2058,64 @@ async fn data_at_rest_scan_restart_and_tamper() {
     server.stop();
     dirs.assert_nothing_written_outside_data();
 }
+
+/// A second server started on a data directory in use stops before it touches anything:
+/// a blob a running writer has completed but not yet committed (here: an unreferenced blob
+/// file) survives it, and the running server keeps serving. Once the directory is free, a
+/// restart collects that blob as garbage (its writer is gone) and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_deletes_nothing() {
+    let dirs = Dirs::new();
+    let server = Server::start(&dirs);
+    let c = server.client();
+    create_bucket(&c, "busy").await;
+    let name = "0123456789abcdef0123456789abcdef";
+    let in_flight = dirs.data().join("blobs").join(&name[..2]).join(name);
+    fs::create_dir_all(in_flight.parent().unwrap()).unwrap();
+    fs::write(&in_flight, b"a blob whose record is not committed yet").unwrap();
+
+    let second = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dirs.data())
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("COFFER_DATA_DIR")
+        .current_dir(dirs.root.path().join("cwd"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a second server");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second server must not start");
+    assert!(
+        stderr.contains("audit"),
+        "it names the lock it could not take: {stderr}"
+    );
+    assert!(
+        in_flight.exists(),
+        "the second server deleted an in-flight blob"
+    );
+    let listed = c
+        .list_buckets()
+        .send()
+        .await
+        .expect("the first server still serves");
+    assert_eq!(listed.buckets().len(), 1);
+    server.stop();
+
+    let server = Server::start(&dirs);
+    assert!(
+        !in_flight.exists(),
+        "the orphan is collected once its writer is gone"
+    );
+    assert!(
+        server
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("removed 0 interrupted write(s) and 1 uncommitted blob(s)")),
+        "the restart reports what it collected: {:?}",
+        server.stdout.lock().unwrap()
+    );
+    server.stop();
+}

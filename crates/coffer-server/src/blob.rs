@@ -64,9 +64,66 @@ impl BlobStore {
     pub fn open_local(dir: &FsPath) -> ServerResult<BlobStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ServerError::Internal(format!("create {}: {e}", dir.display())))?;
-        Ok(BlobStore {
-            store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
-        })
+        Ok(BlobStore::new(Arc::new(LocalFileSystem::new_with_prefix(
+            dir,
+        )?)))
+    }
+
+    /// Blobs on any `object_store` backend (the store's root is Coffer's: every object
+    /// under it is a blob this layer wrote).
+    pub fn new(store: Arc<dyn ObjectStore>) -> BlobStore {
+        BlobStore { store }
+    }
+
+    /// Garbage collection: deletes the blobs no record references that were last modified
+    /// more than `grace` ago. Returns how many it deleted.
+    ///
+    /// Safe beside writers that are still running, as long as `grace` is longer than the
+    /// time between a blob's completion and the commit of the record naming it (a blob is
+    /// written completely, then committed): the blobs are listed *before* the references
+    /// are read, so a blob committed in between is either young (kept) or in `referenced`
+    /// (kept). A blob still being written is not listed at all (object stores show an
+    /// object only once its upload completes; the local store's staging files are not
+    /// listed). Objects whose names are not blob names are never touched.
+    pub async fn collect_garbage<F, Fut>(
+        &self,
+        referenced: F,
+        grace: std::time::Duration,
+    ) -> ServerResult<usize>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ServerResult<std::collections::HashSet<String>>>,
+    {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let cutoff_ms = cutoff
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut old = Vec::new();
+        let mut listing = self.store.list(None);
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            let Some(name) = meta.location.filename().map(str::to_owned) else {
+                continue;
+            };
+            if is_blob_name(&name)
+                && blob_path(&name) == meta.location
+                && meta.last_modified.timestamp_millis() < cutoff_ms
+            {
+                old.push(name);
+            }
+        }
+        drop(listing);
+        let referenced = referenced().await?;
+        let mut deleted = 0;
+        for name in old.iter().filter(|n| !referenced.contains(*n)) {
+            match self.store.delete(&blob_path(name)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
     }
 
     pub fn new_name() -> String {
@@ -302,15 +359,17 @@ impl BlobStore {
     }
 }
 
-/// Start-up sweep of a local blob directory: removes staging files of writes a crash
-/// interrupted and blobs no metadata references (written, but never committed). Returns
-/// (staging files removed, orphans removed).
-pub fn sweep_local(
-    dir: &FsPath,
-    referenced: &std::collections::HashSet<String>,
-) -> ServerResult<(usize, usize)> {
+/// A name [`BlobStore::new_name`] makes: 32 lower-case hex digits.
+fn is_blob_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Start-up sweep of a local blob directory: removes the staging files (`<name>#<n>`) of
+/// writes a crash interrupted. Only safe while no other process writes the directory: the
+/// server holds the data directory's lock when it calls this. Returns the files removed.
+/// (Uncommitted blobs are [`BlobStore::collect_garbage`]'s.)
+pub fn sweep_local_staging(dir: &FsPath) -> ServerResult<usize> {
     let mut staging = 0;
-    let mut orphans = 0;
     let io = |e: std::io::Error| ServerError::Internal(format!("sweep {}: {e}", dir.display()));
     for fan in std::fs::read_dir(dir).map_err(io)? {
         let fan = fan.map_err(io)?;
@@ -320,21 +379,13 @@ pub fn sweep_local(
         for entry in std::fs::read_dir(fan.path()).map_err(io)? {
             let entry = entry.map_err(io)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let remove = if name.contains('#') {
+            if name.contains('#') {
                 staging += 1;
-                true
-            } else if !referenced.contains(&name) {
-                orphans += 1;
-                true
-            } else {
-                false
-            };
-            if remove {
                 std::fs::remove_file(entry.path()).map_err(io)?;
             }
         }
     }
-    Ok((staging, orphans))
+    Ok(staging)
 }
 
 fn missing(path: &Path, e: object_store::Error) -> ServerError {
@@ -490,4 +541,82 @@ pub struct OpenBlob {
     pub metadata: Metadata,
     /// The version of the key that wrapped this blob's data key (its header says).
     pub key_version: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    async fn put(store: &dyn ObjectStore, path: &str) {
+        store
+            .put(&Path::from(path), PutPayload::from_static(b"ciphertext"))
+            .await
+            .unwrap();
+    }
+
+    async fn exists(store: &dyn ObjectStore, path: &str) -> bool {
+        store.head(&Path::from(path)).await.is_ok()
+    }
+
+    /// The garbage collector's contract, on the in-memory backend and on the local one: a
+    /// young unreferenced blob survives (another writer may be about to commit it), an old
+    /// one goes; referenced blobs, blobs committed while the collector was listing, and
+    /// objects that are not blobs are never deleted.
+    #[tokio::test]
+    async fn garbage_collection_keeps_young_referenced_and_foreign_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let local: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        for store in [memory, local] {
+            let blobs = BlobStore::new(Arc::clone(&store));
+            let [kept, orphan, late] = [0, 1, 2].map(|_| BlobStore::new_name());
+            for name in [&kept, &orphan, &late] {
+                put(&*store, blob_path(name).as_ref()).await;
+            }
+            // Not blob names, or not where a blob would be: never Coffer's garbage.
+            put(&*store, "notes.txt").await;
+            put(&*store, &format!("zz/{}", orphan.replace('0', "1"))).await;
+
+            let refs = || async { Ok(HashSet::from([kept.clone()])) };
+            let hour = Duration::from_secs(3600);
+            assert_eq!(blobs.collect_garbage(refs, hour).await.unwrap(), 0);
+            assert!(exists(&*store, blob_path(&orphan).as_ref()).await, "young");
+
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // `late` is committed after the listing, before the references are read.
+            let refs = || async { Ok(HashSet::from([kept.clone(), late.clone()])) };
+            assert_eq!(
+                blobs.collect_garbage(refs, Duration::ZERO).await.unwrap(),
+                1
+            );
+            assert!(!exists(&*store, blob_path(&orphan).as_ref()).await);
+            assert!(exists(&*store, blob_path(&kept).as_ref()).await);
+            assert!(exists(&*store, blob_path(&late).as_ref()).await);
+            assert!(exists(&*store, "notes.txt").await);
+            assert!(exists(&*store, &format!("zz/{}", orphan.replace('0', "1"))).await);
+
+            // A failure to read the references deletes nothing.
+            let refs = || async { Err(ServerError::Internal("metadata unavailable".into())) };
+            assert!(blobs.collect_garbage(refs, Duration::ZERO).await.is_err());
+            assert!(exists(&*store, blob_path(&kept).as_ref()).await);
+        }
+    }
+
+    /// The local start-up sweep removes staging files and nothing else (uncommitted blobs
+    /// are the collector's).
+    #[tokio::test]
+    async fn the_local_sweep_removes_only_staging_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = BlobStore::new_name();
+        let fan = dir.path().join(&name[..2]);
+        std::fs::create_dir_all(&fan).unwrap();
+        std::fs::write(fan.join(&name), b"blob").unwrap();
+        std::fs::write(fan.join(format!("{name}#3")), b"staging").unwrap();
+        assert_eq!(sweep_local_staging(dir.path()).unwrap(), 1);
+        assert!(fan.join(&name).exists());
+        assert!(!fan.join(format!("{name}#3")).exists());
+    }
 }

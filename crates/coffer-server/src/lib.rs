@@ -196,12 +196,28 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         notes.push(format!("  AWS_ACCESS_KEY_ID={a}"));
         notes.push(format!("  AWS_SECRET_ACCESS_KEY={s}"));
     }
+    // The audit log's directory lock (flock) is the data directory's: taken before anything
+    // is swept, so a second server started on the same directory stops here instead of
+    // deleting the running one's in-flight blobs.
+    let audit_dir = data.join("audit");
+    let audit_log = coffer_audit::AuditLog::open(
+        &audit_dir,
+        kms.derive_subsystem_key("audit/mac/v1")?,
+        coffer_audit::AuditOptions::default(),
+    )
+    .map_err(|e| ServerError::Internal(format!("audit log {}: {e}", audit_dir.display())))?;
     let blob_dir = data.join("blobs");
     let blobs = blob::BlobStore::open_local(&blob_dir)?;
-    let (staging, orphans) = blob::sweep_local(
-        &blob_dir,
-        &coffer_meta::MetaStore::referenced_blobs(&*store).await?,
-    )?;
+    let staging = blob::sweep_local_staging(&blob_dir)?;
+    // With the lock held this process is the local directory's only writer and has not
+    // started serving, so every unreferenced blob is an orphan of a dead writer: no grace
+    // is needed here. Backends shared by several writers pass one.
+    let orphans = blobs
+        .collect_garbage(
+            || async { Ok(coffer_meta::MetaStore::referenced_blobs(&*store).await?) },
+            Duration::ZERO,
+        )
+        .await?;
     if staging + orphans > 0 {
         notes.push(format!(
             "removed {staging} interrupted write(s) and {orphans} uncommitted blob(s)"
@@ -217,13 +233,6 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         !config.insecure_http,
         config.limits.body_idle_timeout,
     ));
-    let audit_dir = data.join("audit");
-    let audit_log = coffer_audit::AuditLog::open(
-        &audit_dir,
-        kms.derive_subsystem_key("audit/mac/v1")?,
-        coffer_audit::AuditOptions::default(),
-    )
-    .map_err(|e| ServerError::Internal(format!("audit log {}: {e}", audit_dir.display())))?;
     let audit = Arc::new(audit::Auditor {
         log: Arc::new(audit_log),
         iam: Arc::clone(&iam),
