@@ -948,6 +948,26 @@ impl KmsApi {
         }
     }
 
+    /// [`KmsApi::authorize`] for a change to a customer managed key (no encryption context):
+    /// an AWS managed key (`aws/s3`) is refused with `UnsupportedOperationException`,
+    /// `refusal` saying why.
+    async fn authorize_change(
+        &self,
+        principal: &Principal,
+        key: &str,
+        action: &str,
+        audit: &mut KmsAudit,
+        refusal: &str,
+    ) -> Result<KeyUse, KmsApiError> {
+        let proof = self
+            .authorize(principal, key, action, &self.call(None), audit)
+            .await?;
+        if Self::is_managed(proof.metadata()) {
+            return Err(KmsApiError::unsupported(refusal));
+        }
+        Ok(proof)
+    }
+
     fn is_managed(meta: &KeyMetadata) -> bool {
         meta.owner == MANAGED_OWNER
     }
@@ -1065,20 +1085,15 @@ impl KmsApi {
             .target_key_id
             .ok_or_else(|| KmsApiError::validation("TargetKeyId is required"))?;
         let proof = self
-            .authorize(
+            .authorize_change(
                 principal,
                 &target,
                 "kms:CreateAlias",
-                &self.call(None),
                 audit,
+                "an alias cannot point at an AWS managed key",
             )
             .await?;
         let meta = proof.metadata();
-        if Self::is_managed(meta) {
-            return Err(KmsApiError::unsupported(
-                "an alias cannot point at an AWS managed key",
-            ));
-        }
         self.kms.create_alias(&req.alias_name, &meta.key_id).await?;
         reply(json!({}))
     }
@@ -1103,20 +1118,15 @@ impl KmsApi {
         )
         .await?;
         let proof = self
-            .authorize(
+            .authorize_change(
                 principal,
                 &target,
                 "kms:UpdateAlias",
-                &self.call(None),
                 audit,
+                "an alias cannot point at an AWS managed key",
             )
             .await?;
         let meta = proof.metadata();
-        if Self::is_managed(meta) {
-            return Err(KmsApiError::unsupported(
-                "an alias cannot point at an AWS managed key",
-            ));
-        }
         self.kms.update_alias(&req.alias_name, &meta.key_id).await?;
         reply(json!({}))
     }
@@ -1687,20 +1697,15 @@ impl KmsApi {
             .policy
             .ok_or_else(|| KmsApiError::validation("Policy is required"))?;
         let proof = self
-            .authorize(
+            .authorize_change(
                 principal,
                 &req.key_id,
                 "kms:PutKeyPolicy",
-                &self.call(None),
                 audit,
+                "the key policy of an AWS managed key cannot be changed",
             )
             .await?;
         let meta = proof.metadata();
-        if Self::is_managed(meta) {
-            return Err(KmsApiError::unsupported(
-                "the key policy of an AWS managed key cannot be changed",
-            ));
-        }
         let parsed = parse_key_policy(&policy)?;
         if !req.bypass_policy_lockout_safety_check {
             check_lockout(&parsed, principal, self.secure)?;
@@ -1914,20 +1919,15 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         let proof = self
-            .authorize(
+            .authorize_change(
                 principal,
                 &req.key_id,
                 "kms:TagResource",
-                &self.call(None),
                 audit,
+                "AWS managed keys cannot be tagged",
             )
             .await?;
         let meta = proof.metadata();
-        if Self::is_managed(meta) {
-            return Err(KmsApiError::unsupported(
-                "AWS managed keys cannot be tagged",
-            ));
-        }
         self.kms.tag_key(&meta.key_id, &tags_map(req.tags)).await?;
         reply(json!({}))
     }
@@ -1939,20 +1939,15 @@ impl KmsApi {
         audit: &mut KmsAudit,
     ) -> Reply {
         let proof = self
-            .authorize(
+            .authorize_change(
                 principal,
                 &req.key_id,
                 "kms:UntagResource",
-                &self.call(None),
                 audit,
+                "AWS managed keys cannot be tagged",
             )
             .await?;
         let meta = proof.metadata();
-        if Self::is_managed(meta) {
-            return Err(KmsApiError::unsupported(
-                "AWS managed keys cannot be tagged",
-            ));
-        }
         self.kms.untag_key(&meta.key_id, &req.tag_keys).await?;
         reply(json!({}))
     }

@@ -478,19 +478,26 @@ impl Coffer {
         Ok(self.meta.bucket_encryption(bucket).await?)
     }
 
-    /// What every object listing checks first: its parameters, then the bucket. Returns the
-    /// page size.
-    async fn list_start(
+    /// One page of an object listing, in the order every listing checks things: its
+    /// parameters, then the bucket, then `after` (the marker, start-after, or decoded
+    /// continuation token), then the page is read. Returns (page size, after, page).
+    async fn list(
         &self,
         bucket: &str,
         max_keys: Option<i32>,
         encoding: Option<&EncodingType>,
-    ) -> ServerResult<usize> {
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: impl FnOnce() -> ServerResult<String>,
+    ) -> ServerResult<(usize, String, ListPage)> {
         check_list_params(&[("max-keys", max_keys)], encoding)?;
         if !self.meta.bucket_exists(bucket).await? {
             return Err(ServerError::NoSuchBucket);
         }
-        Ok(max_keys.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000))
+        let limit = max_keys.map(|v| v.clamp(0, 1000) as usize).unwrap_or(1000);
+        let after = after()?;
+        let page = list_page(&*self.meta, bucket, prefix, delimiter, &after, limit).await?;
+        Ok((limit, after, page))
     }
 
     async fn object(&self, bucket: &str, key: &str) -> ServerResult<ObjectRecord> {
@@ -765,6 +772,37 @@ impl ListPage {
             })
             .collect()
     }
+}
+
+/// The start every object listing shares: [`Coffer::list`] with the input's common fields
+/// (`bucket`, `max_keys`, `encoding_type`, `prefix`, `delimiter`); `$after` works out the
+/// listing's start key. Evaluates to (prefix, page size, start key, page).
+macro_rules! list_input {
+    ($self:ident, $input:ident, $after:expr) => {{
+        let prefix = $input.prefix.clone().unwrap_or_default();
+        let (limit, after, page) = s3($self
+            .list(
+                &$input.bucket,
+                $input.max_keys,
+                $input.encoding_type.as_ref(),
+                &prefix,
+                $input.delimiter.as_deref(),
+                $after,
+            )
+            .await)?;
+        (prefix, limit, after, page)
+    }};
+}
+
+/// The fields every listing's output echoes from its input.
+macro_rules! list_output {
+    ($out:ident, $input:ident, $prefix:expr, $limit:expr) => {
+        $out.name = Some($input.bucket);
+        $out.prefix = Some($prefix);
+        $out.max_keys = Some($limit as i32);
+        $out.delimiter = $input.delimiter;
+        $out.encoding_type = $input.encoding_type;
+    };
 }
 
 /// Reads `meta` in batches until `max_keys` entries (objects + common prefixes) after
@@ -1747,32 +1785,17 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        let limit = s3(self
-            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
-            .await)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let marker = input.marker.clone().unwrap_or_default();
+        let (prefix, limit, marker, page) =
+            list_input!(self, input, || Ok(input.marker.clone().unwrap_or_default()));
         let ListPage {
             contents,
             prefixes,
             truncated,
             next,
-        } = s3(list_page(
-            &*self.meta,
-            &input.bucket,
-            &prefix,
-            input.delimiter.as_deref(),
-            &marker,
-            limit,
-        )
-        .await)?;
+        } = page;
         let mut out = ListObjectsOutput::default();
-        out.name = Some(input.bucket);
-        out.prefix = Some(prefix);
+        list_output!(out, input, prefix, limit);
         out.marker = Some(marker);
-        out.max_keys = Some(limit as i32);
-        out.delimiter = input.delimiter;
-        out.encoding_type = input.encoding_type;
         out.is_truncated = Some(truncated);
         // NextMarker is returned only with a delimiter (S3 ListObjects docs); clients use
         // the last key otherwise.
@@ -1793,41 +1816,27 @@ impl S3 for Coffer {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        let limit = s3(self
-            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
-            .await)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let after = match &input.continuation_token {
-            Some(t) => String::from_utf8(B64.decode(t).map_err(|_| {
-                ServerError::invalid_argument("The continuation token provided is incorrect")
-            })?)
-            .map_err(|_| {
-                ServerError::invalid_argument("The continuation token provided is incorrect")
-            })?,
-            None => input.start_after.clone().unwrap_or_default(),
+        let after = || match &input.continuation_token {
+            Some(t) => B64
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ServerError::invalid_argument("The continuation token provided is incorrect")
+                }),
+            None => Ok(input.start_after.clone().unwrap_or_default()),
         };
+        let (prefix, limit, _, page) = list_input!(self, input, after);
         let ListPage {
             contents,
             prefixes,
             truncated,
             next,
-        } = s3(list_page(
-            &*self.meta,
-            &input.bucket,
-            &prefix,
-            input.delimiter.as_deref(),
-            &after,
-            limit,
-        )
-        .await)?;
+        } = page;
         let fetch_owner = input.fetch_owner.unwrap_or(false);
         let mut out = ListObjectsV2Output::default();
-        out.name = Some(input.bucket);
-        out.prefix = Some(prefix);
-        out.max_keys = Some(limit as i32);
+        list_output!(out, input, prefix, limit);
         out.key_count = Some((contents.len() + prefixes.len()) as i32);
-        out.delimiter = input.delimiter;
-        out.encoding_type = input.encoding_type;
         out.start_after = input.start_after;
         out.continuation_token = input.continuation_token;
         out.is_truncated = Some(truncated);
@@ -1855,32 +1864,19 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         // Versioning is off: every object is its only ("null") version.
         let input = req.input;
-        let limit = s3(self
-            .list_start(&input.bucket, input.max_keys, input.encoding_type.as_ref())
-            .await)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let marker = input.key_marker.clone().unwrap_or_default();
+        let (prefix, limit, marker, page) = list_input!(self, input, || Ok(input
+            .key_marker
+            .clone()
+            .unwrap_or_default()));
         let ListPage {
             contents,
             prefixes,
             truncated,
             next,
-        } = s3(list_page(
-            &*self.meta,
-            &input.bucket,
-            &prefix,
-            input.delimiter.as_deref(),
-            &marker,
-            limit,
-        )
-        .await)?;
+        } = page;
         let mut out = ListObjectVersionsOutput::default();
-        out.name = Some(input.bucket);
-        out.prefix = Some(prefix);
+        list_output!(out, input, prefix, limit);
         out.key_marker = Some(marker);
-        out.max_keys = Some(limit as i32);
-        out.delimiter = input.delimiter;
-        out.encoding_type = input.encoding_type;
         out.is_truncated = Some(truncated);
         out.next_key_marker = next;
         if truncated {
