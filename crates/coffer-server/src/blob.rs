@@ -491,8 +491,11 @@ async fn write_worker(
     Ok((md5.finalize().into(), hasher.finalize(), blob_len))
 }
 
-/// Maps a request-body error to S3's error. s3s's body error types are private, so this goes
-/// by their messages (their variant names).
+/// Maps a request-body error to S3's error. s3s's body error types are private and its
+/// aws-chunked wrapper (`AwsChunkedStreamError::Underlying`) does not expose its cause as a
+/// `source()`, so neither s3s's errors nor the framing errors of `aws_chunked.rs` that pass
+/// through it can be downcast here: this goes by their messages (s3s's variant names, and
+/// `FRAMING_ERROR`). The one message match left in the server, for that reason only.
 fn body_error(e: &(dyn std::error::Error + 'static)) -> ServerError {
     let msg = e.to_string();
     if msg.contains("Sha256Mismatch") {
@@ -505,11 +508,11 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> ServerError {
             s3s::S3ErrorCode::SignatureDoesNotMatch,
             "The request signature we calculated does not match the signature you provided.",
         )
-    } else if msg.contains(crate::chunked::FRAMING_ERROR) && msg.contains("checksum trailer") {
+    } else if msg.contains(crate::aws_chunked::FRAMING_ERROR) && msg.contains("checksum trailer") {
         ServerError::invalid_request(
             "Expecting a single x-amz-checksum- trailer. Multiple checksum Types are not allowed.",
         )
-    } else if msg.contains(crate::chunked::FRAMING_ERROR) && msg.contains("final") {
+    } else if msg.contains(crate::aws_chunked::FRAMING_ERROR) && msg.contains("final") {
         ServerError::s3(
             s3s::S3ErrorCode::IncompleteBody,
             "The aws-chunked body ended before its final (signed) zero-length chunk.",

@@ -12,8 +12,8 @@
 
 pub mod admin;
 pub mod audit;
+pub mod aws_chunked;
 pub mod blob;
-pub mod chunked;
 pub mod error;
 pub mod iam;
 pub mod kms_api;
@@ -166,7 +166,7 @@ async fn ensure_root_credentials(
 /// What [`open`] assembles from a data directory: the S3 service, the KMS API beside it,
 /// and notes for the operator (recovery done at startup).
 pub struct Opened {
-    pub s3: s3::Coffer,
+    pub s3: s3::S3Handlers,
     pub kms_api: Arc<kms_api::KmsApi>,
     pub notes: Vec<String>,
 }
@@ -237,7 +237,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         log: Arc::new(audit_log),
         iam: Arc::clone(&iam),
     });
-    let coffer = s3::Coffer {
+    let coffer = s3::S3Handlers {
         audit,
         iam,
         meta,
@@ -255,7 +255,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
 }
 
 fn build_service(
-    coffer: s3::Coffer,
+    coffer: s3::S3Handlers,
     config: &ServerConfig,
     port: u16,
 ) -> ServerResult<s3s::service::S3Service> {
@@ -414,10 +414,10 @@ impl Front {
             });
         }
         if streaming && signed {
-            // aws-chunked framing checks s3s's decoder leaves out (chunked.rs).
+            // aws-chunked framing checks s3s's decoder leaves out (aws_chunked.rs).
             let s3 = self.s3.clone();
             let (parts, body) = req.into_parts();
-            let body = s3s::Body::http_body_unsync(chunked::Checked::new(body));
+            let body = s3s::Body::http_body_unsync(aws_chunked::Checked::new(body));
             return Box::pin(async move { s3.call(hyper::Request::from_parts(parts, body)).await });
         }
         hyper::service::Service::call(&self.s3, req)

@@ -34,7 +34,7 @@ const MIN_PART: u64 = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
 
-pub struct Coffer {
+pub struct S3Handlers {
     /// The audit trail (written by the front service in lib.rs).
     pub audit: Arc<crate::audit::Auditor>,
     pub iam: Arc<crate::iam::Iam>,
@@ -473,7 +473,7 @@ fn multipart_etag(md5s: &[String]) -> ServerResult<String> {
     Ok(format!("{}-{}", hex::encode(h.finalize()), md5s.len()))
 }
 
-impl Coffer {
+impl S3Handlers {
     async fn bucket_default(&self, bucket: &str) -> ServerResult<Option<BucketEncryption>> {
         Ok(self.meta.bucket_encryption(bucket).await?)
     }
@@ -774,7 +774,7 @@ impl ListPage {
     }
 }
 
-/// The start every object listing shares: [`Coffer::list`] with the input's common fields
+/// The start every object listing shares: [`S3Handlers::list`] with the input's common fields
 /// (`bucket`, `max_keys`, `encoding_type`, `prefix`, `delimiter`); `$after` works out the
 /// listing's start key. Evaluates to (prefix, page size, start key, page).
 macro_rules! list_input {
@@ -983,7 +983,7 @@ fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
 }
 
 #[async_trait::async_trait]
-impl S3 for Coffer {
+impl S3 for S3Handlers {
     // ---------------- buckets ----------------
 
     async fn create_bucket(
@@ -2477,7 +2477,7 @@ impl S3 for Coffer {
     }
 }
 
-impl Coffer {
+impl S3Handlers {
     async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> ServerResult<UploadRecord> {
         match self.meta.upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok(u),
