@@ -110,9 +110,14 @@ fn sse_context_keys(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 impl RequestInfo {
-    pub fn of<B>(req: &Request<B>, peer: Option<SocketAddr>, iam: &Iam) -> RequestInfo {
-        let query = Query::parse(req.uri().query());
-        let access_key = crate::request::access_key(req, &query);
+    /// `query` is `req`'s, parsed once by the front.
+    pub fn of<B>(
+        req: &Request<B>,
+        query: &Query,
+        peer: Option<SocketAddr>,
+        iam: &Iam,
+    ) -> RequestInfo {
+        let access_key = crate::request::access_key(req, query);
         let identity = access_key
             .as_deref()
             .and_then(|ak| iam.lookup(ak))
@@ -128,9 +133,8 @@ impl RequestInfo {
         } else if let Some(op) = target.strip_prefix(crate::admin::TARGET_PREFIX) {
             (format!("admin:{op}"), None)
         } else {
-            let op = s3_operation(req.method(), path, &query, req.headers());
-            let p = crate::request::decode(path.trim_start_matches('/'))
-                .unwrap_or_else(|| path.trim_start_matches('/').to_owned());
+            let op = s3_operation(req.method(), path, query, req.headers());
+            let p = crate::request::decode_or_keep(path.trim_start_matches('/'));
             let resource = (!p.is_empty()).then(|| format!("arn:aws:s3:::{p}"));
             (format!("s3:{op}"), resource)
         };

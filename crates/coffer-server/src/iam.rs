@@ -155,6 +155,11 @@ impl Authorized {
         &self.resource
     }
 
+    /// [`Authorized::covers`] for an action on the named identity (`arn:…:user/<name>`).
+    pub fn covers_user(&self, action: &str, name: &str) -> ServerResult<()> {
+        self.covers(action, &Principal::user_arn(name))
+    }
+
     /// `Ok` if this proof allows `action` on `resource`; otherwise an internal error (a
     /// handler reached a change its request was not authorized for: a bug, refused).
     pub fn covers(&self, action: &str, resource: &str) -> ServerResult<()> {
@@ -244,7 +249,7 @@ impl Iam {
         name: &str,
         kind: &str,
     ) -> ServerResult<Identity> {
-        proof.covers("admin:CreateUser", &Principal::user_arn(name))?;
+        proof.covers_user("admin:CreateUser", name)?;
         check_name("UserName", name, 64)?;
         if kind == "root" || !KINDS.contains(&kind) {
             return Err(ServerError::invalid_argument(
@@ -273,7 +278,7 @@ impl Iam {
     /// Deletes an identity with its access keys and policies. Refused for the root identity
     /// and for an identity that still owns buckets (delete or hand them over first).
     pub async fn delete_identity(&self, proof: &Authorized, name: &str) -> ServerResult<()> {
-        proof.covers("admin:DeleteUser", &Principal::user_arn(name))?;
+        proof.covers_user("admin:DeleteUser", name)?;
         self.get_identity(name)?;
         if name == "root" {
             return Err(ServerError::invalid_argument(
@@ -304,7 +309,7 @@ impl Iam {
         } else {
             "admin:DisableUser"
         };
-        proof.covers(action, &Principal::user_arn(name))?;
+        proof.covers_user(action, name)?;
         self.get_identity(name)?;
         if name == "root" && !enabled {
             return Err(ServerError::invalid_argument(
@@ -324,7 +329,7 @@ impl Iam {
         proof: &Authorized,
         name: &str,
     ) -> ServerResult<NewAccessKey> {
-        proof.covers("admin:CreateAccessKey", &Principal::user_arn(name))?;
+        proof.covers_user("admin:CreateAccessKey", name)?;
         self.get_identity(name)?;
         if self.list_access_keys(name).len() >= 2 {
             return Err(ServerError::s3(
@@ -349,7 +354,7 @@ impl Iam {
         name: &str,
         access_key: &str,
     ) -> ServerResult<()> {
-        proof.covers("admin:DeleteAccessKey", &Principal::user_arn(name))?;
+        proof.covers_user("admin:DeleteAccessKey", name)?;
         match self.store.delete_access_key(name, access_key).await {
             Err(MetaError::NoSuchAccessKey) => return Err(no_such_key(name, access_key)),
             r => r.map_err(store_err)?,
@@ -365,7 +370,7 @@ impl Iam {
         name: &str,
         old: &str,
     ) -> ServerResult<NewAccessKey> {
-        proof.covers("admin:RotateAccessKey", &Principal::user_arn(name))?;
+        proof.covers_user("admin:RotateAccessKey", name)?;
         self.get_identity(name)?;
         let key = new_key_pair()?;
         match self.store.replace_access_key(old, &key.stored(name)).await {
@@ -397,7 +402,7 @@ impl Iam {
         policy_name: &str,
         doc: &str,
     ) -> ServerResult<()> {
-        proof.covers("admin:PutUserPolicy", &Principal::user_arn(name))?;
+        proof.covers_user("admin:PutUserPolicy", name)?;
         self.get_identity(name)?;
         check_name("PolicyName", policy_name, 128)?;
         Policy::parse(doc, PolicyKind::Identity).map_err(malformed_policy)?;
@@ -427,7 +432,7 @@ impl Iam {
         name: &str,
         policy_name: &str,
     ) -> ServerResult<()> {
-        proof.covers("admin:DeleteUserPolicy", &Principal::user_arn(name))?;
+        proof.covers_user("admin:DeleteUserPolicy", name)?;
         match self.store.delete_identity_policy(name, policy_name).await {
             Err(MetaError::NoSuchPolicy | MetaError::NoSuchIdentity(_)) => {
                 return Err(no_such_entity(&format!(
@@ -654,7 +659,9 @@ pub struct S3Authz {
     pub secure: bool,
 }
 
-fn access_denied() -> s3s::S3Error {
+/// `AccessDenied`, recorded as the request's outcome: the one refusal of the S3 access hook
+/// and of handlers that find no caller or proof in the extensions.
+pub(crate) fn access_denied() -> s3s::S3Error {
     crate::audit::Recorder::s3_error(
         s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied"),
         false,
@@ -744,14 +751,10 @@ impl s3s::access::S3Access for S3Authz {
     }
 }
 
-fn urlencoding_decode(s: &str) -> String {
-    crate::request::decode(s).unwrap_or_else(|| s.to_owned())
-}
-
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=…]`, percent-encoded.
 fn copy_source(v: &str) -> Option<(String, String)> {
     let v = v.split('?').next()?;
-    let v = urlencoding_decode(v.trim_start_matches('/'));
+    let v = crate::request::decode_or_keep(v.trim_start_matches('/'));
     let (b, k) = v.split_once('/')?;
     (!b.is_empty() && !k.is_empty()).then(|| (b.to_owned(), k.to_owned()))
 }

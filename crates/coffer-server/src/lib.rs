@@ -331,14 +331,16 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
     type Future = RespFuture;
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let info = audit::RequestInfo::of(&req, self.peer, &self.audit.iam);
+        // Parsed once: the audit record, the scope checks and the routing read the same query.
+        let query = request::Query::parse(req.uri().query());
+        let info = audit::RequestInfo::of(&req, &query, self.peer, &self.audit.iam);
         let head = req.method() == hyper::Method::HEAD;
         let this = self.clone();
         Box::pin(async move {
             let resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
                 Ok(()) => {
-                    let (resp, recorded) = audit::Recorder::scope(this.route(req)).await;
+                    let (resp, recorded) = audit::Recorder::scope(this.route(req, &query)).await;
                     this.audit.response(info, resp?, recorded).await
                 }
             };
@@ -348,7 +350,12 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
 }
 
 impl Front {
-    fn route(&self, req: hyper::Request<hyper::body::Incoming>) -> RespFuture {
+    /// `query` is `req`'s (the front changes headers before s3s sees them, never the URI).
+    fn route(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+        query: &request::Query,
+    ) -> RespFuture {
         let size: usize = req
             .headers()
             .iter()
@@ -365,7 +372,7 @@ impl Front {
             let api = Arc::clone(&self.kms);
             return Box::pin(async move { Ok(api.serve(req).await) });
         }
-        let signing = match check_sigv4_scope(&req) {
+        let signing = match check_sigv4_scope(&req, query) {
             Ok(signing) => signing,
             Err((status, code, msg)) => return refuse(status, code, &msg),
         };
@@ -385,8 +392,7 @@ impl Front {
                 );
             }
         }
-        let query = request::Query::parse(req.uri().query());
-        let op = audit::s3_operation(req.method(), req.uri().path(), &query, req.headers());
+        let op = audit::s3_operation(req.method(), req.uri().path(), query, req.headers());
         let streaming = req
             .headers()
             .get("x-amz-content-sha256")
@@ -541,10 +547,12 @@ struct Signing {
 /// can be added to a signed or presigned request), presigned URLs valid at most 7 days.
 /// Returns the signed header list of a SigV4 request (`None`: unsigned, SigV2, or a header
 /// s3s refuses as malformed).
-fn check_sigv4_scope<B>(req: &hyper::Request<B>) -> Result<Option<Signing>, Refusal> {
+fn check_sigv4_scope<B>(
+    req: &hyper::Request<B>,
+    query: &request::Query,
+) -> Result<Option<Signing>, Refusal> {
     const REGION: &str = "us-east-1";
     let bad = hyper::StatusCode::BAD_REQUEST;
-    let query = request::Query::parse(req.uri().query());
     let q = |name: &str| query.get_ignore_case(name);
     let header_auth = req
         .headers()

@@ -20,8 +20,7 @@ impl Query {
             .filter(|kv| !kv.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                let dec = |s: &str| decode(s).unwrap_or_else(|| s.to_owned());
-                (dec(k), dec(v))
+                (decode_or_keep(k), decode_or_keep(v))
             })
             .collect();
         Query { pairs }
@@ -77,6 +76,12 @@ pub fn decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// [`decode`], or `s` as written when it does not decode (a name must never vanish because
+/// it is badly encoded: see [`Query`]).
+pub fn decode_or_keep(s: &str) -> String {
+    decode(s).unwrap_or_else(|| s.to_owned())
 }
 
 /// The parts of an `Authorization` header, as written (`<algorithm> <component>, …`);

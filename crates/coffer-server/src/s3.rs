@@ -891,22 +891,13 @@ fn with_key_used<T>(output: T, used: Option<KeyUsed>) -> S3Response<T> {
 fn principal(ext: &http::Extensions) -> S3Result<crate::principal::Principal> {
     ext.get::<crate::principal::Principal>()
         .cloned()
-        .ok_or_else(|| {
-            crate::audit::Recorder::s3_error(
-                s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"),
-                false,
-            )
-        })
+        .ok_or_else(crate::iam::access_denied)
 }
 
 /// The access hook's decision for this request (`iam::S3Authz`).
 fn authorized(ext: &http::Extensions) -> S3Result<&crate::iam::Authorized> {
-    ext.get::<crate::iam::Authorized>().ok_or_else(|| {
-        crate::audit::Recorder::s3_error(
-            s3s::S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"),
-            false,
-        )
-    })
+    ext.get::<crate::iam::Authorized>()
+        .ok_or_else(crate::iam::access_denied)
 }
 
 fn owner() -> Owner {
