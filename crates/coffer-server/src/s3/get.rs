@@ -1,0 +1,282 @@
+//! GetObject, HeadObject, GetObjectAttributes and the read conditions (If-Match and friends).
+
+use super::*;
+
+/// Conditional-request evaluation for GET and HEAD (RFC 9110 §13.2.2 order, as S3).
+pub(super) fn check_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> ServerResult<()> {
+    let current = etag(&rec.etag);
+    let modified = rec.last_modified / 1000;
+    if let Some(cond) = if_match {
+        let ok = match cond {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(e) => current.strong_cmp(e),
+        };
+        if !ok {
+            return Err(ServerError::PreconditionFailed);
+        }
+    } else if let Some(t) = if_unmodified_since {
+        if modified > secs(t) {
+            return Err(ServerError::PreconditionFailed);
+        }
+    }
+    if let Some(cond) = if_none_match {
+        let matched = match cond {
+            ETagCondition::Any => true,
+            ETagCondition::ETag(e) => current.weak_cmp(e),
+        };
+        if matched {
+            return Err(ServerError::s3(S3ErrorCode::NotModified, "Not Modified"));
+        }
+    } else if let Some(t) = if_modified_since {
+        if modified <= secs(t) {
+            return Err(ServerError::s3(S3ErrorCode::NotModified, "Not Modified"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn get_object(
+    h: &S3Handlers,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    s3(check_key(&input.key))?;
+    let rec = s3(h.object(&input.bucket, &input.key).await)?;
+    if req.headers.contains_key("x-amz-server-side-encryption")
+        || req
+            .headers
+            .contains_key("x-amz-server-side-encryption-aws-kms-key-id")
+    {
+        return Err(ServerError::invalid_argument(
+            "x-amz-server-side-encryption header is not supported for this operation.",
+        )
+        .into());
+    }
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+    let proof = h.kms_use(&req.extensions, &rec.sse, "kms:Decrypt").await?;
+    s3(check_conditions(
+        &rec,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    ))?;
+    if input
+        .version_id
+        .as_deref()
+        .is_some_and(|v| v != "null" && v != rec.version_id)
+    {
+        return Err(ServerError::s3(
+            S3ErrorCode::NoSuchVersion,
+            "The specified version does not exist.",
+        )
+        .into());
+    }
+    let total = rec.size;
+    let (range, partial, parts_count) = match (input.part_number, input.range) {
+        (Some(_), Some(_)) => {
+            return Err(ServerError::invalid_request(
+                "Cannot specify both Range header and partNumber query parameter",
+            )
+            .into())
+        }
+        (Some(n), None) => {
+            let n = usize::try_from(n).unwrap_or(0);
+            if n == 0 || n > rec.segments.len() {
+                return Err(ServerError::s3(
+                    S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    "The requested partnumber is not satisfiable",
+                )
+                .into());
+            }
+            let start: u64 = rec.segments[..n - 1].iter().map(|s| s.plain_len).sum();
+            let r = start..start + rec.segments[n - 1].plain_len;
+            let multipart = rec.etag.contains('-');
+            (r, multipart, multipart.then_some(rec.segments.len() as i32))
+        }
+        (None, Some(r)) => {
+            let r = r.check(total).map_err(|_| {
+                ServerError::s3(
+                    S3ErrorCode::InvalidRange,
+                    "The requested range is not satisfiable",
+                )
+            })?;
+            (r, true, None)
+        }
+        (None, None) => (0..total, false, None),
+    };
+    let (body, used) = s3(h
+        .read_stream(
+            &input.bucket,
+            &input.key,
+            &rec,
+            customer,
+            proof,
+            range.clone(),
+        )
+        .await)?;
+    let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
+    let mut out = GetObjectOutput::default();
+    out.body = Some(StreamingBlob::wrap(body_stream(body)));
+    out.content_length = Some((range.end - range.start) as i64);
+    if partial && total > 0 {
+        out.content_range = Some(format!("bytes {}-{}/{}", range.start, range.end - 1, total));
+    }
+    out.parts_count = parts_count;
+    out.accept_ranges = Some("bytes".to_owned());
+    fill_headers(&rec, &mut HeaderFields::Get(&mut out));
+    out.server_side_encryption = s.sse;
+    out.ssekms_key_id = s.kms_key_id;
+    out.bucket_key_enabled = s.bucket_key;
+    if let SseRecord::C { .. } = rec.sse {
+        out.sse_customer_algorithm = Some("AES256".to_owned());
+        out.sse_customer_key_md5 = input.sse_customer_key_md5.clone();
+    }
+    if input
+        .checksum_mode
+        .as_ref()
+        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+        && !partial
+    {
+        set_checksums!(out, rec.checksums.clone());
+    }
+    Ok(with_key_used(out, used))
+}
+
+pub(super) async fn head_object(
+    h: &S3Handlers,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    s3(check_key(&input.key))?;
+    let rec = s3(h.object(&input.bucket, &input.key).await)?;
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+    s3(check_conditions(
+        &rec,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    ))?;
+    let mut out = HeadObjectOutput::default();
+    let (len, parts) = match input.part_number {
+        Some(n) => {
+            let n = usize::try_from(n).unwrap_or(0);
+            if n == 0 || n > rec.segments.len() {
+                return Err(ServerError::s3(
+                    S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    "The requested partnumber is not satisfiable",
+                )
+                .into());
+            }
+            (
+                rec.segments[n - 1].plain_len,
+                rec.etag.contains('-').then_some(rec.segments.len() as i32),
+            )
+        }
+        None => (rec.size, None),
+    };
+    out.content_length = Some(len as i64);
+    out.parts_count = parts;
+    out.accept_ranges = Some("bytes".to_owned());
+    fill_headers(&rec, &mut HeaderFields::Head(&mut out));
+    let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+    set_sse!(out, s);
+    if input
+        .checksum_mode
+        .as_ref()
+        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+    {
+        set_checksums!(out, rec.checksums.clone());
+    }
+    Ok(S3Response::new(out))
+}
+
+pub(super) async fn get_object_attributes(
+    h: &S3Handlers,
+    req: S3Request<GetObjectAttributesInput>,
+) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+    let input = req.input;
+    s3(check_key(&input.key))?;
+    let rec = s3(h.object(&input.bucket, &input.key).await)?;
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+    let wants = |a: &str| {
+        input
+            .object_attributes
+            .iter()
+            .any(|x| x.as_str().eq_ignore_ascii_case(a))
+    };
+    let mut out = GetObjectAttributesOutput::default();
+    out.last_modified = Some(ts(rec.last_modified));
+    if wants("ETag") {
+        out.e_tag = Some(etag(rec.etag.split('-').next().unwrap_or(&rec.etag)));
+    }
+    if wants("ObjectSize") {
+        out.object_size = Some(rec.size as i64);
+    }
+    if wants("StorageClass") {
+        out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+    }
+    if wants("Checksum") {
+        let c = &rec.checksums;
+        if c.crc32.is_some()
+            || c.crc32c.is_some()
+            || c.crc64nvme.is_some()
+            || c.sha1.is_some()
+            || c.sha256.is_some()
+        {
+            let mut sum = s3s::dto::Checksum::default();
+            set_checksums!(sum, c.clone());
+            out.checksum = Some(sum);
+        }
+    }
+    if wants("ObjectParts") && rec.etag.contains('-') {
+        let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let all: Vec<&Segment> = rec
+            .segments
+            .iter()
+            .filter(|s| s.part_number > marker)
+            .collect();
+        let page: Vec<ObjectPart> = all
+            .iter()
+            .take(max)
+            .map(|s| {
+                let mut p = ObjectPart::default();
+                p.part_number = Some(s.part_number as i32);
+                p.size = Some(s.plain_len as i64);
+                p
+            })
+            .collect();
+        let mut parts = GetObjectAttributesParts::default();
+        parts.total_parts_count = Some(rec.segments.len() as i32);
+        parts.part_number_marker = Some(marker as i32);
+        parts.max_parts = Some(max as i32);
+        parts.is_truncated = Some(all.len() > max);
+        parts.next_part_number_marker = page.last().and_then(|p| p.part_number);
+        parts.parts = Some(page);
+        out.object_parts = Some(parts);
+    }
+    Ok(S3Response::new(out))
+}

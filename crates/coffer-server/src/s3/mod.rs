@@ -1,0 +1,519 @@
+//! The S3 operations (s3s's `S3` trait) over the metadata store and encrypted blobs, one
+//! file per family of operations; this file holds the handler state, the helpers every
+//! family uses, and the `S3` trait impl, which only routes each operation to its family.
+
+// s3s's DTOs are filled field by field from `Default`: many have dozens of optional fields.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use coffer_format::Metadata;
+use coffer_kms::KeyUse;
+use futures::Stream;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
+use tokio::sync::mpsc;
+
+use crate::audit::KeyUsed;
+use crate::blob::{BlobStore, WrittenBlob};
+use crate::error::{ServerError, ServerResult};
+use crate::reserve::Reserve;
+use crate::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
+use coffer_meta::{
+    BucketEncryption, BucketInfo, Checksums, EtagMatch, MetaError, MetaStore, ObjectHeaders,
+    ObjectRecord, PartRecord, Precondition, Segment, SseRecord, UploadRecord,
+};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const MIN_PART: u64 = 5 << 20;
+const MAX_PARTS: i32 = 10_000;
+const MAX_KEY_LEN: usize = 1024;
+
+pub struct S3Handlers {
+    /// The audit trail (written by the front service in lib.rs).
+    pub audit: Arc<crate::audit::Auditor>,
+    pub iam: Arc<crate::iam::Iam>,
+    /// Object, bucket and upload metadata (the commit point), behind the disk reserve.
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<BlobStore>,
+    pub keys: Arc<Keys>,
+    /// Whether requests arrive over TLS (SSE-C is refused otherwise).
+    pub secure: bool,
+    pub limits: crate::Limits,
+    pub reserve: Arc<Reserve>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Whole seconds: S3 dates have second precision, and conditional requests compare at that
+/// precision.
+fn secs(t: &Timestamp) -> i64 {
+    let t: time::OffsetDateTime = t.clone().into();
+    t.unix_timestamp()
+}
+
+fn check_key(key: &str) -> ServerResult<()> {
+    if key.is_empty() {
+        return Err(ServerError::invalid_argument(
+            "The object key must not be empty.",
+        ));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(ServerError::s3(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(ServerError::invalid_argument(
+            "Object key contains a NUL character, which is not allowed.",
+        ));
+    }
+    Ok(())
+}
+
+fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+/// A response that records, for the audit trail, the key the operation used.
+fn with_key_used<T>(output: T, used: Option<KeyUsed>) -> S3Response<T> {
+    let mut resp = S3Response::new(output);
+    if let Some(used) = used {
+        resp.extensions.insert(used);
+    }
+    resp
+}
+
+/// The caller, as the access hook (`iam::S3Authz`) left it in the request's extensions.
+fn principal(ext: &http::Extensions) -> S3Result<crate::principal::Principal> {
+    ext.get::<crate::principal::Principal>()
+        .cloned()
+        .ok_or_else(crate::iam::access_denied)
+}
+
+/// The access hook's decision for this request (`iam::S3Authz`).
+fn authorized(ext: &http::Extensions) -> S3Result<&crate::iam::Authorized> {
+    ext.get::<crate::iam::Authorized>()
+        .ok_or_else(crate::iam::access_denied)
+}
+
+fn owner() -> Owner {
+    let mut o = Owner::default();
+    o.id = Some("coffer".to_owned());
+    o.display_name = Some("coffer".to_owned());
+    o
+}
+
+fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
+    r.map_err(|e| e.into().into())
+}
+
+impl S3Handlers {
+    async fn bucket_default(&self, bucket: &str) -> ServerResult<Option<BucketEncryption>> {
+        Ok(self.meta.bucket_encryption(bucket).await?)
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> ServerResult<ObjectRecord> {
+        match self.meta.object(bucket, key).await? {
+            Some(r) => Ok(r),
+            None => {
+                if self.meta.bucket_exists(bucket).await? {
+                    Err(ServerError::NoSuchKey)
+                } else {
+                    Err(ServerError::NoSuchBucket)
+                }
+            }
+        }
+    }
+
+    async fn delete_blobs(&self, segments: impl IntoIterator<Item = Segment>) {
+        for s in segments {
+            self.blobs.delete(&s.blob).await;
+        }
+    }
+
+    fn customer_key(
+        &self,
+        algorithm: Option<&str>,
+        key: Option<&str>,
+        md5: Option<&str>,
+    ) -> ServerResult<Option<CustomerKey>> {
+        sse::parse_customer_key(algorithm, key, md5, self.secure)
+    }
+
+    /// SSE-KMS uses the key on the caller's behalf: the caller's proof for `action` on the
+    /// object's key (`None` for the other encryption kinds, which need none).
+    async fn kms_use(
+        &self,
+        ext: &http::Extensions,
+        sse: &SseRecord,
+        action: &str,
+    ) -> S3Result<Option<KeyUse>> {
+        let SseRecord::Kms { key_arn, context } = sse else {
+            return Ok(None);
+        };
+        let caller = principal(ext)?;
+        Ok(Some(s3(self
+            .keys
+            .authorize(&caller, key_arn, action, context, self.secure)
+            .await)?))
+    }
+}
+
+/// The start every object listing shares: [`S3Handlers::list`] with the input's common fields
+/// (`bucket`, `max_keys`, `encoding_type`, `prefix`, `delimiter`); `$after` works out the
+/// listing's start key. Evaluates to (prefix, page size, start key, page).
+macro_rules! list_input {
+    ($self:ident, $input:ident, $after:expr) => {{
+        let prefix = $input.prefix.clone().unwrap_or_default();
+        let (limit, after, page) = s3($self
+            .list(
+                &$input.bucket,
+                $input.max_keys,
+                $input.encoding_type.as_ref(),
+                &prefix,
+                $input.delimiter.as_deref(),
+                $after,
+            )
+            .await)?;
+        (prefix, limit, after, page)
+    }};
+}
+
+/// The fields every listing's output echoes from its input.
+macro_rules! list_output {
+    ($out:ident, $input:ident, $prefix:expr, $limit:expr) => {
+        $out.name = Some($input.bucket);
+        $out.prefix = Some($prefix);
+        $out.max_keys = Some($limit as i32);
+        $out.delimiter = $input.delimiter;
+        $out.encoding_type = $input.encoding_type;
+    };
+}
+
+/// The SSE request headers of a write's input (PutObject, CopyObject,
+/// CreateMultipartUpload): the
+/// s3s input types share the field names but no trait.
+macro_rules! sse_headers {
+    ($input:expr) => {
+        SseHeaders {
+            sse: $input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key_id: $input.ssekms_key_id.as_deref(),
+            kms_context: $input.ssekms_encryption_context.as_deref(),
+            c_algorithm: $input.sse_customer_algorithm.as_deref(),
+            c_key: $input.sse_customer_key.as_deref(),
+            c_key_md5: $input.sse_customer_key_md5.as_deref(),
+        }
+    };
+}
+
+/// The copy source of CopyObject and UploadPartCopy (whose s3s inputs share the field
+/// names but no trait): its SSE-C key, then its record with the copy-source conditions
+/// checked. Evaluates to `(customer key, bucket, key, record)`; returns early on error.
+macro_rules! read_copy_source {
+    ($self:ident, $input:ident) => {{
+        let customer = s3($self.customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+        ))?;
+        let (bucket, key, record) = s3($self
+            .copy_source(
+                &$input.copy_source,
+                $input.copy_source_if_match.as_ref(),
+                $input.copy_source_if_none_match.as_ref(),
+                $input.copy_source_if_modified_since.as_ref(),
+                $input.copy_source_if_unmodified_since.as_ref(),
+                customer.as_ref(),
+            )
+            .await)?;
+        (customer, bucket, key, record)
+    }};
+}
+
+/// The `ChecksumRequest` of a streamed write's input (PutObject, UploadPart): the
+/// `x-amz-checksum-*` values it announced and its algorithm, else `$default` (an upload's).
+macro_rules! checksum_request {
+    ($input:expr, $default:expr) => {
+        ChecksumRequest {
+            crc32: $input.checksum_crc32.clone(),
+            crc32c: $input.checksum_crc32c.clone(),
+            crc64nvme: $input.checksum_crc64nvme.clone(),
+            sha1: $input.checksum_sha1.clone(),
+            sha256: $input.checksum_sha256.clone(),
+            algorithm: $input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| $default),
+        }
+    };
+}
+
+/// Sets an output's five SSE response headers from an `SseOut`.
+macro_rules! set_sse {
+    ($out:expr, $s:expr) => {{
+        let s = $s;
+        $out.server_side_encryption = s.sse;
+        $out.ssekms_key_id = s.kms_key_id;
+        $out.sse_customer_algorithm = s.c_algorithm;
+        $out.sse_customer_key_md5 = s.c_key_md5;
+        $out.bucket_key_enabled = s.bucket_key;
+    }};
+}
+
+/// Sets an output's `x-amz-checksum-*` fields from stored `Checksums`.
+macro_rules! set_checksums {
+    ($out:expr, $c:expr) => {{
+        let c = $c;
+        $out.checksum_crc32 = c.crc32;
+        $out.checksum_crc32c = c.crc32c;
+        $out.checksum_crc64nvme = c.crc64nvme;
+        $out.checksum_sha1 = c.sha1;
+        $out.checksum_sha256 = c.sha256;
+    }};
+}
+
+mod bucket;
+mod checksum;
+mod copy;
+mod delete;
+mod get;
+mod headers;
+mod list;
+mod multipart;
+mod put;
+mod read;
+mod save;
+
+pub(crate) use self::checksum::verify_small_body;
+use self::checksum::*;
+use self::copy::*;
+use self::get::*;
+use self::headers::*;
+use self::list::*;
+use self::read::*;
+use self::save::*;
+
+#[async_trait::async_trait]
+impl S3 for S3Handlers {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        bucket::create_bucket(self, req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        bucket::delete_bucket(self, req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        bucket::head_bucket(self, req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        bucket::list_buckets(self, req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        bucket::get_bucket_location(self, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        bucket::get_bucket_versioning(self, req).await
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        bucket::put_bucket_encryption(self, req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        bucket::get_bucket_encryption(self, req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        bucket::delete_bucket_encryption(self, req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        bucket::put_bucket_policy(self, req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        bucket::get_bucket_policy(self, req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        bucket::delete_bucket_policy(self, req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        put::put_object(self, req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        get::get_object(self, req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        get::head_object(self, req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        delete::delete_object(self, req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        delete::delete_objects(self, req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        copy::copy_object(self, req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        list::list_objects(self, req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        list::list_objects_v2(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        list::list_object_versions(self, req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        get::get_object_attributes(self, req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create_multipart_upload(self, req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(self, req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(self, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete_multipart_upload(self, req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort_multipart_upload(self, req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_multipart_uploads(self, req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(self, req).await
+    }
+}

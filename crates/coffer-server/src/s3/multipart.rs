@@ -1,0 +1,471 @@
+//! Multipart uploads: create, upload a part (by body or by copy), complete, abort, list uploads and parts.
+
+use super::*;
+
+pub(super) fn multipart_etag(md5s: &[String]) -> ServerResult<String> {
+    let mut h = Md5::new();
+    for m in md5s {
+        h.update(hex::decode(m).map_err(|_| ServerError::Internal("stored etag".into()))?);
+    }
+    Ok(format!("{}-{}", hex::encode(h.finalize()), md5s.len()))
+}
+
+pub(super) fn part_number(n: i32) -> ServerResult<u32> {
+    if !(1..=MAX_PARTS).contains(&n) {
+        return Err(ServerError::invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ));
+    }
+    Ok(n as u32)
+}
+
+impl S3Handlers {
+    pub(super) async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> ServerResult<UploadRecord> {
+        match self.meta.upload(upload_id).await? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => {
+                if !self.meta.bucket_exists(bucket).await? {
+                    return Err(ServerError::NoSuchBucket);
+                }
+                Err(ServerError::NoSuchUpload)
+            }
+        }
+    }
+}
+
+pub(super) async fn create_multipart_upload(
+    h: &S3Handlers,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    s3(check_key(&input.key))?;
+    s3(check_metadata(input.metadata.as_ref()))?;
+    let (sse_rec, customer, bucket_key, proof) = h
+        .write_choice(
+            &req.extensions,
+            &sse_headers!(input),
+            &input.bucket,
+            &input.key,
+        )
+        .await?;
+    // The proof is not kept: each UploadPart asks for its own.
+    drop(proof);
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let rec = UploadRecord {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        initiated: now_ms(),
+        headers: object_headers(
+            input.content_type.clone(),
+            input.content_encoding.clone(),
+            input.content_disposition.clone(),
+            input.content_language.clone(),
+            input.cache_control.clone(),
+            input.expires.clone(),
+            input.website_redirect_location.clone(),
+            input.metadata.clone(),
+        ),
+        sse: sse_rec,
+        bucket_key_enabled: input.bucket_key_enabled.unwrap_or(bucket_key),
+        checksum_algorithm: input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_owned()),
+    };
+    s3(h.meta.create_upload(&upload_id, &rec).await)?;
+    let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
+    let mut out = CreateMultipartUploadOutput::default();
+    out.bucket = Some(input.bucket);
+    out.key = Some(input.key);
+    out.upload_id = Some(upload_id);
+    set_sse!(out, s);
+    out.checksum_algorithm = input.checksum_algorithm;
+    if let (SseRecord::Kms { context, .. }, Some(_)) =
+        (&rec.sse, input.ssekms_encryption_context.as_ref())
+    {
+        out.ssekms_encryption_context = Some(sse::format_kms_context(context));
+    }
+    Ok(S3Response::new(out))
+}
+
+pub(super) async fn upload_part(
+    h: &S3Handlers,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let input = req.input;
+    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let part = s3(part_number(input.part_number))?;
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+    let proof = h
+        .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+        .await?;
+    let to = BlobTarget {
+        bucket: &input.bucket,
+        key: &input.key,
+        version: &input.upload_id,
+        part,
+        sse: &upload.sse,
+        customer: customer.as_ref(),
+        proof: proof.as_ref(),
+        headers: &upload.headers,
+    };
+    let announced = Announced {
+        headers: &req.headers,
+        trailers: req.trailing_headers,
+        content_md5: input.content_md5.as_deref(),
+        sums: checksum_request!(input, upload.checksum_algorithm.clone()),
+    };
+    let ((rec, old), used) = s3(h
+        .save_stream(input.body, &to, announced, |segment, checksums| async {
+            let rec = PartRecord {
+                segment,
+                last_modified: now_ms(),
+                checksums,
+            };
+            let old = h.meta.put_part(&input.upload_id, part, &rec).await?;
+            Ok((rec, old))
+        })
+        .await)?;
+    if let Some(old) = old {
+        h.blobs.delete(&old.segment.blob).await;
+    }
+    let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+    let mut out = UploadPartOutput::default();
+    out.e_tag = Some(etag(&rec.segment.etag));
+    set_sse!(out, s);
+    set_checksums!(out, rec.checksums);
+    Ok(with_key_used(out, used))
+}
+
+pub(super) async fn upload_part_copy(
+    h: &S3Handlers,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let part = s3(part_number(input.part_number))?;
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+    let (src_customer, src_bucket, src_key, src) = read_copy_source!(h, input);
+    let proof = h
+        .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+        .await?;
+    let src_proof = h.kms_use(&req.extensions, &src.sse, "kms:Decrypt").await?;
+    let range = match input.copy_source_range.as_deref() {
+        None => 0..src.size,
+        Some(r) => s3(parse_copy_source_range(r, src.size))?,
+    };
+    let want = range.end - range.start;
+    let (body, _) = s3(h
+        .read_stream(&src_bucket, &src_key, &src, src_customer, src_proof, range)
+        .await)?;
+    let sums = ChecksumRequest {
+        algorithm: upload.checksum_algorithm.clone(),
+        ..Default::default()
+    };
+    let (seg, written, used) = s3(h
+        .write_blob(
+            body,
+            &BlobTarget {
+                bucket: &input.bucket,
+                key: &input.key,
+                version: &input.upload_id,
+                part,
+                sse: &upload.sse,
+                customer: customer.as_ref(),
+                proof: proof.as_ref(),
+                headers: &upload.headers,
+            },
+            s3(sums.hasher())?,
+        )
+        .await)?;
+    if written.plain_len != want {
+        h.blobs.delete(&seg.blob).await;
+        return Err(ServerError::Integrity("copy source changed length".into()).into());
+    }
+    let rec = PartRecord {
+        segment: seg.clone(),
+        last_modified: now_ms(),
+        checksums: Checksums {
+            crc32: written.checksums.checksum_crc32.clone(),
+            crc32c: written.checksums.checksum_crc32c.clone(),
+            crc64nvme: written.checksums.checksum_crc64nvme.clone(),
+            sha1: written.checksums.checksum_sha1.clone(),
+            sha256: written.checksums.checksum_sha256.clone(),
+            kind: None,
+        },
+    };
+    let old = match h.meta.put_part(&input.upload_id, part, &rec).await {
+        Ok(old) => old,
+        Err(e) => {
+            h.blobs.delete(&seg.blob).await;
+            return Err(ServerError::from(e).into());
+        }
+    };
+    if let Some(old) = old {
+        h.blobs.delete(&old.segment.blob).await;
+    }
+    let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+    let mut result = CopyPartResult::default();
+    result.e_tag = Some(etag(&rec.segment.etag));
+    result.last_modified = Some(ts(rec.last_modified));
+    set_checksums!(result, rec.checksums.clone());
+    let mut out = UploadPartCopyOutput::default();
+    out.copy_part_result = Some(result);
+    set_sse!(out, s);
+    Ok(with_key_used(out, used))
+}
+
+pub(super) async fn complete_multipart_upload(
+    h: &S3Handlers,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let customer = s3(h.customer_key(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    ))?;
+    if customer.is_some() {
+        s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+    }
+    let requested = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default();
+    if requested.is_empty() {
+        return Err(ServerError::s3(
+            S3ErrorCode::MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema",
+        )
+        .into());
+    }
+    let mut stored = s3(h.meta.list_parts(&input.upload_id).await)?;
+    let mut segments = Vec::new();
+    let mut md5s = Vec::new();
+    let mut last_number = 0;
+    let count = requested.len();
+    for (i, p) in requested.into_iter().enumerate() {
+        let n = p.part_number.unwrap_or(0);
+        if n <= last_number {
+            return Err(ServerError::s3(
+                S3ErrorCode::InvalidPartOrder,
+                "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+            )
+            .into());
+        }
+        last_number = n;
+        let invalid = || {
+            ServerError::s3(
+                S3ErrorCode::InvalidPart,
+                "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+            )
+        };
+        let rec = stored.remove(&(n as u32)).ok_or_else(invalid)?;
+        let Some(e) = &p.e_tag else {
+            return Err(ServerError::s3(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema: a Part needs its ETag",
+            )
+            .into());
+        };
+        if e.value().trim_matches('"') != rec.segment.etag {
+            return Err(invalid().into());
+        }
+        if i + 1 < count && rec.segment.plain_len < MIN_PART {
+            return Err(ServerError::s3(
+                S3ErrorCode::EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed object size.",
+            )
+            .into());
+        }
+        md5s.push(rec.segment.etag.clone());
+        segments.push(rec.segment);
+    }
+    let size: u64 = segments.iter().map(|s| s.plain_len).sum();
+    if let Some(expected) = input.mpu_object_size {
+        if expected != size as i64 {
+            return Err(ServerError::invalid_request(
+                "The provided MpuObjectSize does not match the object's size",
+            )
+            .into());
+        }
+    }
+    let rec = ObjectRecord {
+        version_id: input.upload_id.clone(),
+        size,
+        etag: s3(multipart_etag(&md5s))?,
+        last_modified: now_ms(),
+        headers: upload.headers.clone(),
+        checksums: Checksums::default(),
+        sse: upload.sse.clone(),
+        bucket_key_enabled: upload.bucket_key_enabled,
+        segments,
+    };
+    let old = s3(h
+        .meta
+        .complete_upload(
+            &input.upload_id,
+            &input.bucket,
+            &input.key,
+            &rec,
+            &precondition(input.if_match.as_ref(), input.if_none_match.as_ref()),
+        )
+        .await)?;
+    // Parts uploaded but not named in the request are discarded, as on S3.
+    h.delete_blobs(stored.into_values().map(|p| p.segment))
+        .await;
+    if let Some(old) = old {
+        h.delete_blobs(old.segments).await;
+    }
+    let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
+    let mut out = CompleteMultipartUploadOutput::default();
+    out.bucket = Some(input.bucket.clone());
+    out.key = Some(input.key.clone());
+    out.location = Some(format!("/{}/{}", input.bucket, input.key));
+    out.e_tag = Some(etag(&rec.etag));
+    out.server_side_encryption = s.sse;
+    out.ssekms_key_id = s.kms_key_id;
+    out.bucket_key_enabled = s.bucket_key;
+    Ok(S3Response::new(out))
+}
+
+pub(super) async fn abort_multipart_upload(
+    h: &S3Handlers,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let parts = s3(h.meta.delete_upload(&input.upload_id).await)?;
+    h.delete_blobs(parts.into_iter().map(|p| p.segment)).await;
+    h.reserve.ensure();
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+pub(super) async fn list_multipart_uploads(
+    h: &S3Handlers,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    s3(check_list_params(
+        &[("max-uploads", input.max_uploads)],
+        input.encoding_type.as_ref(),
+    ))?;
+    if !s3(h.meta.bucket_exists(&input.bucket).await)? {
+        return Err(ServerError::NoSuchBucket.into());
+    }
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let limit = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+    let rows = s3(h
+        .meta
+        .list_uploads(
+            &input.bucket,
+            &prefix,
+            &key_marker,
+            if input.key_marker.is_some() {
+                &id_marker
+            } else {
+                ""
+            },
+            limit + 1,
+        )
+        .await)?;
+    let truncated = rows.len() > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit).collect();
+    let mut out = ListMultipartUploadsOutput::default();
+    out.bucket = Some(input.bucket);
+    out.prefix = Some(prefix);
+    out.key_marker = Some(key_marker);
+    out.upload_id_marker = Some(id_marker);
+    out.max_uploads = Some(limit as i32);
+    out.is_truncated = Some(truncated);
+    if truncated {
+        if let Some((id, rec)) = rows.last() {
+            out.next_key_marker = Some(rec.key.clone());
+            out.next_upload_id_marker = Some(id.clone());
+        }
+    }
+    out.uploads = Some(
+        rows.into_iter()
+            .map(|(id, rec)| {
+                let mut u = MultipartUpload::default();
+                u.key = Some(rec.key);
+                u.upload_id = Some(id);
+                u.initiated = Some(ts(rec.initiated));
+                u.owner = Some(owner());
+                u.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+                u
+            })
+            .collect(),
+    );
+    Ok(S3Response::new(out))
+}
+
+pub(super) async fn list_parts(
+    h: &S3Handlers,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    s3(check_list_params(
+        &[
+            ("max-parts", input.max_parts),
+            ("part-number-marker", input.part_number_marker),
+        ],
+        None,
+    ))?;
+    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let all: Vec<(u32, PartRecord)> = s3(h.meta.list_parts(&input.upload_id).await)?
+        .into_iter()
+        .filter(|(n, _)| *n > marker)
+        .collect();
+    let truncated = all.len() > max;
+    let page: Vec<Part> = all
+        .into_iter()
+        .take(max)
+        .map(|(n, r)| {
+            let mut p = Part::default();
+            p.part_number = Some(n as i32);
+            p.e_tag = Some(etag(&r.segment.etag));
+            p.size = Some(r.segment.plain_len as i64);
+            p.last_modified = Some(ts(r.last_modified));
+            p.checksum_crc32 = r.checksums.crc32;
+            p.checksum_crc32c = r.checksums.crc32c;
+            p.checksum_crc64nvme = r.checksums.crc64nvme;
+            p.checksum_sha1 = r.checksums.sha1;
+            p.checksum_sha256 = r.checksums.sha256;
+            p
+        })
+        .collect();
+    let mut out = ListPartsOutput::default();
+    out.bucket = Some(input.bucket);
+    out.key = Some(input.key);
+    out.upload_id = Some(input.upload_id);
+    out.part_number_marker = Some(marker as i32);
+    out.max_parts = Some(max as i32);
+    out.is_truncated = Some(truncated);
+    out.next_part_number_marker = page.last().and_then(|p| p.part_number);
+    out.owner = Some(owner());
+    out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+    out.checksum_algorithm = upload.checksum_algorithm.map(ChecksumAlgorithm::from);
+    out.parts = Some(page);
+    Ok(S3Response::new(out))
+}
