@@ -85,7 +85,7 @@ def main():
         with check("and GetObject (every request needs its record)"):
             c = code_of(lambda: s3.get_object(Bucket="bkt", Key="old"))
             assert c in ("ServiceUnavailable", "503", "InternalError"), c
-        server.stop()
+        server.check_stop()
         server = None
         os.remove(audit / "filler")
         server = Server(args.coffer, root)
@@ -96,7 +96,7 @@ def main():
         with check("after restart: the refused DeleteObject deleted nothing"):
             body = s3.get_object(Bucket="bkt", Key="old")["Body"].read()
             assert body == b"old content", body
-        server.stop()
+        server.check_stop()
         server = None
         with check("coffer audit verify: the log is intact (no partial record)"):
             env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))}

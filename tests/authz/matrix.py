@@ -158,7 +158,7 @@ def main():
         traceback.print_exc()
         m.rows.append(("setup", "-", "-", "complete", "failed"))
     finally:
-        server.stop()
+        server.check_stop()
     audit_rows(m, env, Path(root) / "data")
     ok = m.summary()
     if ok:

@@ -374,7 +374,7 @@ def main():
     failures = []
     t_start = time.monotonic()
 
-    srv = harness.Server(args.coffer, data, log_path=log, first_start=True)
+    srv = harness.start_server(args.coffer, data, log_path=log, first_start=True)
     srv.client().create_bucket(Bucket=BUCKET)
     history = {}
     cycle = 0
@@ -384,7 +384,7 @@ def main():
             label = f"cycle {cycle}"
             if cycle > 1:
                 try:
-                    srv = harness.Server(args.coffer, data, log_path=log, first_start=False)
+                    srv = harness.start_server(args.coffer, data, log_path=log, first_start=False)
                 except harness.StartError as e:
                     failures.append(f"{label}: the server did not restart: {e}\n"
                                     f"{e.stdout}\n{e.stderr[-3000:]}")

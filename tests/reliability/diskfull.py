@@ -85,7 +85,7 @@ class Run:
         self.s3 = None
 
     def start(self, first):
-        self.srv = harness.Server(self.binary, self.data, log_path=self.log, first_start=first)
+        self.srv = harness.start_server(self.binary, self.data, log_path=self.log, first_start=first)
         self.s3 = self.srv.client()
 
     def fail(self, msg):

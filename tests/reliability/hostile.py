@@ -166,12 +166,12 @@ def known_open(case):
 class Ctx:
     def __init__(self, binary, root, extra):
         self.binary, self.root, self.extra = binary, root, extra
-        self.srv = lhlib.Server(binary, root, extra)
+        self.srv = lhlib.start_server(binary, root, extra)
         self.s3 = self.srv.client()
 
     def restart(self):
         self.srv.kill()
-        self.srv = lhlib.Server(self.binary, self.root, self.extra)
+        self.srv = lhlib.start_server(self.binary, self.root, self.extra)
         self.s3 = self.srv.client()
 
     @property
@@ -2106,9 +2106,9 @@ def main():
         for p, digest in protected.items():
             if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
                 escapes.append(f"{p} was modified")
-        stop_problem = ctx.srv.stop() if ctx.srv.alive() else "server not running at the end"
+        stop_problem = ctx.srv.stop_problem() if ctx.srv.alive() else "server not running at the end"
         if lock_state.get("ctx"):
-            lp = lock_state["ctx"].srv.stop()
+            lp = lock_state["ctx"].srv.stop_problem()
             if lp:
                 stop_problem = (stop_problem or "") + f" lockout server: {lp}"
         if "panicked" in ctx.srv.stderr():

@@ -3,8 +3,8 @@ clients, a SigV4 signer with every knob exposed (date, region, signed headers, p
 aws-chunked bodies, and raw HTTP/1.1 over TLS (bytes written exactly as given: lying
 Content-Length, duplicated headers, control characters, slow senders).
 
-Nothing here is specific to one test; tests/s3/compat.py has its own copy of the server
-helper by design (the suites must run on their own).
+Nothing here is specific to one test. The server process itself is the `Server` of
+tests/lib/coffer_server.py, shared by every Python suite.
 """
 
 import base64
@@ -12,17 +12,17 @@ import datetime as _dt
 import hashlib
 import json
 import hmac
-import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from coffer_server import Server  # noqa: E402
 
 ACCESS_KEY = "COFFERRELIABILITYKEY"
 SECRET_KEY = "coffer-reliability-root-secret-0123456789"
@@ -36,112 +36,13 @@ MIB = 1 << 20
 # --------------------------------------------------------------------------------------------
 
 
-class Server:
-    """`coffer server` on `root/data` with working directory `root/cwd` (kept empty)."""
-
-    def __init__(self, binary, root, extra_args=(), env_extra=None):
-        self.binary = str(binary)
-        self.root = Path(root)
-        self.data = self.root / "data"
-        self.cwd = self.root / "cwd"
-        self.cwd.mkdir(parents=True, exist_ok=True)
-        self.extra_args = list(extra_args)
-        self.log_path = self.root / "server-stderr.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))}
-        env["COFFER_ROOT_ACCESS_KEY"] = ACCESS_KEY
-        env["COFFER_ROOT_SECRET_KEY"] = SECRET_KEY
-        env.update(env_extra or {})
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "server", "--data-dir", str(self.data), "--listen", "127.0.0.1:0",
-             *self.extra_args],
-            cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=self._log, text=True)
-        self.lines = []
-        ready = threading.Event()
-
-        def reader():
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=reader, daemon=True).start()
-        if not ready.wait(120) or not any(l.strip() == "ready" for l in self.lines):
-            self.proc.kill()
-            raise RuntimeError(f"server did not print ready: {self.lines}\n{self.stderr()[-3000:]}")
-        self.endpoint = next(l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("endpoint: "))
-        self.ca = next(l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("ca-bundle: "))
-        m = re.match(r"^https://([^:/]+):(\d+)$", self.endpoint)
-        assert m, f"expected an https endpoint, got {self.endpoint!r}"
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.ssl_ctx = ssl.create_default_context(cafile=self.ca)
-        # Plain HTTP/1.1 only: the raw helpers speak HTTP/1.1 over the TLS socket.
-        self.ssl_ctx.set_alpn_protocols(["http/1.1"])
-
-    def stderr(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def cpu_seconds(self):
-        """User + system CPU the server process has used (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return float("nan")
-
-    def rss_mib(self):
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
-
-    def stop(self):
-        """SIGTERM: exit 0 within 40 s and no panic in the log. Returns a problem or None."""
-        if not self.alive():
-            return f"server already exited with {self.proc.returncode}"
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return "no exit within 40 s of SIGTERM"
-        if code != 0:
-            return f"exit status {code} after SIGTERM"
-        if "panicked" in self.stderr():
-            return "the server log shows a panic"
-        return None
-
-    def kill(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
-
-    def client(self, pool=4, access_key=ACCESS_KEY, secret_key=SECRET_KEY, read_timeout=120, session=None):
-        """A boto3 client (thread-safe once made). Pass one `session` to make many clients
-        quickly (from one thread): the session caches the service model."""
-        import boto3
-        from botocore.config import Config
-        return (session or boto3.session.Session()).client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key, region_name=REGION, verify=self.ca,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          # No retries: botocore's max_attempts counts retries,
-                          # total_max_attempts counts attempts.
-                          retries={"total_max_attempts": 1, "mode": "standard"},
-                          max_pool_connections=pool, connect_timeout=20,
-                          read_timeout=read_timeout, tcp_keepalive=True))
+def start_server(binary, root, extra_args=(), env_extra=None):
+    """`coffer server` on `root/data`, working directory `root/cwd` (kept empty), stderr in
+    `root/server-stderr.log`, as this suite's root (tests/lib/coffer_server.py)."""
+    root = Path(root)
+    return Server(binary, root / "data", credentials=(ACCESS_KEY, SECRET_KEY), cwd=root / "cwd",
+                  log_path=root / "server-stderr.log", extra_args=extra_args,
+                  env_extra=env_extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +248,7 @@ class TimedOut(Exception):
 def connect(srv, timeout=30):
     sock = socket.create_connection((srv.host, srv.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return srv.ssl_ctx.wrap_socket(sock, server_hostname=srv.host)
+    return srv.ssl_context(http11_only=True).wrap_socket(sock, server_hostname=srv.host)
 
 
 def read_response(sock, method="GET", deadline=30.0):

@@ -460,7 +460,7 @@ def main():
     srv = None
     failures = []
     try:
-        srv = lhlib.Server(binary, root)
+        srv = lhlib.start_server(binary, root)
         admin = srv.client()
         for b in BUCKETS:
             admin.create_bucket(Bucket=b)
@@ -505,7 +505,7 @@ def main():
         if not srv.alive():
             failures.append(f"the server exited with {srv.proc.returncode}")
         else:
-            problem = srv.stop()
+            problem = srv.stop_problem()
             if problem:
                 failures.append(problem)
         if "panicked" in srv.stderr():

@@ -452,7 +452,7 @@ def db_server(binary, root, name, objects):
     """A stopped server's data directory holding `objects` [(bucket, key, body, mode)] and an
     open multipart upload; returns its path."""
     data = root / name
-    srv = harness.Server(binary, data, log_path=root / f"{name}.log")
+    srv = harness.start_server(binary, data, log_path=root / f"{name}.log")
     try:
         s3 = srv.client()
         for b in sorted({o[0] for o in objects}):
@@ -490,7 +490,7 @@ def db_cases(binary, root, rng, max_pages):
         shutil.copytree(base, d)
         edit(d)
         try:
-            srv = harness.Server(binary, d, log_path=root / f"db-case-{len(results)}.log",
+            srv = harness.start_server(binary, d, log_path=root / f"db-case-{len(results)}.log",
                                  first_start=False, ready_timeout=60)
         except harness.StartError as e:
             last = [l for l in e.stderr.strip().splitlines() if l.strip()][-1:]
@@ -572,7 +572,7 @@ def main():
     t0 = time.monotonic()
     print(f"tamper: seed {seed}, work {root}", flush=True)
 
-    srv = harness.Server(args.coffer, data, log_path=log)
+    srv = harness.start_server(args.coffer, data, log_path=log)
     s3 = srv.client()
     s3.create_bucket(Bucket=BUCKET)
     s3.create_bucket(Bucket=BYSTAND)
@@ -597,7 +597,7 @@ def main():
 
     for c in cases:
         c.apply()
-    srv = harness.Server(args.coffer, data, log_path=log, first_start=False)
+    srv = harness.start_server(args.coffer, data, log_path=log, first_start=False)
     s3 = srv.client()
     failures = []
 

@@ -37,21 +37,20 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
 
-import boto3
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import coffer_server  # noqa: E402
+
 import requests
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -102,88 +101,21 @@ def rnd(n):
 # --------------------------------------------------------------------------------------------
 
 
-class Server:
-    """`coffer server` on `root/data`, working directory `root/cwd` (which must stay empty)."""
+class Server(coffer_server.Server):
+    """`coffer server` on `root/data`, working directory `root/cwd` (which must stay empty),
+    as this suite's root; adds raw, exactly-as-written requests to the shared `Server`
+    (tests/lib/coffer_server.py)."""
 
     def __init__(self, binary, root, extra_args=()):
-        self.root = Path(root)
-        self.data = self.root / "data"
-        (self.root / "cwd").mkdir(parents=True, exist_ok=True)
-        self.log_path = Path(tempfile.mkdtemp(prefix="coffer-compat-log-")) / "stderr.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))}
-        env["COFFER_ROOT_ACCESS_KEY"] = ACCESS_KEY
-        env["COFFER_ROOT_SECRET_KEY"] = SECRET_KEY
-        self.proc = subprocess.Popen(
-            [binary, "server", "--data-dir", str(self.data), "--listen", "127.0.0.1:0", *extra_args],
-            cwd=self.root / "cwd",
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=open(self.log_path, "wb"),
-            text=True,
-        )
-        self.lines = []
-        ready = threading.Event()
+        root = Path(root)
+        super().__init__(binary, root / "data", credentials=(ACCESS_KEY, SECRET_KEY),
+                         cwd=root / "cwd", extra_args=extra_args)
+        self.root = root
 
-        def reader():
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip("\n"))
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=reader, daemon=True).start()
-        if not ready.wait(120) or not any(l.strip() == "ready" for l in self.lines):
-            self.proc.kill()
-            raise RuntimeError(f"server did not print ready: {self.lines}\n{self.stderr()}")
-        self.endpoint = next(l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("endpoint: "))
-        ca = [l.split(": ", 1)[1].strip() for l in self.lines if l.startswith("ca-bundle: ")]
-        self.ca = ca[0] if ca else None
-        m = re.match(r"^(https?)://([^:/]+):(\d+)$", self.endpoint)
-        assert m, f"endpoint line: {self.endpoint!r}"
-        self.scheme, self.host, self.port = m.group(1), m.group(2), int(m.group(3))
-
-    def stderr(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
+    def check_stop(self):
         """SIGTERM; the server must exit 0 within 30 s and must not have panicked."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("no exit within 30 s of SIGTERM")
-        assert code == 0, f"exit status {code} after SIGTERM"
-        assert "panicked" not in self.stderr(), f"the server panicked:\n{self.stderr()[-3000:]}"
-
-    def kill(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
-
-    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY):
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name="us-east-1",
-            verify=self.ca if self.scheme == "https" else False,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 1, "mode": "standard"},
-                read_timeout=300,
-            ),
-        )
+        problem = self.stop_problem(30)
+        assert problem is None, f"{problem}\n{self.stderr()[-3000:]}"
 
     # -- raw, exactly-as-written requests (http.client: no path normalisation) --------------
 
@@ -877,7 +809,7 @@ def plain_http_checks(binary, root):
         expect_client_error(lambda: s3.head_object(Bucket="plain", Key="c"), 404)
     if srv is not None:
         with check("--insecure-http server: SIGTERM -> exit 0, no panic"):
-            srv.stop()
+            srv.check_stop()
         srv.kill()
 
 
@@ -902,14 +834,14 @@ def main():
             cli_checks(srv, work)
             hostile_checks(srv, [base, root, root / "cwd", work, Path("/"), Path(tempfile.gettempdir())])
             with check("SIGTERM -> exit 0, no panic in the log"):
-                srv.stop()
+                srv.check_stop()
             with check("restart after all of it: objects still read back"):
                 srv = Server(binary, root)
                 s3 = srv.client()
                 assert s3.get_object(Bucket="hostile", Key="small")["Body"].read() == b"0123456789" * 10
                 keys = {o["Key"] for o in s3.list_objects_v2(Bucket="compat", Prefix="mpu/")["Contents"]}
                 assert len(keys) == 6, keys
-                srv.stop()
+                srv.check_stop()
         plain_http_checks(binary, plain_root)
         with check("nothing written outside the data dirs (sentinel parent and working dirs)"):
             top = sorted(p.name for p in base.iterdir())

@@ -9,12 +9,12 @@
 //! from `tests/client/run.sh` with a release binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
+mod common;
+use common::ServerProcess;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use coffer_client::{Endpoint, Kek, KeyFile, Keyring, ServerSide, Transfers};
 
@@ -23,8 +23,9 @@ const SECRET_KEY: &str = "coffer-client-test-secret-0123456789abcdef";
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-coffer-client-e2e";
 const MIB: usize = 1 << 20;
 
+/// A `coffer server` on a fresh data directory (the shared harness, `common/mod.rs`).
 struct Server {
-    child: Child,
+    _process: ServerProcess,
     endpoint: String,
     ca: PathBuf,
     data: PathBuf,
@@ -35,43 +36,16 @@ impl Server {
     fn start() -> Server {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .args(["server", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-            .env_remove("COFFER_DATA_DIR")
-            .current_dir(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut endpoint = None;
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server did not print ready");
-            if let Some(v) = line.strip_prefix("endpoint: ") {
-                endpoint = Some(v.trim().to_owned());
-            }
-            if line.trim() == "ready" {
-                break;
-            }
-        }
+        let process = ServerProcess::start(
+            &data,
+            root.path(),
+            &root.path().join("server-stderr.log"),
+            (ACCESS_KEY, SECRET_KEY),
+            &[],
+        );
         Server {
-            child,
-            endpoint: endpoint.unwrap(),
+            endpoint: process.endpoint.clone(),
+            _process: process,
             ca: data.join("tls/ca.pem"),
             data,
             _root: root,
@@ -142,13 +116,6 @@ impl Server {
             .status()
             .unwrap();
         status.code() == Some(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

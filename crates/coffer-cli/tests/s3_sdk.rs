@@ -44,15 +44,17 @@
 //!     for this operation", s3cmd#276).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
+mod common;
+use common::ServerProcess;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -79,13 +81,12 @@ const SMALL_LEN: usize = 100 * 1024 + 7;
 // The server process
 // ---------------------------------------------------------------------------------------------
 
-/// A running `coffer server` on a data directory, stopped (SIGKILL) on drop if still running.
+/// A running `coffer server` on a data directory (the shared harness, `common/mod.rs`), with
+/// this suite's checks of its start-up lines and an AWS SDK client for it.
 struct Server {
-    child: Option<Child>,
+    process: ServerProcess,
     endpoint: String,
     ca_pem: Vec<u8>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr_log: PathBuf,
 }
 
 /// The directories of one test: `root/data` is the data directory, `root/cwd` the server's
@@ -139,69 +140,22 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         );
-        let stderr_log = dirs.logs.path().join(log_name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .arg("server")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-            .env_remove("COFFER_DATA_DIR")
-            .env_remove("MALLOC_ARENA_MAX")
-            .env_remove("GLIBC_TUNABLES")
-            .current_dir(dirs.root.path().join("cwd"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&stderr_log).expect("stderr log"))
-            .spawn()
-            .expect("spawn coffer server");
-
-        // Read stdout on a thread for the whole life of the server (so it never blocks on a
-        // full pipe), keeping every line for diagnostics.
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout");
-        let keep = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let (mut endpoint, mut ca_bundle) = (None, None);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(v) = line.strip_prefix("endpoint: ") {
-                        endpoint = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("ca-bundle: ") {
-                        ca_bundle = Some(PathBuf::from(v.trim()));
-                    } else if line.trim_end() == "ready" {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "coffer server did not print `ready` within 120 s\nstdout: {:?}\nstderr:\n{}",
-                        lines.lock().unwrap(),
-                        fs::read_to_string(&stderr_log).unwrap_or_default()
-                    );
-                }
-            }
-        }
-        let endpoint = endpoint.expect("no `endpoint:` line before `ready`");
+        let process = ServerProcess::start(
+            &data,
+            &dirs.root.path().join("cwd"),
+            &dirs.logs.path().join(log_name),
+            (ACCESS_KEY, SECRET_KEY),
+            &[],
+        );
+        let endpoint = process.endpoint.clone();
         assert!(
             endpoint.starts_with("https://127.0.0.1:"),
             "HTTPS by default: {endpoint}"
         );
-        let ca_bundle = ca_bundle.expect("no `ca-bundle:` line before `ready`");
+        let ca_bundle = process
+            .ca_bundle
+            .clone()
+            .expect("no `ca-bundle:` line before `ready`");
         assert!(
             ca_bundle.is_absolute(),
             "ca-bundle path is absolute: {ca_bundle:?}"
@@ -213,21 +167,19 @@ impl Server {
                 .expect("DIR/tls/ca.pem"),
             "the CA lives at DIR/tls/ca.pem"
         );
+        let lines = process.lines();
         assert!(
             lines
-                .lock()
-                .unwrap()
                 .iter()
                 .any(|l| l.starts_with("try: aws s3 ls --endpoint-url")
                     && l.contains(&endpoint)
                     && l.contains("--ca-bundle")),
-            "a paste-ready `try: aws s3 ls …` line: {:?}",
-            lines.lock().unwrap()
+            "a paste-ready `try: aws s3 ls …` line: {lines:?}"
         );
         // The server re-executed itself (same process) with one malloc arena (server.rs,
         // limit_malloc_arenas): its environment now says so.
         if cfg!(all(target_os = "linux", target_env = "gnu")) {
-            let environ = fs::read(format!("/proc/{}/environ", child.id())).expect("environ");
+            let environ = fs::read(format!("/proc/{}/environ", process.pid())).expect("environ");
             assert!(
                 environ
                     .split(|&b| b == 0)
@@ -237,11 +189,9 @@ impl Server {
         }
         let ca_pem = fs::read(&ca_bundle).expect("read CA");
         Self {
-            child: Some(child),
+            process,
             endpoint,
             ca_pem,
-            stdout: lines,
-            stderr_log,
         }
     }
 
@@ -283,50 +233,8 @@ impl Server {
     }
 
     /// SIGTERM, then the process must exit 0 (graceful shutdown) and must not have panicked.
-    fn stop(mut self) {
-        let mut child = self.child.take().expect("running");
-        // The shell's built-in kill: no procps needed, no unsafe libc call.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", child.id())])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                assert_eq!(
-                    status.code(),
-                    Some(0),
-                    "SIGTERM must exit 0; stderr:\n{}",
-                    fs::read_to_string(&self.stderr_log).unwrap_or_default()
-                );
-                let log = fs::read_to_string(&self.stderr_log).unwrap_or_default();
-                assert!(!log.contains("panicked"), "the server panicked:\n{log}");
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("coffer server did not exit within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!(
-                    "--- coffer server stdout ---\n{}\n--- coffer server stderr ---\n{}",
-                    self.stdout.lock().unwrap().join("\n"),
-                    fs::read_to_string(&self.stderr_log).unwrap_or_default()
-                );
-            }
-        }
+    fn stop(self) {
+        self.process.stop();
     }
 }
 
@@ -2109,13 +2017,12 @@ async fn a_second_server_on_the_same_data_dir_deletes_nothing() {
     );
     assert!(
         server
-            .stdout
-            .lock()
-            .unwrap()
+            .process
+            .lines()
             .iter()
             .any(|l| l.contains("removed 0 interrupted write(s) and 1 uncommitted blob(s)")),
         "the restart reports what it collected: {:?}",
-        server.stdout.lock().unwrap()
+        server.process.lines()
     );
     server.stop();
 }
