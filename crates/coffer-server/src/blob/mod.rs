@@ -546,66 +546,38 @@ pub struct OpenBlob {
     pub key_version: u32,
 }
 
+pub mod conformance;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-    use std::time::Duration;
 
-    async fn put(store: &dyn ObjectStore, path: &str) {
-        store
-            .put(&Path::from(path), PutPayload::from_static(b"ciphertext"))
+    /// The SSE-S3 keys of a KMS on a fresh directory (in-memory key store).
+    async fn keys(dir: &FsPath) -> Keys {
+        let sealer = coffer_kms::KeyFileSealer::new(dir.join("root.key"));
+        let kms = coffer_kms::Kms::builder(coffer_kms::KmsConfig::new(dir.join("kms")), &sealer)
+            .key_store(Arc::new(coffer_kms::MemoryKeyStore::new()))
+            .open()
             .await
             .unwrap();
+        Keys::new(Arc::new(kms)).unwrap()
     }
 
-    async fn exists(store: &dyn ObjectStore, path: &str) -> bool {
-        store.head(&Path::from(path)).await.is_ok()
-    }
-
-    /// The garbage collector's contract, on the in-memory backend and on the local one: a
-    /// young unreferenced blob survives (another writer may be about to commit it), an old
-    /// one goes; referenced blobs, blobs committed while the collector was listing, and
-    /// objects that are not blobs are never deleted.
-    #[tokio::test]
-    async fn garbage_collection_keeps_young_referenced_and_foreign_objects() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-        for store in [memory, local] {
-            let blobs = BlobStore::new(Arc::clone(&store));
-            let [kept, orphan, late] = [0, 1, 2].map(|_| BlobStore::new_name());
-            for name in [&kept, &orphan, &late] {
-                put(&*store, blob_path(name).as_ref()).await;
-            }
-            // Not blob names, or not where a blob would be: never Coffer's garbage.
-            put(&*store, "notes.txt").await;
-            put(&*store, &format!("zz/{}", orphan.replace('0', "1"))).await;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        conformance::run(store, &keys(dir.path()).await).await;
+    }
 
-            let refs = || async { Ok(HashSet::from([kept.clone()])) };
-            let hour = Duration::from_secs(3600);
-            assert_eq!(blobs.collect_garbage(refs, hour).await.unwrap(), 0);
-            assert!(exists(&*store, blob_path(&orphan).as_ref()).await, "young");
-
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            // `late` is committed after the listing, before the references are read.
-            let refs = || async { Ok(HashSet::from([kept.clone(), late.clone()])) };
-            assert_eq!(
-                blobs.collect_garbage(refs, Duration::ZERO).await.unwrap(),
-                1
-            );
-            assert!(!exists(&*store, blob_path(&orphan).as_ref()).await);
-            assert!(exists(&*store, blob_path(&kept).as_ref()).await);
-            assert!(exists(&*store, blob_path(&late).as_ref()).await);
-            assert!(exists(&*store, "notes.txt").await);
-            assert!(exists(&*store, &format!("zz/{}", orphan.replace('0', "1"))).await);
-
-            // A failure to read the references deletes nothing.
-            let refs = || async { Err(ServerError::Internal("metadata unavailable".into())) };
-            assert!(blobs.collect_garbage(refs, Duration::ZERO).await.is_err());
-            assert!(exists(&*store, blob_path(&kept).as_ref()).await);
-        }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_local_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(&blobs).unwrap());
+        conformance::run(store, &keys(dir.path()).await).await;
     }
 
     /// The local start-up sweep removes staging files and nothing else (uncommitted blobs
