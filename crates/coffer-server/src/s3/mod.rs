@@ -305,7 +305,7 @@ mod save;
 
 pub(crate) use self::checksum::verify_small_body;
 use self::checksum::*;
-use self::copy::*;
+pub use self::copy::parse_copy_source_range;
 use self::get::*;
 use self::headers::*;
 use self::list::*;
