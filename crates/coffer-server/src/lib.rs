@@ -757,26 +757,35 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadli
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers the SIGTERM and Ctrl-C handlers now and returns what resolves on either. Called
+/// before `ready` is printed: a signal that arrives right after it must shut the server down
+/// gracefully, not kill it (an `async fn` would register only when first polled, in the
+/// accept loop, leaving the default action in place until then).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -859,6 +868,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
             println!("try: aws s3 ls --endpoint-url {endpoint}");
         }
     }
+    let shutdown = shutdown_signal();
     println!("ready");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -875,7 +885,6 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let conn_builder = Arc::new(conn_builder);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         // At most `max_connections` at once: wait for a slot before accepting.

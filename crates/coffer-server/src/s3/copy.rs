@@ -103,16 +103,7 @@ pub(super) async fn copy_object(
         .await?;
     let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
     let headers = if replace {
-        object_headers(
-            input.content_type.clone(),
-            input.content_encoding.clone(),
-            input.content_disposition.clone(),
-            input.content_language.clone(),
-            input.cache_control.clone(),
-            input.expires.clone(),
-            input.website_redirect_location.clone(),
-            input.metadata.clone(),
-        )
+        object_headers!(input)
     } else {
         src.headers.clone()
     };

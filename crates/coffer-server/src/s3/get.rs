@@ -58,11 +58,7 @@ pub(super) async fn get_object(
         )
         .into());
     }
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     let proof = h.kms_use(&req.extensions, &rec.sse, "kms:Decrypt").await?;
     s3(check_conditions(
@@ -161,11 +157,7 @@ pub(super) async fn head_object(
     let input = req.input;
     s3(check_key(&input.key))?;
     let rec = s3(h.object(&input.bucket, &input.key).await)?;
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     s3(check_conditions(
         &rec,
@@ -215,11 +207,7 @@ pub(super) async fn get_object_attributes(
     let input = req.input;
     s3(check_key(&input.key))?;
     let rec = s3(h.object(&input.bucket, &input.key).await)?;
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     let wants = |a: &str| {
         input

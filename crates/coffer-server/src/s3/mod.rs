@@ -224,6 +224,35 @@ macro_rules! sse_headers {
     };
 }
 
+/// The SSE-C key a request's input carries (`x-amz-server-side-encryption-customer-*`,
+/// checked by `S3Handlers::customer_key`); returns early on error.
+macro_rules! customer_key {
+    ($h:ident, $input:ident) => {
+        s3($h.customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+        ))?
+    };
+}
+
+/// The stored headers a write's input sets (PutObject, CopyObject with
+/// `MetadataDirective=REPLACE`, CreateMultipartUpload): same field names, no shared trait.
+macro_rules! object_headers {
+    ($input:ident) => {
+        object_headers(
+            $input.content_type.clone(),
+            $input.content_encoding.clone(),
+            $input.content_disposition.clone(),
+            $input.content_language.clone(),
+            $input.cache_control.clone(),
+            $input.expires.clone(),
+            $input.website_redirect_location.clone(),
+            $input.metadata.clone(),
+        )
+    };
+}
+
 /// The copy source of CopyObject and UploadPartCopy (whose s3s inputs share the field
 /// names but no trait): its SSE-C key, then its record with the copy-source conditions
 /// checked. Evaluates to `(customer key, bucket, key, record)`; returns early on error.

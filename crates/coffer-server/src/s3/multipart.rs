@@ -60,16 +60,7 @@ pub(super) async fn create_multipart_upload(
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         initiated: now_ms(),
-        headers: object_headers(
-            input.content_type.clone(),
-            input.content_encoding.clone(),
-            input.content_disposition.clone(),
-            input.content_language.clone(),
-            input.cache_control.clone(),
-            input.expires.clone(),
-            input.website_redirect_location.clone(),
-            input.metadata.clone(),
-        ),
+        headers: object_headers!(input),
         sse: sse_rec,
         bucket_key_enabled: input.bucket_key_enabled.unwrap_or(bucket_key),
         checksum_algorithm: input
@@ -100,11 +91,7 @@ pub(super) async fn upload_part(
     let input = req.input;
     let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
     let part = s3(part_number(input.part_number))?;
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
     let proof = h
         .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
@@ -154,11 +141,7 @@ pub(super) async fn upload_part_copy(
     let input = req.input;
     let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
     let part = s3(part_number(input.part_number))?;
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
     let (src_customer, src_bucket, src_key, src) = read_copy_source!(h, input);
     let proof = h
@@ -236,11 +219,7 @@ pub(super) async fn complete_multipart_upload(
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
     let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
-    let customer = s3(h.customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.as_deref(),
-        input.sse_customer_key_md5.as_deref(),
-    ))?;
+    let customer = customer_key!(h, input);
     if customer.is_some() {
         s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
     }

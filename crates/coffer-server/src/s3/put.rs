@@ -18,16 +18,7 @@ pub(super) async fn put_object(
         )
         .await?;
     let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
-    let headers = object_headers(
-        input.content_type.clone(),
-        input.content_encoding.clone(),
-        input.content_disposition.clone(),
-        input.content_language.clone(),
-        input.cache_control.clone(),
-        input.expires.clone(),
-        input.website_redirect_location.clone(),
-        input.metadata.clone(),
-    );
+    let headers = object_headers!(input);
     let version = uuid::Uuid::new_v4().to_string();
     let to = BlobTarget {
         bucket: &input.bucket,
