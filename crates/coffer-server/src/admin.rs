@@ -18,7 +18,7 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 use serde_json::{json, Value};
 
-use crate::error::ServerError;
+use coffer_outcome::ServerError;
 use crate::iam::{base_context, Iam};
 use crate::principal::{IdentityLookup, Principal};
 

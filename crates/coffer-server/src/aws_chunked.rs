@@ -7,7 +7,7 @@
 //! - its trailer section names more than one `x-amz-checksum-*` (one checksum per request).
 //!
 //! A failed body makes the upload fail before anything is committed (`400 IncompleteBody` /
-//! `400 InvalidRequest`, see `s3.rs`).
+//! `400 InvalidRequest`, see `coffer_s3::save`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,8 +15,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
-/// The message of the errors this module raises (recognised by the S3 handlers).
-pub const FRAMING_ERROR: &str = "aws-chunked framing";
+/// The message of the errors this module raises: the blob layer recognises it (the body
+/// error types in between are private to s3s, see `coffer_store::blob`).
+pub use coffer_store::blob::FRAMING_ERROR;
 
 /// Longest chunk-header or trailer line accepted.
 const MAX_LINE: usize = 4096;

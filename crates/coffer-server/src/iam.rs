@@ -22,7 +22,7 @@ use coffer_meta::{AccessKey, IdentityRecord, IdentityStore, MetaError, SecretAcc
 use coffer_policy::{combine, Context, Decision, Policy, PolicyKind, Request};
 use zeroize::Zeroizing;
 
-use crate::error::{ServerError, ServerResult};
+use coffer_outcome::{ServerError, ServerResult};
 use crate::principal::{IdentityLookup, Principal};
 
 /// An identity's kind: people are users, programs are service accounts. Both sign requests
@@ -662,7 +662,7 @@ pub struct S3Authz {
 /// `AccessDenied`, recorded as the request's outcome: the one refusal of the S3 access hook
 /// and of handlers that find no caller or proof in the extensions.
 pub(crate) fn access_denied() -> s3s::S3Error {
-    crate::audit::Recorder::s3_error(
+    coffer_outcome::Recorder::s3_error(
         s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied"),
         false,
     )

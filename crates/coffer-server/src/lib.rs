@@ -13,17 +13,13 @@
 pub mod admin;
 pub mod audit;
 pub mod aws_chunked;
-pub mod blob;
-pub mod error;
 pub mod iam;
 pub mod kms_api;
 pub mod principal;
 pub mod request;
-pub mod reserve;
 pub mod rootkey;
 pub mod s3;
 pub mod sigv4;
-pub mod sse;
 pub mod tls;
 pub mod xmlbody;
 
@@ -37,7 +33,8 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
-pub use error::{ServerError, ServerResult};
+pub use coffer_outcome::{ServerError, ServerResult};
+use coffer_store::{blob, reserve, sse};
 
 /// The default listen address (HTTPS).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9443";
@@ -294,7 +291,7 @@ impl s3s::auth::S3Auth for Credentials {
             .lookup(access_key)
             .map(|(secret, _)| s3s::auth::SecretKey::from(secret.as_str()))
             .ok_or_else(|| {
-                audit::Recorder::s3_error(
+                coffer_outcome::Recorder::s3_error(
                     s3s::S3Error::with_message(
                         s3s::S3ErrorCode::InvalidAccessKeyId,
                         "The AWS Access Key Id you provided does not exist in our records.",
@@ -340,7 +337,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
             let resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
                 Ok(()) => {
-                    let (resp, recorded) = audit::Recorder::scope(this.route(req, &query)).await;
+                    let (resp, recorded) = coffer_outcome::Recorder::scope(this.route(req, &query)).await;
                     this.audit.response(info, resp?, recorded).await
                 }
             };
@@ -409,11 +406,11 @@ impl Front {
                 let bytes = match xmlbody::read(body, idle).await {
                     Ok(b) => b,
                     Err((status, code, msg)) => {
-                        return Ok(audit::error_response(status, code, &msg));
+                        return Ok(coffer_outcome::error_response(status, code, &msg));
                     }
                 };
                 if let Err((status, code, msg)) = xmlbody::check(&parts.headers, &bytes, op) {
-                    return Ok(audit::error_response(status, code, &msg));
+                    return Ok(coffer_outcome::error_response(status, code, &msg));
                 }
                 s3.call(hyper::Request::from_parts(parts, s3s::Body::from(bytes)))
                     .await
@@ -528,7 +525,7 @@ fn refuse(
     code: &str,
     msg: &str,
 ) -> futures::future::BoxFuture<'static, Result<hyper::Response<s3s::Body>, s3s::HttpError>> {
-    let resp = audit::error_response(status, code, msg);
+    let resp = coffer_outcome::error_response(status, code, msg);
     Box::pin(async move { Ok(resp) })
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use coffer_kms::{KeyFileSealer, Kms, KmsConfig, PassphraseSealer, Sealer};
 
-use crate::error::ServerResult;
+use coffer_outcome::ServerResult;
 
 /// Opens (or, if `<data-dir>/kms` holds no sealed root, initialises) the KMS under
 /// `data_dir`. `passphrase` selects the passphrase sealer; otherwise the key file

@@ -10,7 +10,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::error::{ServerError, ServerResult};
+use coffer_outcome::{ServerError, ServerResult};
 
 pub struct TlsFiles {
     pub cert: PathBuf,

@@ -21,11 +21,11 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
 use tokio::sync::mpsc;
 
-use crate::audit::KeyUsed;
-use crate::blob::{BlobStore, WrittenBlob};
-use crate::error::{ServerError, ServerResult};
-use crate::reserve::Reserve;
-use crate::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
+use coffer_outcome::KeyUsed;
+use coffer_store::blob::{BlobStore, WrittenBlob};
+use coffer_outcome::{ServerError, ServerResult};
+use coffer_store::reserve::Reserve;
+use coffer_store::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
 use coffer_meta::{
     BucketEncryption, BucketInfo, Checksums, EtagMatch, MetaError, MetaStore, ObjectHeaders,
     ObjectRecord, PartRecord, Precondition, Segment, SseRecord, UploadRecord,

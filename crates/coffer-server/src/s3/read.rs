@@ -108,7 +108,7 @@ impl S3Handlers {
             .await;
             if let Err(e) = result {
                 tracing::error!(bucket, key, "read aborted: {e}");
-                let failure = crate::audit::BodyFailure {
+                let failure = coffer_outcome::BodyFailure {
                     integrity: matches!(e, ServerError::Integrity(_)),
                     detail: format!("object read failed: {e}"),
                 };

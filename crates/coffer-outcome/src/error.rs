@@ -46,7 +46,7 @@ impl ServerError {
 impl From<ServerError> for S3Error {
     fn from(e: ServerError) -> S3Error {
         let integrity = matches!(e, ServerError::Integrity(_));
-        crate::audit::Recorder::s3_error(to_s3(e), integrity)
+        crate::outcome::Recorder::s3_error(to_s3(e), integrity)
     }
 }
 

@@ -24,7 +24,7 @@ use md5::{Digest, Md5};
 use s3s::S3ErrorCode;
 use zeroize::Zeroizing;
 
-use crate::error::{ServerError, ServerResult};
+use coffer_outcome::{ServerError, ServerResult};
 use coffer_meta::{BucketEncryption, SseRecord};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

@@ -20,7 +20,7 @@ use s3s::checksum::ChecksumHasher;
 use s3s::StdError;
 use tokio::sync::mpsc;
 
-use crate::error::{ServerError, ServerResult};
+use coffer_outcome::{ServerError, ServerResult};
 use crate::sse::{BlobKey, CustomerKey, Keys};
 use coffer_meta::Segment;
 use coffer_meta::SseRecord;
@@ -491,6 +491,10 @@ async fn write_worker(
     Ok((md5.finalize().into(), hasher.finalize(), blob_len))
 }
 
+/// The message of the framing errors coffer-server's aws-chunked checker raises (matched by
+/// [`body_error`]).
+pub const FRAMING_ERROR: &str = "aws-chunked framing";
+
 /// Maps a request-body error to S3's error. s3s's body error types are private and its
 /// aws-chunked wrapper (`AwsChunkedStreamError::Underlying`) does not expose its cause as a
 /// `source()`, so neither s3s's errors nor the framing errors of `aws_chunked.rs` that pass
@@ -508,11 +512,11 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> ServerError {
             s3s::S3ErrorCode::SignatureDoesNotMatch,
             "The request signature we calculated does not match the signature you provided.",
         )
-    } else if msg.contains(crate::aws_chunked::FRAMING_ERROR) && msg.contains("checksum trailer") {
+    } else if msg.contains(FRAMING_ERROR) && msg.contains("checksum trailer") {
         ServerError::invalid_request(
             "Expecting a single x-amz-checksum- trailer. Multiple checksum Types are not allowed.",
         )
-    } else if msg.contains(crate::aws_chunked::FRAMING_ERROR) && msg.contains("final") {
+    } else if msg.contains(FRAMING_ERROR) && msg.contains("final") {
         ServerError::s3(
             s3s::S3ErrorCode::IncompleteBody,
             "The aws-chunked body ended before its final (signed) zero-length chunk.",
