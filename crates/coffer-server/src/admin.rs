@@ -19,8 +19,8 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 use serde_json::{json, Value};
 
 use coffer_outcome::ServerError;
-use crate::iam::{base_context, Iam};
-use crate::principal::{IdentityLookup, Principal};
+use coffer_iam::iam::{base_context, Iam};
+use coffer_iam::principal::{IdentityLookup, Principal};
 
 /// `X-Amz-Target` prefix of admin requests.
 pub const TARGET_PREFIX: &str = "CofferAdmin.";
@@ -88,7 +88,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, AdminError> {
         .ok_or_else(|| AdminError::validation(format!("missing required string field {name}")))
 }
 
-fn key_json(user: &str, k: &crate::iam::NewAccessKey) -> Value {
+fn key_json(user: &str, k: &coffer_iam::iam::NewAccessKey) -> Value {
     json!({"AccessKey": {
         "UserName": user,
         "AccessKeyId": k.access_key,

@@ -23,10 +23,10 @@ use coffer_audit::{AuditSink, Event, Outcome, Phase};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
 use crate::admin::AdminAudit;
-use crate::iam::Iam;
+use coffer_iam::iam::Iam;
 use crate::kms_api::KmsAudit;
-use crate::principal::IdentityLookup;
-use crate::request::Query;
+use coffer_iam::principal::IdentityLookup;
+use coffer_iam::request::Query;
 use coffer_outcome::{error_response, BodyFailure, KeyUsed, Recorded, Recorder};
 
 /// The audit trail and what it needs to name callers.
@@ -118,7 +118,7 @@ impl RequestInfo {
         peer: Option<SocketAddr>,
         iam: &Iam,
     ) -> RequestInfo {
-        let access_key = crate::request::access_key(req, query);
+        let access_key = coffer_iam::request::access_key(req, query);
         let identity = access_key
             .as_deref()
             .and_then(|ak| iam.lookup(ak))
@@ -135,7 +135,7 @@ impl RequestInfo {
             (format!("admin:{op}"), None)
         } else {
             let op = s3_operation(req.method(), path, query, req.headers());
-            let p = crate::request::decode_or_keep(path.trim_start_matches('/'));
+            let p = coffer_iam::request::decode_or_keep(path.trim_start_matches('/'));
             let resource = (!p.is_empty()).then(|| format!("arn:aws:s3:::{p}"));
             (format!("s3:{op}"), resource)
         };

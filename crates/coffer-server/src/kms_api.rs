@@ -1,7 +1,7 @@
 //! The KMS HTTP API: AWS KMS's JSON 1.1 protocol (`X-Amz-Target: TrentService.<Operation>`,
 //! `Content-Type: application/x-amz-json-1.1`, SigV4 with service `kms`) on the S3 port.
 //!
-//! A request goes: buffer the body (≤ 64 KiB, idle timeout) → verify SigV4 ([`crate::sigv4`])
+//! A request goes: buffer the body (≤ 64 KiB, idle timeout) → verify SigV4 ([`coffer_iam::sigv4`])
 //! → decode the operation's JSON → [`Kms::authorize`] (resolves the key once, key policy
 //! then grants, returns a [`KeyUse`]) → call [`coffer_kms::Kms`] with that proof → encode
 //! the response. This file holds the DTOs and handlers only; the decision lives in
@@ -30,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
-use crate::principal::{IdentityLookup, Principal, ACCOUNT};
-use crate::sigv4;
+use coffer_iam::principal::{IdentityLookup, Principal, ACCOUNT};
+use coffer_iam::sigv4;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

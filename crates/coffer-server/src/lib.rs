@@ -13,13 +13,9 @@
 pub mod admin;
 pub mod audit;
 pub mod aws_chunked;
-pub mod iam;
 pub mod kms_api;
-pub mod principal;
-pub mod request;
 pub mod rootkey;
 pub mod s3;
-pub mod sigv4;
 pub mod tls;
 pub mod xmlbody;
 
@@ -34,6 +30,7 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 pub use coffer_outcome::{ServerError, ServerResult};
+use coffer_iam::{iam, principal, request, sigv4};
 use coffer_store::{blob, reserve, sse};
 
 /// The default listen address (HTTPS).

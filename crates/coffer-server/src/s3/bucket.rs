@@ -89,7 +89,7 @@ pub(super) async fn list_buckets(
 ) -> S3Result<S3Response<ListBucketsOutput>> {
     // Each identity sees the buckets it may list (its own, and those policies open to it).
     let caller = principal(&req.extensions)?;
-    let ctx = crate::iam::base_context(&caller, h.secure);
+    let ctx = coffer_iam::iam::base_context(&caller, h.secure);
     let buckets = s3(h.meta.list_buckets().await)?
         .into_iter()
         .filter(|BucketInfo { name, .. }| {
@@ -97,7 +97,7 @@ pub(super) async fn list_buckets(
                 .authorize(
                     &caller,
                     "s3:ListBucket",
-                    &crate::iam::s3_arn(name, None),
+                    &coffer_iam::iam::s3_arn(name, None),
                     Some(name),
                     &ctx,
                 )

@@ -38,13 +38,13 @@ pub(super) async fn delete_objects(
     let quiet = input.delete.quiet.unwrap_or(false);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
-    let ctx = crate::iam::base_context(&caller, h.secure);
+    let ctx = coffer_iam::iam::base_context(&caller, h.secure);
     for id in input.delete.objects {
         // s3:DeleteObject is decided per key, as AWS does.
         let allowed = h.iam.authorize(
             &caller,
             "s3:DeleteObject",
-            &crate::iam::s3_arn(&input.bucket, Some(&id.key)),
+            &coffer_iam::iam::s3_arn(&input.bucket, Some(&id.key)),
             Some(&input.bucket),
             &ctx,
         );

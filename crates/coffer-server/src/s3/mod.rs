@@ -39,7 +39,7 @@ const MAX_KEY_LEN: usize = 1024;
 pub struct S3Handlers {
     /// The audit trail (written by the front service in lib.rs).
     pub audit: Arc<crate::audit::Auditor>,
-    pub iam: Arc<crate::iam::Iam>,
+    pub iam: Arc<coffer_iam::iam::Iam>,
     /// Object, bucket and upload metadata (the commit point), behind the disk reserve.
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<BlobStore>,
@@ -102,16 +102,16 @@ fn with_key_used<T>(output: T, used: Option<KeyUsed>) -> S3Response<T> {
 }
 
 /// The caller, as the access hook (`iam::S3Authz`) left it in the request's extensions.
-fn principal(ext: &http::Extensions) -> S3Result<crate::principal::Principal> {
-    ext.get::<crate::principal::Principal>()
+fn principal(ext: &http::Extensions) -> S3Result<coffer_iam::principal::Principal> {
+    ext.get::<coffer_iam::principal::Principal>()
         .cloned()
-        .ok_or_else(crate::iam::access_denied)
+        .ok_or_else(coffer_iam::iam::access_denied)
 }
 
 /// The access hook's decision for this request (`iam::S3Authz`).
-fn authorized(ext: &http::Extensions) -> S3Result<&crate::iam::Authorized> {
-    ext.get::<crate::iam::Authorized>()
-        .ok_or_else(crate::iam::access_denied)
+fn authorized(ext: &http::Extensions) -> S3Result<&coffer_iam::iam::Authorized> {
+    ext.get::<coffer_iam::iam::Authorized>()
+        .ok_or_else(coffer_iam::iam::access_denied)
 }
 
 fn owner() -> Owner {

@@ -661,7 +661,7 @@ pub struct S3Authz {
 
 /// `AccessDenied`, recorded as the request's outcome: the one refusal of the S3 access hook
 /// and of handlers that find no caller or proof in the extensions.
-pub(crate) fn access_denied() -> s3s::S3Error {
+pub fn access_denied() -> s3s::S3Error {
     coffer_outcome::Recorder::s3_error(
         s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, "Access Denied"),
         false,
