@@ -22,9 +22,9 @@ use std::task::{Context as TaskContext, Poll};
 use coffer_audit::{AuditSink, Event, Outcome, Phase};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
-use crate::admin::AdminAudit;
+use coffer_admin_api::AdminAudit;
 use coffer_iam::iam::Iam;
-use crate::kms_api::KmsAudit;
+use coffer_kms_api::KmsAudit;
 use coffer_iam::principal::IdentityLookup;
 use coffer_iam::request::Query;
 use coffer_outcome::{error_response, BodyFailure, KeyUsed, Recorded, Recorder};
@@ -131,7 +131,7 @@ impl RequestInfo {
         let path = req.uri().path();
         let (action, resource) = if let Some(op) = target.strip_prefix("TrentService.") {
             (format!("kms:{op}"), None)
-        } else if let Some(op) = target.strip_prefix(crate::admin::TARGET_PREFIX) {
+        } else if let Some(op) = target.strip_prefix(coffer_admin_api::TARGET_PREFIX) {
             (format!("admin:{op}"), None)
         } else {
             let op = s3_operation(req.method(), path, query, req.headers());

@@ -10,10 +10,8 @@
 //!
 //! docs/server.md describes the whole.
 
-pub mod admin;
 pub mod audit;
 pub mod aws_chunked;
-pub mod kms_api;
 pub mod rootkey;
 pub mod s3;
 pub mod tls;
@@ -30,7 +28,9 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 pub use coffer_outcome::{ServerError, ServerResult};
+use coffer_admin_api as admin;
 use coffer_iam::{iam, principal, request, sigv4};
+use coffer_kms_api as kms_api;
 use coffer_store::{blob, reserve, sse};
 
 /// The default listen address (HTTPS).

@@ -603,7 +603,7 @@ impl KmsApi {
     /// Serves one request: reads the body, verifies the signature, runs the operation.
     pub async fn serve<B>(&self, req: http::Request<B>) -> http::Response<s3s::Body>
     where
-        B: hyper::body::Body + Unpin,
+        B: http_body::Body + Unpin,
         B::Error: std::fmt::Display,
     {
         let target = req
@@ -681,7 +681,7 @@ impl KmsApi {
         mut body: B,
     ) -> Result<Zeroizing<Vec<u8>>, KmsApiError>
     where
-        B: hyper::body::Body + Unpin,
+        B: http_body::Body + Unpin,
         B::Error: std::fmt::Display,
     {
         let too_large = || KmsApiError {
