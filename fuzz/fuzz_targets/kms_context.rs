@@ -1,4 +1,4 @@
-//! `coffer_server::sse::parse_kms_context`, the parser of the
+//! `coffer_store::sse::parse_kms_context`, the parser of the
 //! `x-amz-server-side-encryption-context` header (base64 of a JSON object of strings). No
 //! panic, every rejection is `InvalidArgument`, and an accepted context re-encodes with
 //! `format_kms_context` (the form S3 responses carry) to a header that parses back to the same
@@ -23,8 +23,8 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use base64::Engine;
 use coffer_format::Context;
-use coffer_server::sse::{format_kms_context, object_arn, parse_kms_context};
-use coffer_server::ServerError;
+use coffer_store::sse::{format_kms_context, object_arn, parse_kms_context};
+use coffer_outcome::ServerError;
 use libfuzzer_sys::fuzz_target;
 use s3s::S3ErrorCode;
 

@@ -1,4 +1,4 @@
-//! The KMS API's JSON request bodies (`coffer_server::kms_api::KmsApi::handle`): every
+//! The KMS API's JSON request bodies (`coffer_kms_api::KmsApi::handle`): every
 //! operation that reads its body and uses a key without changing the key store, on a real
 //! KMS in a temporary directory with one key owned by the caller. No panic; a failure has an
 //! AWS exception name; a success is a JSON object.
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use coffer_kms::{KeyFileSealer, Kms, KmsConfig};
 use futures::executor::block_on;
-use coffer_server::kms_api::{KmsApi, KmsAudit};
-use coffer_server::principal::{IdentityLookup, Principal};
+use coffer_kms_api::{KmsApi, KmsAudit};
+use coffer_iam::principal::{IdentityLookup, Principal};
 use libfuzzer_sys::fuzz_target;
 
 const OPS: &[&str] = &[

@@ -1,6 +1,6 @@
 //! The byte-range request headers as the server reads them, against an object of a given size:
 //!
-//! - `x-amz-copy-source-range` (UploadPartCopy): `coffer_server::s3::parse_copy_source_range`.
+//! - `x-amz-copy-source-range` (UploadPartCopy): `coffer_s3::parse_copy_source_range`.
 //!   Checked against an independent model: `bytes=first-last`, decimal digits only; malformed →
 //!   `InvalidArgument`; well-formed but `first > last` or `last >= size` → `InvalidRange`; else
 //!   `first..last + 1`, which lies within the object (start < end <= size).
@@ -21,8 +21,8 @@
 use std::ops::Range;
 
 use coffer_format::ByteRange;
-use coffer_server::s3::parse_copy_source_range;
-use coffer_server::ServerError;
+use coffer_s3::parse_copy_source_range;
+use coffer_outcome::ServerError;
 use libfuzzer_sys::fuzz_target;
 use s3s::S3ErrorCode;
 

@@ -1,6 +1,6 @@
-//! The server's SSE request headers: `coffer_server::sse::parse_customer_key` (the three SSE-C
+//! The server's SSE request headers: `coffer_store::sse::parse_customer_key` (the three SSE-C
 //! headers, also sent on reads and as the copy-source SSE-C headers) and
-//! `coffer_server::sse::choose` (a write's six SSE headers plus the bucket default). No panic,
+//! `coffer_store::sse::choose` (a write's six SSE headers plus the bucket default). No panic,
 //! every rejection is a client error (`InvalidArgument` / `InvalidRequest`), and:
 //!
 //! - an accepted customer key is exactly 32 bytes (base64, surrounding whitespace ignored)
@@ -22,8 +22,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use coffer_meta::BucketEncryption;
-use coffer_server::sse::{choose, parse_customer_key, parse_kms_context, SseChoice, SseHeaders};
-use coffer_server::ServerError;
+use coffer_store::sse::{choose, parse_customer_key, parse_kms_context, SseChoice, SseHeaders};
+use coffer_outcome::ServerError;
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest, Md5};
 use s3s::S3ErrorCode;

@@ -18,9 +18,9 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 use serde_json::{json, Value};
 
-use coffer_outcome::ServerError;
 use coffer_iam::iam::{base_context, Iam};
 use coffer_iam::principal::{IdentityLookup, Principal};
+use coffer_outcome::ServerError;
 
 /// `X-Amz-Target` prefix of admin requests.
 pub const TARGET_PREFIX: &str = "CofferAdmin.";

@@ -22,8 +22,8 @@ use coffer_meta::{AccessKey, IdentityRecord, IdentityStore, MetaError, SecretAcc
 use coffer_policy::{combine, Context, Decision, Policy, PolicyKind, Request};
 use zeroize::Zeroizing;
 
-use coffer_outcome::{ServerError, ServerResult};
 use crate::principal::{IdentityLookup, Principal};
+use coffer_outcome::{ServerError, ServerResult};
 
 /// An identity's kind: people are users, programs are service accounts. Both sign requests
 /// with access keys; the kind is informational.

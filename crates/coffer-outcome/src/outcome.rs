@@ -119,4 +119,3 @@ pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Respon
     );
     resp
 }
-

@@ -24,10 +24,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
 use coffer_admin_api::AdminAudit;
 use coffer_iam::iam::Iam;
-use coffer_kms_api::KmsAudit;
 use coffer_iam::principal::IdentityLookup;
 use coffer_iam::request::Query;
-use coffer_outcome::{error_response, BodyFailure, KeyUsed, Recorded, Recorder};
+use coffer_kms_api::KmsAudit;
+use coffer_outcome::{error_response, BodyFailure, KeyUsed, Recorded};
 
 /// The audit trail and what it needs to name callers.
 pub struct Auditor {
@@ -410,6 +410,7 @@ impl http_body::Body for AuditedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_outcome::Recorder;
 
     #[test]
     fn operations() {

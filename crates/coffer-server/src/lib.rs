@@ -13,7 +13,6 @@
 pub mod audit;
 pub mod aws_chunked;
 pub mod rootkey;
-pub mod s3;
 pub mod tls;
 pub mod xmlbody;
 
@@ -27,10 +26,11 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
-pub use coffer_outcome::{ServerError, ServerResult};
 use coffer_admin_api as admin;
 use coffer_iam::{iam, principal, request, sigv4};
 use coffer_kms_api as kms_api;
+pub use coffer_outcome::{ServerError, ServerResult};
+use coffer_s3 as s3;
 use coffer_store::{blob, reserve, sse};
 
 /// The default listen address (HTTPS).
@@ -161,6 +161,8 @@ async fn ensure_root_credentials(
 /// and notes for the operator (recovery done at startup).
 pub struct Opened {
     pub s3: s3::S3Handlers,
+    /// The audit trail, written by the front service for every request.
+    pub audit: Arc<audit::Auditor>,
     pub kms_api: Arc<kms_api::KmsApi>,
     pub notes: Vec<String>,
 }
@@ -232,17 +234,20 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         iam: Arc::clone(&iam),
     });
     let coffer = s3::S3Handlers {
-        audit,
         iam,
         meta,
         blobs: Arc::new(blobs),
         keys: Arc::new(keys),
         secure: !config.insecure_http,
-        limits: config.limits,
+        limits: s3::BodyLimits {
+            max_object_size: config.limits.max_object_size,
+            body_idle_timeout: config.limits.body_idle_timeout,
+        },
         reserve,
     };
     Ok(Opened {
         s3: coffer,
+        audit,
         kms_api,
         notes,
     })
@@ -334,7 +339,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
             let resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
                 Ok(()) => {
-                    let (resp, recorded) = coffer_outcome::Recorder::scope(this.route(req, &query)).await;
+                    let (resp, recorded) =
+                        coffer_outcome::Recorder::scope(this.route(req, &query)).await;
                     this.audit.response(info, resp?, recorded).await
                 }
             };
@@ -787,6 +793,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let Opened {
         s3: coffer,
+        audit,
         kms_api,
         notes,
     } = open(&config).await?;
@@ -820,7 +827,6 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let audit = Arc::clone(&coffer.audit);
     let service = Front {
         s3: build_service(coffer, &config, local.port())?,
         kms: kms_api,

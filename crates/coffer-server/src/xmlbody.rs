@@ -69,7 +69,7 @@ const MALFORMED: &str =
 
 /// Digest headers, then well-formedness (an empty body is left to s3s).
 pub fn check(headers: &http::HeaderMap, body: &[u8], op: &str) -> Result<(), Refusal> {
-    crate::s3::verify_small_body(headers, body, op == "DeleteObjects").map_err(|e| {
+    coffer_s3::verify_small_body(headers, body, op == "DeleteObjects").map_err(|e| {
         let e: s3s::S3Error = e.into();
         (
             e.status_code().unwrap_or(http::StatusCode::BAD_REQUEST),

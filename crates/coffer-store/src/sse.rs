@@ -24,8 +24,8 @@ use md5::{Digest, Md5};
 use s3s::S3ErrorCode;
 use zeroize::Zeroizing;
 
-use coffer_outcome::{ServerError, ServerResult};
 use coffer_meta::{BucketEncryption, SseRecord};
+use coffer_outcome::{ServerError, ServerResult};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -32,10 +32,10 @@ use s3s::checksum::ChecksumHasher;
 use s3s::StdError;
 
 use super::{blob_path, BlobStore, CHUNK_SIZE, SMALL_BLOB};
-use coffer_outcome::ServerError;
 use crate::sse::{self, Keys};
 use coffer_format::Metadata;
 use coffer_meta::{Segment, SseRecord};
+use coffer_outcome::ServerError;
 
 const CHUNK: usize = CHUNK_SIZE;
 

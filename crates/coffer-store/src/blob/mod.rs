@@ -20,10 +20,10 @@ use s3s::checksum::ChecksumHasher;
 use s3s::StdError;
 use tokio::sync::mpsc;
 
-use coffer_outcome::{ServerError, ServerResult};
 use crate::sse::{BlobKey, CustomerKey, Keys};
 use coffer_meta::Segment;
 use coffer_meta::SseRecord;
+use coffer_outcome::{ServerError, ServerResult};
 
 // Sizes bound the memory of one request (the server's RSS target is 64 MiB while it moves a
 // 5 GiB object): a PUT holds about 3 batches + one part being filled + 2 parts in flight; a

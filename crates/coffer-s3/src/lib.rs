@@ -21,15 +21,15 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
 use tokio::sync::mpsc;
 
-use coffer_outcome::KeyUsed;
-use coffer_store::blob::{BlobStore, WrittenBlob};
-use coffer_outcome::{ServerError, ServerResult};
-use coffer_store::reserve::Reserve;
-use coffer_store::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
 use coffer_meta::{
     BucketEncryption, BucketInfo, Checksums, EtagMatch, MetaError, MetaStore, ObjectHeaders,
     ObjectRecord, PartRecord, Precondition, Segment, SseRecord, UploadRecord,
 };
+use coffer_outcome::KeyUsed;
+use coffer_outcome::{ServerError, ServerResult};
+use coffer_store::blob::{BlobStore, WrittenBlob};
+use coffer_store::reserve::Reserve;
+use coffer_store::sse::{self, CustomerKey, Keys, SseChoice, SseHeaders};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const MIN_PART: u64 = 5 << 20;
@@ -37,8 +37,6 @@ const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
 
 pub struct S3Handlers {
-    /// The audit trail (written by the front service in lib.rs).
-    pub audit: Arc<crate::audit::Auditor>,
     pub iam: Arc<coffer_iam::iam::Iam>,
     /// Object, bucket and upload metadata (the commit point), behind the disk reserve.
     pub meta: Arc<dyn MetaStore>,
@@ -46,8 +44,17 @@ pub struct S3Handlers {
     pub keys: Arc<Keys>,
     /// Whether requests arrive over TLS (SSE-C is refused otherwise).
     pub secure: bool,
-    pub limits: crate::Limits,
+    pub limits: BodyLimits,
     pub reserve: Arc<Reserve>,
+}
+
+/// What a request body may do: the server's `--max-object-size` and body idle timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Largest object (single PUT, copy or part) accepted.
+    pub max_object_size: u64,
+    /// A request body that sends nothing for this long fails with `RequestTimeout`.
+    pub body_idle_timeout: Duration,
 }
 
 fn now_ms() -> i64 {
@@ -332,7 +339,7 @@ mod put;
 mod read;
 mod save;
 
-pub(crate) use self::checksum::verify_small_body;
+pub use self::checksum::verify_small_body;
 use self::checksum::*;
 pub use self::copy::parse_copy_source_range;
 use self::get::*;

@@ -221,7 +221,7 @@ pub(super) fn verify_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> S
 
 /// Checks a buffered (small, non-streaming) request body against its `Content-MD5` and
 /// `x-amz-checksum-*` headers; `require` demands one of them (DeleteObjects, as S3 does).
-pub(crate) fn verify_small_body(
+pub fn verify_small_body(
     headers: &http::HeaderMap,
     body: &[u8],
     require: bool,
