@@ -41,6 +41,29 @@ pub(super) fn check_conditions(
     Ok(())
 }
 
+/// The plaintext range of part `n` (`partNumber`, GET and HEAD) and the object's part count
+/// (`None` for an object not uploaded in parts, whose only part is the whole object).
+fn part_range(rec: &ObjectRecord, n: i32) -> ServerResult<(Range<u64>, Option<i32>)> {
+    let n = usize::try_from(n).unwrap_or(0);
+    if n == 0 || n > rec.segments.len() {
+        return Err(ServerError::s3(
+            S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        ));
+    }
+    let start: u64 = rec.segments[..n - 1].iter().map(|s| s.plain_len).sum();
+    let multipart = rec.etag.contains('-');
+    Ok((
+        start..start + rec.segments[n - 1].plain_len,
+        multipart.then_some(rec.segments.len() as i32),
+    ))
+}
+
+/// `x-amz-checksum-mode: ENABLED`: the stored checksums go in the response.
+fn checksums_wanted(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+}
+
 pub(super) async fn get_object(
     h: &S3Handlers,
     req: S3Request<GetObjectInput>,
@@ -88,18 +111,8 @@ pub(super) async fn get_object(
             .into())
         }
         (Some(n), None) => {
-            let n = usize::try_from(n).unwrap_or(0);
-            if n == 0 || n > rec.segments.len() {
-                return Err(ServerError::s3(
-                    S3ErrorCode::Custom("InvalidPartNumber".into()),
-                    "The requested partnumber is not satisfiable",
-                )
-                .into());
-            }
-            let start: u64 = rec.segments[..n - 1].iter().map(|s| s.plain_len).sum();
-            let r = start..start + rec.segments[n - 1].plain_len;
-            let multipart = rec.etag.contains('-');
-            (r, multipart, multipart.then_some(rec.segments.len() as i32))
+            let (r, parts_count) = s3(part_range(&rec, n))?;
+            (r, parts_count.is_some(), parts_count)
         }
         (None, Some(r)) => {
             let r = r.check(total).map_err(|_| {
@@ -139,12 +152,7 @@ pub(super) async fn get_object(
         out.sse_customer_algorithm = Some("AES256".to_owned());
         out.sse_customer_key_md5 = input.sse_customer_key_md5.clone();
     }
-    if input
-        .checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-        && !partial
-    {
+    if checksums_wanted(input.checksum_mode.as_ref()) && !partial {
         set_checksums!(out, rec.checksums.clone());
     }
     Ok(with_key_used(out, used))
@@ -169,18 +177,8 @@ pub(super) async fn head_object(
     let mut out = HeadObjectOutput::default();
     let (len, parts) = match input.part_number {
         Some(n) => {
-            let n = usize::try_from(n).unwrap_or(0);
-            if n == 0 || n > rec.segments.len() {
-                return Err(ServerError::s3(
-                    S3ErrorCode::Custom("InvalidPartNumber".into()),
-                    "The requested partnumber is not satisfiable",
-                )
-                .into());
-            }
-            (
-                rec.segments[n - 1].plain_len,
-                rec.etag.contains('-').then_some(rec.segments.len() as i32),
-            )
+            let (r, parts_count) = s3(part_range(&rec, n))?;
+            (r.end - r.start, parts_count)
         }
         None => (rec.size, None),
     };
@@ -190,11 +188,7 @@ pub(super) async fn head_object(
     fill_headers(&rec, &mut HeaderFields::Head(&mut out));
     let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
     set_sse!(out, s);
-    if input
-        .checksum_mode
-        .as_ref()
-        .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-    {
+    if checksums_wanted(input.checksum_mode.as_ref()) {
         set_checksums!(out, rec.checksums.clone());
     }
     Ok(S3Response::new(out))

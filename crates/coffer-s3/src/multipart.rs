@@ -10,7 +10,7 @@ pub(super) fn multipart_etag(md5s: &[String]) -> ServerResult<String> {
     Ok(format!("{}-{}", hex::encode(h.finalize()), md5s.len()))
 }
 
-pub(super) fn part_number(n: i32) -> ServerResult<u32> {
+pub(super) fn part_number_of(n: i32) -> ServerResult<u32> {
     if !(1..=MAX_PARTS).contains(&n) {
         return Err(ServerError::invalid_argument(
             "Part number must be an integer between 1 and 10000, inclusive",
@@ -19,7 +19,88 @@ pub(super) fn part_number(n: i32) -> ServerResult<u32> {
     Ok(n as u32)
 }
 
+/// What UploadPart and UploadPartCopy write a part into: the upload, the part number and
+/// the request's SSE-C key, checked against the upload's — the preamble both share, in the
+/// order its errors are answered.
+pub(super) struct PartInto {
+    pub(super) upload: UploadRecord,
+    pub(super) part: u32,
+    pub(super) customer: Option<CustomerKey>,
+}
+
+impl PartInto {
+    /// The new part's blob, under the upload's encryption and headers.
+    fn target<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+        proof: Option<&'a KeyUse>,
+    ) -> BlobTarget<'a> {
+        BlobTarget {
+            bucket,
+            key,
+            version: upload_id,
+            part: self.part,
+            sse: &self.upload.sse,
+            customer: self.customer.as_ref(),
+            proof,
+            headers: &self.upload.headers,
+        }
+    }
+
+    /// The SSE fields of the part's response.
+    fn sse_out(&self) -> SseOut {
+        sse_out(
+            &self.upload.sse,
+            self.customer.as_ref(),
+            self.upload.bucket_key_enabled,
+        )
+    }
+}
+
+/// [`S3Handlers::part_into`] for an UploadPart / UploadPartCopy input (same field names, no
+/// shared trait); returns early on error.
+macro_rules! part_into {
+    ($h:ident, $input:ident) => {
+        s3($h
+            .part_into(
+                &$input.bucket,
+                &$input.key,
+                &$input.upload_id,
+                $input.part_number,
+                [
+                    $input.sse_customer_algorithm.as_deref(),
+                    $input.sse_customer_key.as_deref(),
+                    $input.sse_customer_key_md5.as_deref(),
+                ],
+            )
+            .await)?
+    };
+}
+
 impl S3Handlers {
+    /// The upload a part goes into, its number, and the SSE-C key (`customer`: algorithm,
+    /// key, key MD5 headers) checked against the upload's.
+    pub(super) async fn part_into(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        [algorithm, customer_key, md5]: [Option<&str>; 3],
+    ) -> ServerResult<PartInto> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        let part = part_number_of(part_number)?;
+        let customer = self.customer_key(algorithm, customer_key, md5)?;
+        self.keys.check_part_key(&upload.sse, customer.as_ref())?;
+        Ok(PartInto {
+            upload,
+            part,
+            customer,
+        })
+    }
+
     pub(super) async fn upload(
         &self,
         bucket: &str,
@@ -89,28 +170,17 @@ pub(super) async fn upload_part(
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let input = req.input;
-    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
-    let part = s3(part_number(input.part_number))?;
-    let customer = customer_key!(h, input);
-    s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+    let into = part_into!(h, input);
+    let part = into.part;
     let proof = h
-        .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+        .kms_use(&req.extensions, &into.upload.sse, "kms:GenerateDataKey")
         .await?;
-    let to = BlobTarget {
-        bucket: &input.bucket,
-        key: &input.key,
-        version: &input.upload_id,
-        part,
-        sse: &upload.sse,
-        customer: customer.as_ref(),
-        proof: proof.as_ref(),
-        headers: &upload.headers,
-    };
+    let to = into.target(&input.bucket, &input.key, &input.upload_id, proof.as_ref());
     let announced = Announced {
         headers: &req.headers,
         trailers: req.trailing_headers,
         content_md5: input.content_md5.as_deref(),
-        sums: checksum_request!(input, upload.checksum_algorithm.clone()),
+        sums: checksum_request!(input, into.upload.checksum_algorithm.clone()),
     };
     let ((rec, old), used) = s3(h
         .save_stream(input.body, &to, announced, |segment, checksums| async {
@@ -126,7 +196,7 @@ pub(super) async fn upload_part(
     if let Some(old) = old {
         h.blobs.delete(&old.segment.blob).await;
     }
-    let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+    let s = into.sse_out();
     let mut out = UploadPartOutput::default();
     out.e_tag = Some(etag(&rec.segment.etag));
     set_sse!(out, s);
@@ -139,13 +209,11 @@ pub(super) async fn upload_part_copy(
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
-    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
-    let part = s3(part_number(input.part_number))?;
-    let customer = customer_key!(h, input);
-    s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
+    let into = part_into!(h, input);
+    let part = into.part;
     let (src_customer, src_bucket, src_key, src) = read_copy_source!(h, input);
     let proof = h
-        .kms_use(&req.extensions, &upload.sse, "kms:GenerateDataKey")
+        .kms_use(&req.extensions, &into.upload.sse, "kms:GenerateDataKey")
         .await?;
     let src_proof = h.kms_use(&req.extensions, &src.sse, "kms:Decrypt").await?;
     let range = match input.copy_source_range.as_deref() {
@@ -157,22 +225,13 @@ pub(super) async fn upload_part_copy(
         .read_stream(&src_bucket, &src_key, &src, src_customer, src_proof, range)
         .await)?;
     let sums = ChecksumRequest {
-        algorithm: upload.checksum_algorithm.clone(),
+        algorithm: into.upload.checksum_algorithm.clone(),
         ..Default::default()
     };
     let (seg, written, used) = s3(h
         .write_blob(
             body,
-            &BlobTarget {
-                bucket: &input.bucket,
-                key: &input.key,
-                version: &input.upload_id,
-                part,
-                sse: &upload.sse,
-                customer: customer.as_ref(),
-                proof: proof.as_ref(),
-                headers: &upload.headers,
-            },
+            &into.target(&input.bucket, &input.key, &input.upload_id, proof.as_ref()),
             s3(sums.hasher())?,
         )
         .await)?;
@@ -202,7 +261,7 @@ pub(super) async fn upload_part_copy(
     if let Some(old) = old {
         h.blobs.delete(&old.segment.blob).await;
     }
-    let s = sse_out(&upload.sse, customer.as_ref(), upload.bucket_key_enabled);
+    let s = into.sse_out();
     let mut result = CopyPartResult::default();
     result.e_tag = Some(etag(&rec.segment.etag));
     result.last_modified = Some(ts(rec.last_modified));
