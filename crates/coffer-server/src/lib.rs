@@ -1,12 +1,12 @@
 //! `coffer server`: S3-compatible object storage where every object is encrypted at rest
 //! (SSE-S3, SSE-KMS, SSE-C), served over HTTPS by default.
 //!
-//! - [`s3`]: the S3 operations, through the `s3s` crate (routing, XML, SigV4, aws-chunked);
-//! - [`sse`]: the three key models and their S3 headers;
-//! - [`blob`]: encrypted blobs on `object_store` (local filesystem now);
-//! - [`reserve`]: the disk reserve, a decorator over the `coffer_meta` store (metadata lives in
-//!   `coffer-meta`: a page-encrypted SQLite (SQLCipher) database by default);
-//! - [`tls`]: generated CA + certificate, or the operator's own.
+//! This crate is the HTTPS front and the wiring (docs/architecture.md, "Crates"): it opens a
+//! data directory ([`open`]: root key, KMS, metadata, audit log, blobs), and serves every
+//! connection through one `Front` service that writes the audit records ([`audit`]), checks
+//! headers, XML bodies ([`xmlbody`]) and aws-chunked framing ([`aws_chunked`]), and routes
+//! to the S3 operations (`coffer-s3`, through `s3s`), the KMS API (`coffer-kms-api`) or the
+//! admin API (`coffer-admin-api`). TLS: [`tls`]; the root key: [`rootkey`].
 //!
 //! docs/server.md describes the whole.
 
@@ -233,7 +233,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         log: Arc::new(audit_log),
         iam: Arc::clone(&iam),
     });
-    let coffer = s3::S3Handlers {
+    let handlers = s3::S3Handlers {
         iam,
         meta,
         blobs: Arc::new(blobs),
@@ -246,7 +246,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         reserve,
     };
     Ok(Opened {
-        s3: coffer,
+        s3: handlers,
         audit,
         kms_api,
         notes,
@@ -254,13 +254,13 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
 }
 
 fn build_service(
-    coffer: s3::S3Handlers,
+    handlers: s3::S3Handlers,
     config: &ServerConfig,
     port: u16,
 ) -> ServerResult<s3s::service::S3Service> {
-    let iam = Arc::clone(&coffer.iam);
-    let secure = coffer.secure;
-    let mut builder = s3s::service::S3ServiceBuilder::new(coffer);
+    let iam = Arc::clone(&handlers.iam);
+    let secure = handlers.secure;
+    let mut builder = s3s::service::S3ServiceBuilder::new(handlers);
     builder.set_auth(Credentials(Arc::clone(&iam)));
     builder.set_access(iam::S3Authz {
         iam: Arc::clone(&iam),
@@ -792,7 +792,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// Runs the server until SIGTERM or Ctrl-C, then drains connections (up to 30 s).
 pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let Opened {
-        s3: coffer,
+        s3: handlers,
         audit,
         kms_api,
         notes,
@@ -828,7 +828,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
     let service = Front {
-        s3: build_service(coffer, &config, local.port())?,
+        s3: build_service(handlers, &config, local.port())?,
         kms: kms_api,
         audit,
         peer: None,
