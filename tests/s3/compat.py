@@ -399,6 +399,7 @@ def boto3_checks(srv):
 
     sse_c_error_checks(s3)
     bucket_encryption_checks(s3)
+    protocol_checks(srv, s3)
     http2_checks(srv)
 
 
@@ -525,6 +526,94 @@ def http2_checks(srv):
         version, code, out = curl("GET", "h2/c", ssec)
         assert (version, code) == ("2", 200), (version, code)
         assert out.endswith(body), "body differs"
+
+
+def protocol_checks(srv, s3):
+    """Protocol details real clients rely on (issue 14's defect list), each as S3 answers."""
+    with check("DeleteBucket with only unfinished multipart uploads: deleted, uploads aborted"):
+        s3.create_bucket(Bucket="compat-mpu-only")
+        up = s3.create_multipart_upload(Bucket="compat-mpu-only", Key="x")["UploadId"]
+        s3.upload_part(Bucket="compat-mpu-only", Key="x", UploadId=up, PartNumber=1, Body=rnd(1024))
+        s3.create_bucket(Bucket="compat-keeps-obj")
+        s3.put_object(Bucket="compat-keeps-obj", Key="k", Body=b"x")
+        expect_client_error(lambda: s3.delete_bucket(Bucket="compat-keeps-obj"), 409, "BucketNotEmpty")
+        s3.delete_bucket(Bucket="compat-mpu-only")
+        expect_client_error(lambda: s3.head_bucket(Bucket="compat-mpu-only"), 404)
+        # Re-created under the same name, the bucket has no upload from before.
+        s3.create_bucket(Bucket="compat-mpu-only")
+        assert not s3.list_multipart_uploads(Bucket="compat-mpu-only").get("Uploads"), "upload survived"
+        expect_client_error(lambda: s3.list_parts(Bucket="compat-mpu-only", Key="x", UploadId=up),
+                            404, "NoSuchUpload")
+        s3.delete_bucket(Bucket="compat-mpu-only")
+        s3.delete_object(Bucket="compat-keeps-obj", Key="k")
+        s3.delete_bucket(Bucket="compat-keeps-obj")
+
+    with check("ListBuckets: MaxBuckets pages with ContinuationToken; Prefix filters"):
+        names = [f"compat-page-{i}" for i in range(5)]
+        for n in names:
+            s3.create_bucket(Bucket=n)
+        seen, token, pages = [], None, 0
+        while True:
+            kw = {"MaxBuckets": 2, "Prefix": "compat-page-"}
+            if token:
+                kw["ContinuationToken"] = token
+            r = s3.list_buckets(**kw)
+            page = [b["Name"] for b in r["Buckets"]]
+            assert len(page) <= 2, page
+            assert r.get("Prefix") == "compat-page-", r.get("Prefix")
+            seen += page
+            pages += 1
+            token = r.get("ContinuationToken")
+            if not token:
+                break
+        assert seen == names and pages == 3, (seen, pages)
+        everything = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert set(names) <= set(everything) and "compat" in everything, everything
+        # boto3 refuses MaxBuckets=0 itself: out-of-range values go raw.
+        expect_raw(srv.raw("GET", "/?max-buckets=0"), 400, "InvalidArgument")
+        expect_raw(srv.raw("GET", "/?max-buckets=10001"), 400, "InvalidArgument")
+        expect_client_error(lambda: s3.list_buckets(ContinuationToken="%%%"), 400, "InvalidArgument")
+        for n in names:
+            s3.delete_bucket(Bucket=n)
+
+    body = rnd(1000)
+    put = s3.put_object(Bucket="compat", Key="proto/k", Body=body)
+    with check("error bodies carry <RequestId>, the same as the x-amz-request-id header"):
+        status, headers, err = srv.raw("GET", "/compat/proto/missing")
+        assert status == 404 and error_code(err) == "NoSuchKey", (status, err[:200])
+        m = re.search(rb"<RequestId>([^<]+)</RequestId>", err)
+        rid = {k.lower(): v for k, v in headers.items()}.get("x-amz-request-id")
+        assert m and rid and m.group(1).decode() == rid, (err[:300], rid)
+        e = expect_client_error(lambda: s3.get_object(Bucket="compat", Key="proto/missing"), 404)
+        assert e.response["ResponseMetadata"]["RequestId"], e.response
+
+    with check("304 Not Modified carries ETag and Last-Modified (GET and HEAD)"):
+        for method in ("GET", "HEAD"):
+            status, headers, _ = srv.raw(method, "/compat/proto/k", headers={"If-None-Match": put["ETag"]})
+            h = {k.lower(): v for k, v in headers.items()}
+            assert status == 304, (method, status)
+            assert h.get("etag") == put["ETag"], (method, h)
+            assert h.get("last-modified", "").endswith(" GMT"), (method, h)
+
+    with check("GetObjectAttributes: ObjectSize, ETag and StorageClass as asked"):
+        a = s3.get_object_attributes(Bucket="compat", Key="proto/k",
+                                     ObjectAttributes=["ObjectSize", "ETag", "StorageClass"])
+        assert a.get("ObjectSize") == len(body), a
+        # AWS sends this ETag unquoted; s3s 0.14 always quotes ETags in XML (noted, not
+        # fixable here without patching s3s), so the value is compared without quotes.
+        assert a.get("ETag", "").strip('"') == put["ETag"].strip('"'), (a.get("ETag"), put["ETag"])
+        assert a.get("StorageClass") == "STANDARD", a
+        only = s3.get_object_attributes(Bucket="compat", Key="proto/k", ObjectAttributes=["ObjectSize"])
+        assert only.get("ObjectSize") == len(body) and "ETag" not in only, only
+
+    with check("GET and HEAD refuse SSE-S3/SSE-KMS request headers (400 InvalidArgument)"):
+        for hdr in ({"x-amz-server-side-encryption": "AES256"},
+                    {"x-amz-server-side-encryption-aws-kms-key-id": "alias/aws/s3"}):
+            expect_raw(srv.raw("GET", "/compat/proto/k", headers=hdr), 400, "InvalidArgument")
+            status, _, _ = srv.raw("HEAD", "/compat/proto/k", headers=hdr)
+            assert status == 400, (hdr, status)
+        assert s3.head_object(Bucket="compat", Key="proto/k")["ContentLength"] == len(body)
+    s3.delete_object(Bucket="compat", Key="proto/k")
 
 
 def bucket_encryption_checks(s3):

@@ -715,13 +715,6 @@ async fn non_empty_buckets_are_not_deleted(h: &mut dyn Harness) -> MetaResult<()
         s.meta.object("b", "k").await?.is_some(),
         "refused delete keeps the object"
     );
-    s.meta.delete_object("b", "k").await?;
-    s.meta.create_upload("u", &sample_upload("b", "k")).await?;
-    expect_err(
-        s.meta.delete_bucket("b").await,
-        MetaError::BucketNotEmpty,
-        "deleting a bucket with a multipart upload",
-    );
     let snap = s.identity.snapshot().await?;
     assert!(
         s.meta.bucket_exists("b").await?
@@ -729,8 +722,41 @@ async fn non_empty_buckets_are_not_deleted(h: &mut dyn Harness) -> MetaResult<()
             && snap.bucket_policies.contains_key("b"),
         "a refused delete keeps the bucket, its owner and its policy"
     );
-    s.meta.delete_upload("u").await?;
-    s.meta.delete_bucket("b").await?;
+    s.meta.delete_object("b", "k").await?;
+    // Unfinished uploads do not keep a bucket: they are aborted with it (as S3 does), and
+    // their parts come back for their blobs to be deleted. Another bucket's upload stays.
+    s.meta.create_upload("u", &sample_upload("b", "k")).await?;
+    s.meta
+        .create_upload("u2", &sample_upload("b", "k2"))
+        .await?;
+    s.meta.put_part("u", 1, &sample_part("p1", 1)).await?;
+    s.meta.put_part("u", 2, &sample_part("p2", 2)).await?;
+    s.meta.put_part("u2", 1, &sample_part("p3", 1)).await?;
+    s.meta.create_bucket("other", 1, "alice").await?;
+    s.meta
+        .create_upload("v", &sample_upload("other", "k"))
+        .await?;
+    s.meta.put_part("v", 1, &sample_part("q1", 1)).await?;
+    let mut blobs: Vec<String> = s
+        .meta
+        .delete_bucket("b")
+        .await?
+        .into_iter()
+        .map(|p| p.segment.blob)
+        .collect();
+    blobs.sort();
+    assert_eq!(blobs, ["p1", "p2", "p3"], "the aborted uploads' parts");
+    assert!(
+        s.meta.upload("u").await?.is_none() && s.meta.upload("u2").await?.is_none(),
+        "the bucket's uploads are aborted"
+    );
+    assert!(s.meta.list_parts("u2").await?.is_empty());
+    assert_eq!(
+        s.meta.list_parts("v").await?.len(),
+        1,
+        "another bucket's upload stays"
+    );
+    assert!(s.meta.upload("v").await?.is_some());
     let snap = s.identity.snapshot().await?;
     assert!(
         !s.meta.bucket_exists("b").await?

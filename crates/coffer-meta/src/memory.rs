@@ -126,16 +126,25 @@ impl MetaStore for MemoryStore {
             .collect())
     }
 
-    async fn delete_bucket(&self, name: &str) -> MetaResult<()> {
+    async fn delete_bucket(&self, name: &str) -> MetaResult<Vec<PartRecord>> {
         let mut state = self.state();
         let bucket = state.buckets.get(name).ok_or(MetaError::NoSuchBucket)?;
-        if !bucket.objects.is_empty() || state.uploads.values().any(|u| u.bucket == name) {
+        if !bucket.objects.is_empty() {
             return Err(MetaError::BucketNotEmpty);
         }
+        // Decode every part before changing anything: a failure leaves all as it was.
+        let parts = state
+            .uploads
+            .values()
+            .filter(|u| u.bucket == name)
+            .flat_map(|u| u.parts.values())
+            .map(|stored| decode(stored))
+            .collect::<MetaResult<Vec<PartRecord>>>()?;
+        state.uploads.retain(|_, u| u.bucket != name);
         state.buckets.remove(name);
         state.bucket_owners.remove(name);
         state.bucket_policies.remove(name);
-        Ok(())
+        Ok(parts)
     }
 
     async fn bucket_encryption(&self, name: &str) -> MetaResult<Option<BucketEncryption>> {

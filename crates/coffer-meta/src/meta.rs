@@ -51,10 +51,11 @@ pub trait MetaStore: Send + Sync {
     /// Every bucket, by name.
     async fn list_buckets(&self) -> MetaResult<Vec<BucketInfo>>;
 
-    /// Deletes an empty bucket with its owner, encryption and policy.
-    /// [`MetaError::NoSuchBucket`]; [`MetaError::BucketNotEmpty`] while it holds an object
-    /// or a multipart upload (nothing is deleted).
-    async fn delete_bucket(&self, name: &str) -> MetaResult<()>;
+    /// Deletes a bucket that holds no object, with its owner, encryption and policy, and
+    /// aborts its unfinished multipart uploads in the same transaction (as S3 does); returns
+    /// those uploads' parts, whose blobs the caller deletes. [`MetaError::NoSuchBucket`];
+    /// [`MetaError::BucketNotEmpty`] while it holds an object (nothing is deleted).
+    async fn delete_bucket(&self, name: &str) -> MetaResult<Vec<PartRecord>>;
 
     /// The bucket's default encryption (`None`: not configured). [`MetaError::NoSuchBucket`].
     async fn bucket_encryption(&self, name: &str) -> MetaResult<Option<BucketEncryption>>;

@@ -295,7 +295,7 @@ impl MetaStore for SqlCipherStore {
         .await
     }
 
-    async fn delete_bucket(&self, name: &str) -> MetaResult<()> {
+    async fn delete_bucket(&self, name: &str) -> MetaResult<Vec<PartRecord>> {
         let name = name.to_owned();
         self.run(move |conn| {
             let tx = write_tx(conn)?;
@@ -304,7 +304,7 @@ impl MetaStore for SqlCipherStore {
             }
             let used: Option<i64> = tx
                 .query_row(
-                    "SELECT 1 FROM objects WHERE bucket = ?1 UNION ALL SELECT 1 FROM uploads WHERE bucket = ?1 LIMIT 1",
+                    "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
                     [&name],
                     |r| r.get(0),
                 )
@@ -313,14 +313,32 @@ impl MetaStore for SqlCipherStore {
             if used.is_some() {
                 return Err(MetaError::BucketNotEmpty);
             }
+            let uploads: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT upload_id FROM uploads WHERE bucket = ?1 ORDER BY upload_id")
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map([&name], |r| r.get(0))
+                    .map_err(db_err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db_err)?;
+                rows
+            };
+            let mut parts = Vec::new();
+            for id in &uploads {
+                parts.extend(stored_parts(&tx, id)?.into_values());
+            }
             for sql in [
+                // Their parts go with them (ON DELETE CASCADE).
+                "DELETE FROM uploads WHERE bucket = ?1",
                 "DELETE FROM buckets WHERE name = ?1",
                 "DELETE FROM bucket_owners WHERE bucket = ?1",
                 "DELETE FROM bucket_policies WHERE bucket = ?1",
             ] {
                 tx.execute(sql, [&name]).map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)
+            tx.commit().map_err(db_err)?;
+            Ok(parts)
         })
         .await
     }

@@ -45,19 +45,30 @@ pub struct Recorded {
     pub integrity: bool,
 }
 
+/// One request's slot: its id (for the `<RequestId>` of its error bodies) and what it
+/// recorded.
+struct Slot {
+    request_id: String,
+    recorded: Recorded,
+}
+
 tokio::task_local! {
-    static RECORDED: Arc<std::sync::Mutex<Recorded>>;
+    static SLOT: Arc<std::sync::Mutex<Slot>>;
 }
 
 /// Records into the current request's [`Recorded`] slot.
 pub struct Recorder;
 
 impl Recorder {
-    /// Runs `fut` with a fresh slot; returns its output and what was recorded.
-    pub async fn scope<F: std::future::Future>(fut: F) -> (F::Output, Recorded) {
-        let slot = Arc::new(std::sync::Mutex::new(Recorded::default()));
-        let out = RECORDED.scope(Arc::clone(&slot), fut).await;
-        let recorded = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Runs `fut` as request `request_id`, with a fresh slot; returns its output and what
+    /// was recorded.
+    pub async fn scope<F: std::future::Future>(request_id: &str, fut: F) -> (F::Output, Recorded) {
+        let slot = Arc::new(std::sync::Mutex::new(Slot {
+            request_id: request_id.to_owned(),
+            recorded: Recorded::default(),
+        }));
+        let out = SLOT.scope(Arc::clone(&slot), fut).await;
+        let recorded = std::mem::take(&mut slot.lock().unwrap_or_else(|p| p.into_inner()).recorded);
         (out, recorded)
     }
 
@@ -65,16 +76,33 @@ impl Recorder {
     /// authentication. Outside a request scope (a unit test, a background task) this does
     /// nothing.
     pub fn error(code: &str, integrity: bool) {
-        let _ = RECORDED.try_with(|slot| {
-            let mut r = slot.lock().unwrap_or_else(|p| p.into_inner());
-            r.error_code = Some(code.to_owned());
-            r.integrity |= integrity;
+        let _ = SLOT.try_with(|slot| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.recorded.error_code = Some(code.to_owned());
+            s.recorded.integrity |= integrity;
         });
     }
 
-    /// Records `err` (an S3 error about to be returned) and passes it on.
-    pub fn s3_error(err: s3s::S3Error, integrity: bool) -> s3s::S3Error {
+    /// The id of the request being handled (`None` outside a request scope).
+    pub fn request_id() -> Option<String> {
+        SLOT.try_with(|slot| {
+            slot.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .request_id
+                .clone()
+        })
+        .ok()
+    }
+
+    /// Records `err` (an S3 error about to be returned) and passes it on, carrying the
+    /// request's id for its error body's `<RequestId>` (as S3's error bodies do).
+    pub fn s3_error(mut err: s3s::S3Error, integrity: bool) -> s3s::S3Error {
         Recorder::error(err.code().as_str(), integrity);
+        if err.request_id().is_none() {
+            if let Some(id) = Recorder::request_id() {
+                err.set_request_id(id);
+            }
+        }
         err
     }
 }
@@ -106,8 +134,11 @@ pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Respon
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
+    let request_id = Recorder::request_id()
+        .map(|id| format!("<RequestId>{}</RequestId>", esc(&id)))
+        .unwrap_or_default();
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>{request_id}</Error>",
         esc(code),
         esc(msg)
     );
@@ -118,4 +149,43 @@ pub fn error_response(status: http::StatusCode, code: &str, msg: &str) -> Respon
         HeaderValue::from_static("application/xml"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServerError;
+
+    /// Error bodies carry the request's id, as S3's do (`<RequestId>`), whether the error
+    /// comes from a handler or from the front; outside a request there is none.
+    #[tokio::test]
+    async fn errors_carry_the_request_id() {
+        let (err, recorded) = Recorder::scope("4442587FB7D0A2F9", async {
+            s3s::S3Error::from(ServerError::NoSuchKey)
+        })
+        .await;
+        assert_eq!(err.request_id(), Some("4442587FB7D0A2F9"));
+        assert_eq!(recorded.error_code.as_deref(), Some("NoSuchKey"));
+
+        let (resp, _) = Recorder::scope("R&1", async {
+            error_response(http::StatusCode::BAD_REQUEST, "InvalidArgument", "bad")
+        })
+        .await;
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .ends_with("<Code>InvalidArgument</Code><Message>bad</Message><RequestId>R&amp;1</RequestId></Error>"),
+            "{body:?}"
+        );
+
+        assert_eq!(Recorder::request_id(), None);
+        assert_eq!(
+            s3s::S3Error::from(ServerError::NoSuchKey).request_id(),
+            None
+        );
+    }
 }

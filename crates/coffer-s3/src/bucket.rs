@@ -67,7 +67,12 @@ pub(super) async fn delete_bucket(
     h: &S3Handlers,
     req: S3Request<DeleteBucketInput>,
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
-    s3(h.meta.delete_bucket(&req.input.bucket).await)?;
+    // Unfinished multipart uploads do not keep a bucket (as on S3): they are aborted with
+    // it, and their parts' blobs deleted once the bucket is gone.
+    let parts = s3(h.meta.delete_bucket(&req.input.bucket).await)?;
+    for p in parts {
+        h.blobs.delete(&p.segment.blob).await;
+    }
     Ok(S3Response::new(DeleteBucketOutput::default()))
 }
 
@@ -90,8 +95,33 @@ pub(super) async fn list_buckets(
     // Each identity sees the buckets it may list (its own, and those policies open to it).
     let caller = principal(&req.extensions)?;
     let ctx = coffer_iam::iam::base_context(&caller, h.secure);
-    let buckets = s3(h.meta.list_buckets().await)?
+    let input = req.input;
+    let max = match input.max_buckets {
+        None => usize::MAX,
+        Some(n @ 1..=10_000) => n as usize,
+        Some(_) => {
+            return Err(ServerError::invalid_argument(
+                "Argument max-buckets must be an integer between 1 and 10000",
+            )
+            .into())
+        }
+    };
+    // The token is the last name of the previous page (opaque to clients: base64url).
+    let after = match input.continuation_token.as_deref() {
+        None => None,
+        Some(t) => Some(s3(base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                ServerError::invalid_argument("The continuation token provided is incorrect")
+            }))?),
+    };
+    let prefix = input.prefix.as_deref().unwrap_or("");
+    let mut visible: Vec<BucketInfo> = s3(h.meta.list_buckets().await)?
         .into_iter()
+        .filter(|b| b.name.starts_with(prefix))
+        .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
         .filter(|BucketInfo { name, .. }| {
             h.iam
                 .authorize(
@@ -103,16 +133,29 @@ pub(super) async fn list_buckets(
                 )
                 .is_some()
         })
-        .map(|BucketInfo { name, created }| {
-            let mut b = Bucket::default();
-            b.name = Some(name);
-            b.creation_date = Some(ts(created));
-            b.bucket_region = Some("us-east-1".to_owned());
-            b
-        })
         .collect();
+    visible.sort_by(|a, b| a.name.cmp(&b.name));
+    let truncated = visible.len() > max;
+    visible.truncate(max);
     let mut out = ListBucketsOutput::default();
-    out.buckets = Some(buckets);
+    if truncated {
+        out.continuation_token = visible
+            .last()
+            .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b.name));
+    }
+    out.buckets = Some(
+        visible
+            .into_iter()
+            .map(|BucketInfo { name, created }| {
+                let mut b = Bucket::default();
+                b.name = Some(name);
+                b.creation_date = Some(ts(created));
+                b.bucket_region = Some("us-east-1".to_owned());
+                b
+            })
+            .collect(),
+    );
+    out.prefix = input.prefix;
     out.owner = Some(owner());
     Ok(S3Response::new(out))
 }

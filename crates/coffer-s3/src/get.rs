@@ -41,6 +41,42 @@ pub(super) fn check_conditions(
     Ok(())
 }
 
+/// A `304 Not Modified` carries the object's validators (`ETag`, `Last-Modified`), as S3's
+/// do, so a client can refresh what it cached; other errors pass unchanged.
+fn with_validators(mut e: s3s::S3Error, rec: &ObjectRecord) -> s3s::S3Error {
+    if *e.code() != S3ErrorCode::NotModified {
+        return e;
+    }
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let mut date = Vec::new();
+    if ts(rec.last_modified)
+        .format(s3s::dto::TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+    {
+        if let Ok(v) = http::HeaderValue::from_bytes(&date) {
+            headers.insert(http::header::LAST_MODIFIED, v);
+        }
+    }
+    e.set_headers(headers);
+    e
+}
+
+/// GET and HEAD carry no SSE-S3/SSE-KMS headers (those choose how a *write* is encrypted;
+/// a read is decrypted with what the object records): S3 refuses them with 400.
+fn refuse_write_sse(headers: &http::HeaderMap) -> ServerResult<()> {
+    if headers.contains_key("x-amz-server-side-encryption")
+        || headers.contains_key("x-amz-server-side-encryption-aws-kms-key-id")
+    {
+        return Err(ServerError::invalid_argument(
+            "x-amz-server-side-encryption header is not supported for this operation.",
+        ));
+    }
+    Ok(())
+}
+
 /// The plaintext range of part `n` (`partNumber`, GET and HEAD) and the object's part count
 /// (`None` for an object not uploaded in parts, whose only part is the whole object).
 fn part_range(rec: &ObjectRecord, n: i32) -> ServerResult<(Range<u64>, Option<i32>)> {
@@ -71,16 +107,7 @@ pub(super) async fn get_object(
     let input = req.input;
     s3(check_key(&input.key))?;
     let rec = s3(h.object(&input.bucket, &input.key).await)?;
-    if req.headers.contains_key("x-amz-server-side-encryption")
-        || req
-            .headers
-            .contains_key("x-amz-server-side-encryption-aws-kms-key-id")
-    {
-        return Err(ServerError::invalid_argument(
-            "x-amz-server-side-encryption header is not supported for this operation.",
-        )
-        .into());
-    }
+    s3(refuse_write_sse(&req.headers))?;
     let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     let proof = h.kms_use(&req.extensions, &rec.sse, "kms:Decrypt").await?;
@@ -90,7 +117,8 @@ pub(super) async fn get_object(
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
-    ))?;
+    ))
+    .map_err(|e| with_validators(e, &rec))?;
     if input
         .version_id
         .as_deref()
@@ -165,6 +193,7 @@ pub(super) async fn head_object(
     let input = req.input;
     s3(check_key(&input.key))?;
     let rec = s3(h.object(&input.bucket, &input.key).await)?;
+    s3(refuse_write_sse(&req.headers))?;
     let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     s3(check_conditions(
@@ -173,7 +202,8 @@ pub(super) async fn head_object(
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
-    ))?;
+    ))
+    .map_err(|e| with_validators(e, &rec))?;
     let mut out = HeadObjectOutput::default();
     let (len, parts) = match input.part_number {
         Some(n) => {
@@ -203,11 +233,13 @@ pub(super) async fn get_object_attributes(
     let rec = s3(h.object(&input.bucket, &input.key).await)?;
     let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+    // `x-amz-object-attributes` is a list: SDKs send it as one comma-separated header.
     let wants = |a: &str| {
         input
             .object_attributes
             .iter()
-            .any(|x| x.as_str().eq_ignore_ascii_case(a))
+            .flat_map(|x| x.as_str().split(','))
+            .any(|x| x.trim().eq_ignore_ascii_case(a))
     };
     let mut out = GetObjectAttributesOutput::default();
     out.last_modified = Some(ts(rec.last_modified));

@@ -525,7 +525,7 @@ mod tests {
         use coffer_outcome::ServerError;
         let (auditor, sink) = auditor().await;
 
-        let ((), recorded) = Recorder::scope(async {
+        let ((), recorded) = Recorder::scope("req-1", async {
             let _ = s3s::S3Error::from(ServerError::Integrity("tag mismatch".into()));
         })
         .await;
@@ -538,7 +538,7 @@ mod tests {
         );
         auditor.response(info(), resp, recorded).await;
 
-        let ((), recorded) = Recorder::scope(async {
+        let ((), recorded) = Recorder::scope("req-1", async {
             let _ = s3s::S3Error::from(ServerError::s3(
                 s3s::S3ErrorCode::NoSuchKey,
                 "no integrity check could help",
@@ -554,7 +554,7 @@ mod tests {
         auditor.response(info(), resp, recorded).await;
 
         // Each request has its own slot: nothing leaks from one scope into the next.
-        let ((), recorded) = Recorder::scope(async {}).await;
+        let ((), recorded) = Recorder::scope("req-1", async {}).await;
         assert_eq!(recorded, Recorded::default());
         // Outside any request scope, recording is a no-op (and does not panic).
         Recorder::error("AccessDenied", true);

@@ -340,7 +340,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
                 Err(refused) => refused,
                 Ok(()) => {
                     let (resp, recorded) =
-                        coffer_outcome::Recorder::scope(this.route(req, &query)).await;
+                        coffer_outcome::Recorder::scope(&info.request_id, this.route(req, &query))
+                            .await;
                     this.audit.response(info, resp?, recorded).await
                 }
             };

@@ -93,7 +93,7 @@ impl MetaStore for Reserved {
         self.inner.list_buckets().await
     }
 
-    async fn delete_bucket(&self, name: &str) -> MetaResult<()> {
+    async fn delete_bucket(&self, name: &str) -> MetaResult<Vec<PartRecord>> {
         self.inner.delete_bucket(name).await
     }
 
