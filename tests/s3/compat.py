@@ -576,6 +576,30 @@ def protocol_checks(srv, s3):
         for n in names:
             s3.delete_bucket(Bucket=n)
 
+    with check("CompleteMultipartUpload repeated after success: the same answer; other parts refused"):
+        up = s3.create_multipart_upload(Bucket="compat", Key="proto/m")["UploadId"]
+        p1 = s3.upload_part(Bucket="compat", Key="proto/m", UploadId=up, PartNumber=1, Body=rnd(PART))
+        p2 = s3.upload_part(Bucket="compat", Key="proto/m", UploadId=up, PartNumber=2, Body=rnd(100))
+        parts = [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]
+        first = s3.complete_multipart_upload(Bucket="compat", Key="proto/m", UploadId=up,
+                                             MultipartUpload={"Parts": parts})
+        again = s3.complete_multipart_upload(Bucket="compat", Key="proto/m", UploadId=up,
+                                             MultipartUpload={"Parts": parts})
+        assert again["ETag"] == first["ETag"] and first["ETag"].endswith('-2"'), (first, again)
+        assert again["Key"] == "proto/m" and again.get("ServerSideEncryption") == first.get("ServerSideEncryption")
+        expect_client_error(lambda: s3.complete_multipart_upload(
+            Bucket="compat", Key="proto/m", UploadId=up,
+            MultipartUpload={"Parts": parts[:1]}), 404, "NoSuchUpload")
+        expect_client_error(lambda: s3.complete_multipart_upload(
+            Bucket="compat", Key="proto/other", UploadId=up,
+            MultipartUpload={"Parts": parts}), 404, "NoSuchUpload")
+        # Once the object is overwritten, the upload is gone for good.
+        s3.put_object(Bucket="compat", Key="proto/m", Body=b"new")
+        expect_client_error(lambda: s3.complete_multipart_upload(
+            Bucket="compat", Key="proto/m", UploadId=up,
+            MultipartUpload={"Parts": parts}), 404, "NoSuchUpload")
+        s3.delete_object(Bucket="compat", Key="proto/m")
+
     body = rnd(1000)
     put = s3.put_object(Bucket="compat", Key="proto/k", Body=body)
     with check("error bodies carry <RequestId>, the same as the x-amz-request-id header"):

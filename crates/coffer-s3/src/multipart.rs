@@ -277,7 +277,13 @@ pub(super) async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
-    let upload = s3(h.upload(&input.bucket, &input.key, &input.upload_id).await)?;
+    let upload = match h.upload(&input.bucket, &input.key, &input.upload_id).await {
+        Ok(u) => u,
+        Err(ServerError::NoSuchUpload) => {
+            return Ok(S3Response::new(s3(completed_again(h, &input).await)?))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let customer = customer_key!(h, input);
     if customer.is_some() {
         s3(h.keys.check_part_key(&upload.sse, customer.as_ref()))?;
@@ -371,16 +377,57 @@ pub(super) async fn complete_multipart_upload(
     if let Some(old) = old {
         h.delete_blobs(old.segments).await;
     }
+    Ok(S3Response::new(completed(&input.bucket, &input.key, &rec)))
+}
+
+/// The answer to a completed upload: the object it made.
+fn completed(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartUploadOutput {
     let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
     let mut out = CompleteMultipartUploadOutput::default();
-    out.bucket = Some(input.bucket.clone());
-    out.key = Some(input.key.clone());
-    out.location = Some(format!("/{}/{}", input.bucket, input.key));
+    out.bucket = Some(bucket.to_owned());
+    out.key = Some(key.to_owned());
+    out.location = Some(format!("/{bucket}/{key}"));
     out.e_tag = Some(etag(&rec.etag));
     out.server_side_encryption = s.sse;
     out.ssekms_key_id = s.kms_key_id;
     out.bucket_key_enabled = s.bucket_key;
-    Ok(S3Response::new(out))
+    out
+}
+
+/// A CompleteMultipartUpload repeated after it succeeded (a client retrying a response it
+/// lost) gets the same answer, as on S3, while the object it made is still the current one:
+/// its version is the upload's id (completion names it so) and the listed parts' ETags make
+/// its ETag. Anything else is `NoSuchUpload`, as before.
+async fn completed_again(
+    h: &S3Handlers,
+    input: &CompleteMultipartUploadInput,
+) -> ServerResult<CompleteMultipartUploadOutput> {
+    let rec = h
+        .meta
+        .object(&input.bucket, &input.key)
+        .await?
+        .filter(|r| r.version_id == input.upload_id)
+        .ok_or(ServerError::NoSuchUpload)?;
+    let md5s: Option<Vec<String>> = input
+        .multipart_upload
+        .as_ref()
+        .and_then(|m| m.parts.as_ref())
+        .and_then(|parts| {
+            parts
+                .iter()
+                .map(|p| {
+                    p.e_tag
+                        .as_ref()
+                        .map(|e| e.value().trim_matches('"').to_owned())
+                })
+                .collect::<Option<Vec<String>>>()
+        });
+    match md5s {
+        Some(m) if !m.is_empty() && multipart_etag(&m)? == rec.etag => {
+            Ok(completed(&input.bucket, &input.key, &rec))
+        }
+        _ => Err(ServerError::NoSuchUpload),
+    }
 }
 
 pub(super) async fn abort_multipart_upload(
