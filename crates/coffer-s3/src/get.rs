@@ -41,6 +41,36 @@ pub(super) fn check_conditions(
     Ok(())
 }
 
+/// The object a GET or HEAD reads (same input field names, no shared trait), in the order
+/// S3 answers their errors: the key, the record, no write-side SSE headers, the SSE-C key
+/// checked against the object's. Evaluates to `(record, customer key)`; returns early on
+/// error.
+macro_rules! readable {
+    ($h:ident, $req:ident, $input:ident) => {{
+        s3(check_key(&$input.key))?;
+        let rec = s3($h.object(&$input.bucket, &$input.key).await)?;
+        s3(refuse_write_sse(&$req.headers))?;
+        let customer = customer_key!($h, $input);
+        s3($h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+        (rec, customer)
+    }};
+}
+
+/// The read conditions of a GET or HEAD (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+/// `If-Unmodified-Since`) against `rec`; a `304` carries the validators. Returns early.
+macro_rules! read_conditions {
+    ($rec:ident, $input:ident) => {
+        s3(check_conditions(
+            &$rec,
+            $input.if_match.as_ref(),
+            $input.if_none_match.as_ref(),
+            $input.if_modified_since.as_ref(),
+            $input.if_unmodified_since.as_ref(),
+        ))
+        .map_err(|e| with_validators(e, &$rec))?
+    };
+}
+
 /// A `304 Not Modified` carries the object's validators (`ETag`, `Last-Modified`), as S3's
 /// do, so a client can refresh what it cached; other errors pass unchanged.
 fn with_validators(mut e: s3s::S3Error, rec: &ObjectRecord) -> s3s::S3Error {
@@ -105,20 +135,9 @@ pub(super) async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    s3(check_key(&input.key))?;
-    let rec = s3(h.object(&input.bucket, &input.key).await)?;
-    s3(refuse_write_sse(&req.headers))?;
-    let customer = customer_key!(h, input);
-    s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
+    let (rec, customer) = readable!(h, req, input);
     let proof = h.kms_use(&req.extensions, &rec.sse, "kms:Decrypt").await?;
-    s3(check_conditions(
-        &rec,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
-    ))
-    .map_err(|e| with_validators(e, &rec))?;
+    read_conditions!(rec, input);
     if input
         .version_id
         .as_deref()
@@ -191,19 +210,8 @@ pub(super) async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    s3(check_key(&input.key))?;
-    let rec = s3(h.object(&input.bucket, &input.key).await)?;
-    s3(refuse_write_sse(&req.headers))?;
-    let customer = customer_key!(h, input);
-    s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
-    s3(check_conditions(
-        &rec,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
-    ))
-    .map_err(|e| with_validators(e, &rec))?;
+    let (rec, customer) = readable!(h, req, input);
+    read_conditions!(rec, input);
     let mut out = HeadObjectOutput::default();
     let (len, parts) = match input.part_number {
         Some(n) => {
