@@ -600,6 +600,32 @@ def protocol_checks(srv, s3):
             MultipartUpload={"Parts": parts}), 404, "NoSuchUpload")
         s3.delete_object(Bucket="compat", Key="proto/m")
 
+    with check("multipart checksums: COMPOSITE CRC32/SHA256/SHA1 at completion and on HEAD; a wrong part checksum is InvalidPart"):
+        import zlib
+        algos = {"CRC32": lambda b: zlib.crc32(b).to_bytes(4, "big"),
+                 "SHA256": lambda b: hashlib.sha256(b).digest(),
+                 "SHA1": lambda b: hashlib.sha1(b).digest()}
+        for alg, digest in algos.items():
+            key = f"proto/cs-{alg}"
+            up = s3.create_multipart_upload(Bucket="compat", Key=key, ChecksumAlgorithm=alg)["UploadId"]
+            bodies = [rnd(PART), rnd(1234)]
+            parts = []
+            for n, b in enumerate(bodies, 1):
+                r = s3.upload_part(Bucket="compat", Key=key, UploadId=up, PartNumber=n, Body=b,
+                                   ChecksumAlgorithm=alg)
+                assert r["Checksum" + alg] == base64.b64encode(digest(b)).decode(), (alg, n, r)
+                parts.append({"PartNumber": n, "ETag": r["ETag"], "Checksum" + alg: r["Checksum" + alg]})
+            want = base64.b64encode(digest(b"".join(digest(b) for b in bodies))).decode() + "-2"
+            bad = [dict(parts[0], **{"Checksum" + alg: base64.b64encode(digest(b"other")).decode()}), parts[1]]
+            expect_client_error(lambda: s3.complete_multipart_upload(
+                Bucket="compat", Key=key, UploadId=up, MultipartUpload={"Parts": bad}), 400, "InvalidPart")
+            done = s3.complete_multipart_upload(Bucket="compat", Key=key, UploadId=up,
+                                                MultipartUpload={"Parts": parts})
+            assert done.get("Checksum" + alg) == want and done.get("ChecksumType") == "COMPOSITE", (alg, done, want)
+            h = s3.head_object(Bucket="compat", Key=key, ChecksumMode="ENABLED")
+            assert h.get("Checksum" + alg) == want, (alg, h.get("Checksum" + alg), want)
+            s3.delete_object(Bucket="compat", Key=key)
+
     body = rnd(1000)
     put = s3.put_object(Bucket="compat", Key="proto/k", Body=body)
     with check("error bodies carry <RequestId>, the same as the x-amz-request-id header"):

@@ -302,6 +302,7 @@ pub(super) async fn complete_multipart_upload(
     let mut stored = s3(h.meta.list_parts(&input.upload_id).await)?;
     let mut segments = Vec::new();
     let mut md5s = Vec::new();
+    let mut part_sums = Vec::new();
     let mut last_number = 0;
     let count = requested.len();
     for (i, p) in requested.into_iter().enumerate() {
@@ -338,6 +339,9 @@ pub(super) async fn complete_multipart_upload(
             )
             .into());
         }
+        if let Some(alg) = upload.checksum_algorithm.as_deref() {
+            part_sums.push(s3(part_checksum(alg, n, &rec.checksums, &p))?);
+        }
         md5s.push(rec.segment.etag.clone());
         segments.push(rec.segment);
     }
@@ -356,7 +360,10 @@ pub(super) async fn complete_multipart_upload(
         etag: s3(multipart_etag(&md5s))?,
         last_modified: now_ms(),
         headers: upload.headers.clone(),
-        checksums: Checksums::default(),
+        checksums: s3(composite_checksum(
+            upload.checksum_algorithm.as_deref(),
+            &part_sums,
+        ))?,
         sse: upload.sse.clone(),
         bucket_key_enabled: upload.bucket_key_enabled,
         segments,
@@ -391,7 +398,77 @@ fn completed(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartUp
     out.server_side_encryption = s.sse;
     out.ssekms_key_id = s.kms_key_id;
     out.bucket_key_enabled = s.bucket_key;
+    out.checksum_type = rec.checksums.kind.clone().map(ChecksumType::from);
+    set_checksums!(out, rec.checksums.clone());
     out
+}
+
+/// The stored checksum (raw bytes) of part `n` under the upload's algorithm `alg`; a
+/// checksum the completion request names for the part must be that one (`InvalidPart`).
+fn part_checksum(
+    alg: &str,
+    n: i32,
+    stored: &Checksums,
+    named: &CompletedPart,
+) -> ServerResult<Vec<u8>> {
+    let (have, sent) = match alg.to_ascii_uppercase().as_str() {
+        "CRC32" => (&stored.crc32, &named.checksum_crc32),
+        "CRC32C" => (&stored.crc32c, &named.checksum_crc32c),
+        "CRC64NVME" => (&stored.crc64nvme, &named.checksum_crc64nvme),
+        "SHA1" => (&stored.sha1, &named.checksum_sha1),
+        "SHA256" => (&stored.sha256, &named.checksum_sha256),
+        other => {
+            return Err(ServerError::Internal(format!(
+                "stored upload algorithm {other}"
+            )))
+        }
+    };
+    let have = have.as_deref().ok_or_else(|| {
+        ServerError::s3(
+            S3ErrorCode::InvalidPart,
+            format!("Part {n} has no {alg} checksum; the upload was created with {alg}."),
+        )
+    })?;
+    if sent.as_deref().is_some_and(|v| v != have) {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidPart,
+            format!("The {alg} checksum of part {n} did not match the one it was uploaded with."),
+        ));
+    }
+    B64.decode(have)
+        .map_err(|_| ServerError::Internal(format!("stored {alg} checksum of part {n}")))
+}
+
+/// The object checksum of a multipart upload created with a checksum algorithm: S3's
+/// COMPOSITE checksum, the algorithm over the concatenated part checksums, suffixed `-N`.
+/// CRC64NVME objects are FULL_OBJECT on S3 (a combination of CRCs this server does not
+/// compute): they get none, as before. No algorithm: none.
+fn composite_checksum(alg: Option<&str>, parts: &[Vec<u8>]) -> ServerResult<Checksums> {
+    let Some(alg) = alg else {
+        return Ok(Checksums::default());
+    };
+    if alg.eq_ignore_ascii_case("CRC64NVME") || parts.is_empty() {
+        return Ok(Checksums::default());
+    }
+    let mut hasher = ChecksumRequest {
+        algorithm: Some(alg.to_owned()),
+        ..Default::default()
+    }
+    .hasher()?;
+    for p in parts {
+        hasher.update(p);
+    }
+    let sum = hasher.finalize();
+    let n = parts.len();
+    let tag = |v: Option<String>| v.map(|v| format!("{v}-{n}"));
+    Ok(Checksums {
+        crc32: tag(sum.checksum_crc32),
+        crc32c: tag(sum.checksum_crc32c),
+        crc64nvme: None,
+        sha1: tag(sum.checksum_sha1),
+        sha256: tag(sum.checksum_sha256),
+        kind: Some("COMPOSITE".to_owned()),
+    })
 }
 
 /// A CompleteMultipartUpload repeated after it succeeded (a client retrying a response it
