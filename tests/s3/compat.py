@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
@@ -591,6 +592,9 @@ def protocol_checks(srv, s3):
             Bucket="compat", Key="proto/m", UploadId=up,
             MultipartUpload={"Parts": parts[:1]}), 404, "NoSuchUpload")
         expect_client_error(lambda: s3.complete_multipart_upload(
+            Bucket="compat", Key="proto/m", UploadId=up,
+            MultipartUpload={"Parts": [dict(parts[0], ETag='"not-hex"'), parts[1]]}), 404, "NoSuchUpload")
+        expect_client_error(lambda: s3.complete_multipart_upload(
             Bucket="compat", Key="proto/other", UploadId=up,
             MultipartUpload={"Parts": parts}), 404, "NoSuchUpload")
         # Once the object is overwritten, the upload is gone for good.
@@ -601,7 +605,6 @@ def protocol_checks(srv, s3):
         s3.delete_object(Bucket="compat", Key="proto/m")
 
     with check("multipart checksums: COMPOSITE CRC32/SHA256/SHA1 at completion and on HEAD; a wrong part checksum is InvalidPart"):
-        import zlib
         algos = {"CRC32": lambda b: zlib.crc32(b).to_bytes(4, "big"),
                  "SHA256": lambda b: hashlib.sha256(b).digest(),
                  "SHA1": lambda b: hashlib.sha1(b).digest()}

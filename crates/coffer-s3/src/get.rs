@@ -78,7 +78,7 @@ fn with_validators(mut e: s3s::S3Error, rec: &ObjectRecord) -> s3s::S3Error {
         return e;
     }
     let mut headers = http::HeaderMap::new();
-    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+    if let Ok(v) = etag(&rec.etag).to_http_header() {
         headers.insert(http::header::ETAG, v);
     }
     let mut date = Vec::new();
