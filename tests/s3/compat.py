@@ -401,6 +401,9 @@ def boto3_checks(srv):
     sse_c_error_checks(s3)
     bucket_encryption_checks(s3)
     protocol_checks(srv, s3)
+    versioning_checks(srv, s3)
+    object_lock_checks(srv, s3)
+    tagging_checks(s3)
     http2_checks(srv)
 
 
@@ -669,6 +672,270 @@ def protocol_checks(srv, s3):
     s3.delete_object(Bucket="compat", Key="proto/k")
 
 
+def headers_of(err):
+    return {k.lower(): v for k, v in err.response["ResponseMetadata"]["HTTPHeaders"].items()}
+
+
+def versioning_checks(srv, s3):
+    """Issue 14: versions, delete markers, null versions, ListObjectVersions paging."""
+    b = "compat-ver"
+    s3.create_bucket(Bucket=b)
+    bodies = {}
+    with check("versioning: enable; versions by id; null version from before; GET/HEAD by VersionId"):
+        assert "Status" not in s3.get_bucket_versioning(Bucket=b), "a new bucket is unversioned"
+        r = s3.put_object(Bucket=b, Key="k", Body=b"before")
+        assert "VersionId" not in r, f"unversioned put reports no version: {r.get('VersionId')}"
+        s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        assert s3.get_bucket_versioning(Bucket=b)["Status"] == "Enabled"
+        ids = []
+        for body in (b"one", b"two"):
+            v = s3.put_object(Bucket=b, Key="k", Body=body)["VersionId"]
+            assert v and v != "null" and v not in ids, v
+            ids.append(v)
+            bodies[v] = body
+        bodies["null"] = b"before"
+        for v, body in bodies.items():
+            g = s3.get_object(Bucket=b, Key="k", VersionId=v)
+            assert g["Body"].read() == body and g["VersionId"] == v, (v, g.get("VersionId"))
+            assert s3.head_object(Bucket=b, Key="k", VersionId=v)["ContentLength"] == len(body)
+        g = s3.get_object(Bucket=b, Key="k")
+        assert g["Body"].read() == b"two" and g["VersionId"] == ids[1], g.get("VersionId")
+        expect_client_error(lambda: s3.get_object(Bucket=b, Key="k", VersionId="no-such-version"),
+                            404, "NoSuchVersion")
+        vs = s3.list_object_versions(Bucket=b)["Versions"]
+        assert [(v["VersionId"], v["IsLatest"]) for v in vs] == [(ids[1], True), (ids[0], False), ("null", False)], vs
+
+    with check("versioning: delete makes a marker (404 + x-amz-delete-marker); marker by id 405; removing it restores"):
+        d = s3.delete_object(Bucket=b, Key="k")
+        assert d.get("DeleteMarker") is True and d.get("VersionId"), d
+        marker = d["VersionId"]
+        e = expect_client_error(lambda: s3.get_object(Bucket=b, Key="k"), 404, "NoSuchKey")
+        assert headers_of(e).get("x-amz-delete-marker") == "true", headers_of(e)
+        e = expect_client_error(lambda: s3.get_object(Bucket=b, Key="k", VersionId=marker), 405, "MethodNotAllowed")
+        assert headers_of(e).get("x-amz-version-id") == marker, headers_of(e)
+        listing = s3.list_object_versions(Bucket=b)
+        dms = listing["DeleteMarkers"]
+        assert [(m["VersionId"], m["IsLatest"]) for m in dms] == [(marker, True)], dms
+        assert not any(v["IsLatest"] for v in listing["Versions"]), listing["Versions"]
+        assert not s3.list_objects_v2(Bucket=b).get("Contents"), "a deleted key is not listed"
+        d = s3.delete_object(Bucket=b, Key="k", VersionId=marker)
+        assert d.get("DeleteMarker") is True and d.get("VersionId") == marker, d
+        assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"two"
+
+    with check("versioning: copy a named version (CopySourceVersionId), delete a version by id"):
+        old = [v for v in bodies if bodies[v] == b"one"][0]
+        c = s3.copy_object(Bucket=b, Key="k", CopySource={"Bucket": b, "Key": "k", "VersionId": old})
+        assert c.get("CopySourceVersionId") == old and c.get("VersionId") not in bodies, c
+        assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"one", "the old version restored by copy"
+        d = s3.delete_object(Bucket=b, Key="k", VersionId=c["VersionId"])
+        assert d.get("VersionId") == c["VersionId"] and "DeleteMarker" not in d, d
+        assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"two", "the next newest is current"
+        expect_client_error(lambda: s3.get_object(Bucket=b, Key="k", VersionId=c["VersionId"]), 404, "NoSuchVersion")
+
+    with check("ListObjectVersions pages with KeyMarker/VersionIdMarker (MaxKeys=1), prefixes roll up"):
+        for i in range(3):
+            s3.put_object(Bucket=b, Key=f"dir/f{i}", Body=b"x")
+            s3.put_object(Bucket=b, Key=f"dir/f{i}", Body=b"y")
+        everything = [(v["Key"], v["VersionId"]) for v in s3.list_object_versions(Bucket=b)["Versions"]]
+        seen, kw, pages = [], {}, 0
+        while True:
+            r = s3.list_object_versions(Bucket=b, MaxKeys=1, **kw)
+            page = [(v["Key"], v["VersionId"]) for v in r.get("Versions", [])]
+            page += [(m["Key"], m["VersionId"]) for m in r.get("DeleteMarkers", [])]
+            assert len(page) <= 1, page
+            seen += page
+            pages += 1
+            if not r["IsTruncated"]:
+                break
+            kw = {"KeyMarker": r["NextKeyMarker"], "VersionIdMarker": r["NextVersionIdMarker"]}
+        assert seen == everything and len(everything) == 9, (seen, everything)
+        r = s3.list_object_versions(Bucket=b, Delimiter="/")
+        assert [p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["dir/"], r.get("CommonPrefixes")
+        assert {v["Key"] for v in r["Versions"]} == {"k"}, r["Versions"]
+        expect_raw(srv.raw("GET", f"/{b}?versions&version-id-marker=x"), 400, "InvalidArgument")
+
+    with check("versioning suspended: writes replace the null version; DeleteObjects by version id"):
+        s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+        assert s3.get_bucket_versioning(Bucket=b)["Status"] == "Suspended"
+        assert s3.put_object(Bucket=b, Key="k", Body=b"s1")["VersionId"] == "null"
+        assert s3.put_object(Bucket=b, Key="k", Body=b"s2")["VersionId"] == "null"
+        ks = [v for v in s3.list_object_versions(Bucket=b, Prefix="k")["Versions"]]
+        assert [v["VersionId"] for v in ks].count("null") == 1 and ks[0]["VersionId"] == "null", ks
+        assert s3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read() == b"s2"
+        listing = s3.list_object_versions(Bucket=b)
+        objs = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in listing["Versions"]]
+        objs += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in listing.get("DeleteMarkers", [])]
+        expect_client_error(lambda: s3.delete_bucket(Bucket=b), 409, "BucketNotEmpty")
+        r = s3.delete_objects(Bucket=b, Delete={"Objects": objs})
+        assert not r.get("Errors") and len(r["Deleted"]) == len(objs), r
+        assert {d["VersionId"] for d in r["Deleted"]} == {o["VersionId"] for o in objs}, r["Deleted"]
+        assert not s3.list_object_versions(Bucket=b).get("Versions")
+        s3.delete_bucket(Bucket=b)
+
+
+def object_lock_checks(srv, s3):
+    """Issue 14: Object Lock — WORM versions that nobody, root included, removes early."""
+    import datetime
+    b = "compat-lock"
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    with check("Object Lock: enabled at creation (versioning on, cannot be suspended)"):
+        s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+        c = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]
+        assert c["ObjectLockEnabled"] == "Enabled" and "Rule" not in c, c
+        assert s3.get_bucket_versioning(Bucket=b)["Status"] == "Enabled"
+        expect_client_error(lambda: s3.put_bucket_versioning(
+            Bucket=b, VersioningConfiguration={"Status": "Suspended"}), 409, "InvalidBucketState")
+        s3.create_bucket(Bucket="compat-nolock")
+        expect_client_error(lambda: s3.get_object_lock_configuration(Bucket="compat-nolock"),
+                            404, "ObjectLockConfigurationNotFoundError")
+        expect_client_error(lambda: s3.put_object(
+            Bucket="compat-nolock", Key="x", Body=b"x", ObjectLockMode="GOVERNANCE",
+            ObjectLockRetainUntilDate=soon), 400, "InvalidRequest")
+        expect_client_error(lambda: s3.put_object_lock_configuration(
+            Bucket="compat-nolock", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}),
+            409, "InvalidBucketState")
+        s3.delete_bucket(Bucket="compat-nolock")
+
+    with check("Object Lock COMPLIANCE: root cannot delete the version or shorten it; a marker is allowed"):
+        v = s3.put_object(Bucket=b, Key="c", Body=b"worm", ObjectLockMode="COMPLIANCE",
+                          ObjectLockRetainUntilDate=soon)["VersionId"]
+        h = s3.head_object(Bucket=b, Key="c")
+        assert h.get("ObjectLockMode") == "COMPLIANCE" and h.get("ObjectLockRetainUntilDate"), h
+        r = s3.get_object_retention(Bucket=b, Key="c")["Retention"]
+        assert r["Mode"] == "COMPLIANCE", r
+        expect_client_error(lambda: s3.delete_object(Bucket=b, Key="c", VersionId=v), 403, "AccessDenied")
+        expect_client_error(lambda: s3.delete_object(Bucket=b, Key="c", VersionId=v,
+                                                     BypassGovernanceRetention=True), 403, "AccessDenied")
+        expect_client_error(lambda: s3.put_object_retention(
+            Bucket=b, Key="c", VersionId=v,
+            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": soon - datetime.timedelta(hours=1)}),
+            403, "AccessDenied")
+        s3.put_object_retention(Bucket=b, Key="c", VersionId=v,
+                                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": soon + datetime.timedelta(hours=1)})
+        d = s3.delete_object(Bucket=b, Key="c")
+        assert d.get("DeleteMarker") is True, d
+        assert s3.get_object(Bucket=b, Key="c", VersionId=v)["Body"].read() == b"worm", "locked data survives"
+        r = s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "c", "VersionId": v}]})
+        assert [e["Code"] for e in r.get("Errors", [])] == ["AccessDenied"], r
+
+    with check("Object Lock GOVERNANCE: delete refused without the bypass, allowed with it (root)"):
+        v = s3.put_object(Bucket=b, Key="g", Body=b"gov", ObjectLockMode="GOVERNANCE",
+                          ObjectLockRetainUntilDate=soon)["VersionId"]
+        expect_client_error(lambda: s3.delete_object(Bucket=b, Key="g", VersionId=v), 403, "AccessDenied")
+        expect_client_error(lambda: s3.put_object_retention(Bucket=b, Key="g", VersionId=v, Retention={}),
+                            403, "AccessDenied")
+        s3.delete_object(Bucket=b, Key="g", VersionId=v, BypassGovernanceRetention=True)
+        expect_client_error(lambda: s3.head_object(Bucket=b, Key="g", VersionId=v), 404)
+
+    with check("Object Lock legal hold: ON refuses deletion, OFF allows it"):
+        v = s3.put_object(Bucket=b, Key="h", Body=b"held", ObjectLockLegalHoldStatus="ON")["VersionId"]
+        assert s3.get_object_legal_hold(Bucket=b, Key="h")["LegalHold"]["Status"] == "ON"
+        expect_client_error(lambda: s3.get_object_retention(Bucket=b, Key="h"), 404,
+                            "NoSuchObjectLockConfiguration")
+        expect_client_error(lambda: s3.delete_object(Bucket=b, Key="h", VersionId=v,
+                                                     BypassGovernanceRetention=True), 403, "AccessDenied")
+        s3.put_object_legal_hold(Bucket=b, Key="h", VersionId=v, LegalHold={"Status": "OFF"})
+        s3.delete_object(Bucket=b, Key="h", VersionId=v)
+
+    with check("Object Lock default retention applies to PUT and multipart; GetObjectLockConfiguration shows it"):
+        s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+        rule = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]["Rule"]
+        assert rule["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 1}, rule
+        v = s3.put_object(Bucket=b, Key="d", Body=b"default")["VersionId"]
+        r = s3.get_object_retention(Bucket=b, Key="d", VersionId=v)["Retention"]
+        left = r["RetainUntilDate"] - datetime.datetime.now(datetime.timezone.utc)
+        assert r["Mode"] == "GOVERNANCE" and datetime.timedelta(hours=23) < left <= datetime.timedelta(days=1), r
+        up = s3.create_multipart_upload(Bucket=b, Key="m", ObjectLockMode="COMPLIANCE",
+                                        ObjectLockRetainUntilDate=soon)["UploadId"]
+        p = s3.upload_part(Bucket=b, Key="m", UploadId=up, PartNumber=1, Body=b"part")
+        done = s3.complete_multipart_upload(Bucket=b, Key="m", UploadId=up,
+                                            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]})
+        assert s3.head_object(Bucket=b, Key="m")["ObjectLockMode"] == "COMPLIANCE"
+        expect_client_error(lambda: s3.delete_object(Bucket=b, Key="m", VersionId=done["VersionId"]),
+                            403, "AccessDenied")
+        expect_client_error(lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1, "Years": 1}}}), 400, "MalformedXML")
+        expect_client_error(lambda: s3.delete_bucket(Bucket=b), 409, "BucketNotEmpty")
+
+    with check("KMS ScheduleKeyDeletion refused while its key protects locked versions; allowed after"):
+        import boto3
+        kms = boto3.client("kms", endpoint_url=srv.endpoint, aws_access_key_id=ACCESS_KEY,
+                           aws_secret_access_key=SECRET_KEY, region_name="us-east-1", verify=srv.ca)
+        kid = kms.create_key()["KeyMetadata"]["KeyId"]
+        v = s3.put_object(Bucket=b, Key="kms-locked", Body=b"x", ServerSideEncryption="aws:kms",
+                          SSEKMSKeyId=kid, ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=soon)["VersionId"]
+        expect_client_error(lambda: kms.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7),
+                            400, "KMSInvalidStateException", message="Object Lock")
+        assert kms.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Enabled"
+        assert s3.get_object(Bucket=b, Key="kms-locked", VersionId=v)["Body"].read() == b"x"
+        s3.delete_object(Bucket=b, Key="kms-locked", VersionId=v, BypassGovernanceRetention=True)
+        r = kms.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
+        assert r["KeyState"] == "PendingDeletion", r
+
+
+def tagging_checks(s3):
+    """Issue 14: object and bucket tags, limits as AWS."""
+    b = "compat-tags"
+    s3.create_bucket(Bucket=b)
+    with check("tagging: x-amz-tagging on PUT, TagCount on GET, Put/Get/DeleteObjectTagging"):
+        s3.put_object(Bucket=b, Key="t", Body=b"x", Tagging="team=blue&cost%20centre=a%26b")
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=b, Key="t")["TagSet"]}
+        assert tags == {"team": "blue", "cost centre": "a&b"}, tags
+        assert s3.get_object(Bucket=b, Key="t")["TagCount"] == 2
+        s3.put_object_tagging(Bucket=b, Key="t", Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
+        assert s3.get_object_tagging(Bucket=b, Key="t")["TagSet"] == [{"Key": "only", "Value": "one"}]
+        s3.delete_object_tagging(Bucket=b, Key="t")
+        assert s3.get_object_tagging(Bucket=b, Key="t")["TagSet"] == []
+        assert "TagCount" not in s3.get_object(Bucket=b, Key="t")
+        expect_client_error(lambda: s3.get_object_tagging(Bucket=b, Key="absent"), 404, "NoSuchKey")
+
+    with check("tagging: copy keeps tags (COPY) or replaces them (REPLACE); multipart takes x-amz-tagging"):
+        s3.put_object(Bucket=b, Key="src", Body=b"x", Tagging="a=1")
+        s3.copy_object(Bucket=b, Key="c1", CopySource={"Bucket": b, "Key": "src"})
+        assert s3.get_object_tagging(Bucket=b, Key="c1")["TagSet"] == [{"Key": "a", "Value": "1"}]
+        s3.copy_object(Bucket=b, Key="c2", CopySource={"Bucket": b, "Key": "src"},
+                       TaggingDirective="REPLACE", Tagging="b=2")
+        assert s3.get_object_tagging(Bucket=b, Key="c2")["TagSet"] == [{"Key": "b", "Value": "2"}]
+        up = s3.create_multipart_upload(Bucket=b, Key="mp", Tagging="m=p")["UploadId"]
+        p = s3.upload_part(Bucket=b, Key="mp", UploadId=up, PartNumber=1, Body=b"x")
+        s3.complete_multipart_upload(Bucket=b, Key="mp", UploadId=up,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]})
+        assert s3.get_object_tagging(Bucket=b, Key="mp")["TagSet"] == [{"Key": "m", "Value": "p"}]
+
+    with check("tagging: per-version tags in a versioned bucket"):
+        s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        v1 = s3.put_object(Bucket=b, Key="v", Body=b"1", Tagging="n=1")["VersionId"]
+        v2 = s3.put_object(Bucket=b, Key="v", Body=b"2", Tagging="n=2")["VersionId"]
+        r = s3.put_object_tagging(Bucket=b, Key="v", VersionId=v1, Tagging={"TagSet": [{"Key": "n", "Value": "one"}]})
+        assert r.get("VersionId") == v1, r
+        assert s3.get_object_tagging(Bucket=b, Key="v", VersionId=v1)["TagSet"] == [{"Key": "n", "Value": "one"}]
+        assert s3.get_object_tagging(Bucket=b, Key="v")["TagSet"] == [{"Key": "n", "Value": "2"}]
+        assert s3.get_object_tagging(Bucket=b, Key="v")["VersionId"] == v2
+
+    with check("tagging limits: duplicate keys, aws: prefix, long keys/values -> 400 InvalidTag; 11 tags -> 400"):
+        for bad in ([{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}],
+                    [{"Key": "aws:x", "Value": "1"}],
+                    [{"Key": "k" * 129, "Value": "1"}],
+                    [{"Key": "k", "Value": "v" * 257}]):
+            expect_client_error(lambda: s3.put_object_tagging(Bucket=b, Key="t", Tagging={"TagSet": bad}),
+                                400, "InvalidTag")
+        eleven = [{"Key": f"k{i}", "Value": "v"} for i in range(11)]
+        expect_client_error(lambda: s3.put_object_tagging(Bucket=b, Key="t", Tagging={"TagSet": eleven}), 400)
+        expect_client_error(lambda: s3.put_object(Bucket=b, Key="t2", Body=b"x", Tagging="a=1&a=2"),
+                            400, "InvalidTag")
+        expect_client_error(lambda: s3.head_object(Bucket=b, Key="t2"), 404)
+
+    with check("bucket tagging: Put/Get/DeleteBucketTagging; NoSuchTagSet when none"):
+        expect_client_error(lambda: s3.get_bucket_tagging(Bucket=b), 404, "NoSuchTagSet")
+        s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": [{"Key": "env", "Value": "prod"}]})
+        assert s3.get_bucket_tagging(Bucket=b)["TagSet"] == [{"Key": "env", "Value": "prod"}]
+        s3.delete_bucket_tagging(Bucket=b)
+        expect_client_error(lambda: s3.get_bucket_tagging(Bucket=b), 404, "NoSuchTagSet")
+
+
 def bucket_encryption_checks(s3):
     with check("bucket default encryption: Put/Get/DeleteBucketEncryption, objects follow it"):
         s3.create_bucket(Bucket="compat-bde")
@@ -784,6 +1051,27 @@ def cli_checks(srv, work):
         aws("s3", "rm", "--recursive", "s3://cli/copied/")
         left = aws("s3", "ls", "--recursive", "s3://cli/").stdout
         assert "none/small.bin" not in left and "copied/" not in left, left
+
+    with check("aws s3api: versioning, object-lock retention, tagging, list-object-versions"):
+        aws("s3api", "create-bucket", "--bucket", "cli-worm", "--object-lock-enabled-for-bucket")
+        v = json.loads(aws("s3api", "get-bucket-versioning", "--bucket", "cli-worm").stdout)
+        assert v.get("Status") == "Enabled", v
+        aws("s3api", "put-object-lock-configuration", "--bucket", "cli-worm", "--object-lock-configuration",
+            '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"COMPLIANCE","Days":1}}}')
+        ids = [json.loads(aws("s3api", "put-object", "--bucket", "cli-worm", "--key", "pack",
+                              "--body", str(small), "--tagging", "kind=pack").stdout)["VersionId"]
+               for _ in range(2)]
+        r = json.loads(aws("s3api", "get-object-retention", "--bucket", "cli-worm", "--key", "pack",
+                           "--version-id", ids[0]).stdout)["Retention"]
+        assert r["Mode"] == "COMPLIANCE", r
+        t = json.loads(aws("s3api", "get-object-tagging", "--bucket", "cli-worm", "--key", "pack").stdout)
+        assert t["TagSet"] == [{"Key": "kind", "Value": "pack"}], t
+        p = aws("s3api", "delete-object", "--bucket", "cli-worm", "--key", "pack", "--version-id", ids[0], ok=False)
+        assert p.returncode != 0 and "AccessDenied" in p.stderr, (p.returncode, p.stderr[-300:])
+        aws("s3", "rm", "s3://cli-worm/pack")
+        lv = json.loads(aws("s3api", "list-object-versions", "--bucket", "cli-worm").stdout)
+        assert sorted(x["VersionId"] for x in lv["Versions"]) == sorted(ids), lv
+        assert len(lv.get("DeleteMarkers", [])) == 1 and lv["DeleteMarkers"][0]["IsLatest"], lv
 
 
 # --------------------------------------------------------------------------------------------

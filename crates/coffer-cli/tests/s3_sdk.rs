@@ -60,8 +60,9 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
@@ -1747,6 +1748,163 @@ async fn bucket_default_encryption() {
     dirs.assert_nothing_written_outside_data();
 }
 
+/// Issue 14 with the Rust SDK: versions and delete markers in a versioned bucket, an Object
+/// Lock bucket whose COMPLIANCE version root cannot delete (GOVERNANCE only with the
+/// bypass), and object tags on PUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_object_lock_and_tags() {
+    use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode};
+    let dirs = Dirs::new();
+    let server = Server::start(&dirs);
+    let c = server.client();
+    c.create_bucket()
+        .bucket("worm")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("create lock bucket");
+    let versioning = c
+        .get_bucket_versioning()
+        .bucket("worm")
+        .send()
+        .await
+        .expect("get versioning");
+    assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
+    let until =
+        aws_sdk_s3::primitives::DateTime::from(SystemTime::now() + Duration::from_secs(3600));
+    let mut ids = Vec::new();
+    for (body, mode) in [
+        (&b"first"[..], ObjectLockMode::Compliance),
+        (&b"second"[..], ObjectLockMode::Governance),
+    ] {
+        let out = c
+            .put_object()
+            .bucket("worm")
+            .key("backup")
+            .body(ByteStream::from(body.to_vec()))
+            .object_lock_mode(mode)
+            .object_lock_retain_until_date(until)
+            .tagging("kind=pack")
+            .send()
+            .await
+            .expect("put locked version");
+        ids.push(out.version_id().expect("version id").to_owned());
+    }
+    assert_ne!(ids[0], ids[1], "each PUT is its own version");
+    let first = c
+        .get_object()
+        .bucket("worm")
+        .key("backup")
+        .version_id(&ids[0])
+        .send()
+        .await
+        .expect("get first version");
+    assert_eq!(first.object_lock_mode(), Some(&ObjectLockMode::Compliance));
+    assert_eq!(first.tag_count(), Some(1));
+    assert_eq!(
+        first
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref(),
+        b"first"
+    );
+    assert_s3_error(
+        "delete a COMPLIANCE version as root, with the bypass",
+        c.delete_object()
+            .bucket("worm")
+            .key("backup")
+            .version_id(&ids[0])
+            .bypass_governance_retention(true)
+            .send()
+            .await,
+        403,
+        Some("AccessDenied"),
+    );
+    assert_s3_error(
+        "delete a GOVERNANCE version without the bypass",
+        c.delete_object()
+            .bucket("worm")
+            .key("backup")
+            .version_id(&ids[1])
+            .send()
+            .await,
+        403,
+        Some("AccessDenied"),
+    );
+    c.delete_object()
+        .bucket("worm")
+        .key("backup")
+        .version_id(&ids[1])
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .expect("the bypass removes a GOVERNANCE version");
+    let marker = c
+        .delete_object()
+        .bucket("worm")
+        .key("backup")
+        .send()
+        .await
+        .expect("a delete marker over a locked version");
+    assert_eq!(marker.delete_marker(), Some(true));
+    assert_s3_error(
+        "GET behind a delete marker",
+        c.get_object().bucket("worm").key("backup").send().await,
+        404,
+        Some("NoSuchKey"),
+    );
+    let listing = c
+        .list_object_versions()
+        .bucket("worm")
+        .send()
+        .await
+        .expect("list versions");
+    let versions: Vec<&str> = listing
+        .versions()
+        .iter()
+        .filter_map(|v| v.version_id())
+        .collect();
+    assert_eq!(
+        versions,
+        [ids[0].as_str()],
+        "the COMPLIANCE version survives"
+    );
+    assert_eq!(listing.delete_markers().len(), 1);
+    assert_eq!(
+        listing.delete_markers()[0].version_id(),
+        marker.version_id(),
+        "the marker is listed"
+    );
+    c.put_object_legal_hold()
+        .bucket("worm")
+        .key("backup")
+        .version_id(&ids[0])
+        .legal_hold(
+            aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::On)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("legal hold on");
+    let hold = c
+        .get_object_legal_hold()
+        .bucket("worm")
+        .key("backup")
+        .version_id(&ids[0])
+        .send()
+        .await
+        .expect("get legal hold");
+    assert_eq!(
+        hold.legal_hold().and_then(|h| h.status()),
+        Some(&ObjectLockLegalHoldStatus::On)
+    );
+    server.stop();
+}
+
 /// Bucket listing and deletion as the Rust SDK drives them: `ListBuckets` pages by
 /// `max_buckets` with its continuation token and filters by prefix; `DeleteBucket` deletes a
 /// bucket holding only an unfinished multipart upload (aborting it), but not one holding an
@@ -1991,6 +2149,54 @@ async fn data_at_rest_scan_restart_and_tamper() {
     )
     .await;
 
+    // Old versions and tags are at rest too: a versioned key with two versions (the first
+    // tagged) and a delete marker over them.
+    create_bucket(&c, "rest-ver").await;
+    c.put_bucket_versioning()
+        .bucket("rest-ver")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    let old_version = put(&c, "rest-ver", "doc", &random_bytes(SMALL_LEN), &Sse::S3).await;
+    let (tag_key, tag_value) = (hex::encode(random_bytes(12)), hex::encode(random_bytes(16)));
+    c.put_object_tagging()
+        .bucket("rest-ver")
+        .key("doc")
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key(&tag_key)
+                        .value(&tag_value)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("tag the first version");
+    let new_version = put(&c, "rest-ver", "doc", &random_bytes(SMALL_LEN), &Sse::kms()).await;
+    let versions = c
+        .list_object_versions()
+        .bucket("rest-ver")
+        .send()
+        .await
+        .expect("list versions");
+    assert_eq!(versions.versions().len(), 2, "both versions kept");
+    c.delete_object()
+        .bucket("rest-ver")
+        .key("doc")
+        .send()
+        .await
+        .expect("delete marker");
+
     for o in &stored {
         check_get(&c, o, false).await;
     }
@@ -2005,6 +2211,10 @@ async fn data_at_rest_scan_restart_and_tamper() {
     for k in &keys {
         needles.add_customer_key(k);
     }
+    needles.add_body(&old_version);
+    needles.add_body(&new_version);
+    needles.add("tag key of rest-ver/doc".into(), tag_key.as_bytes());
+    needles.add("tag value of rest-ver/doc".into(), tag_value.as_bytes());
     // The scan must be able to find what it looks for: a plain copy of one body is found.
     let probe_dir = tempfile::tempdir().expect("tempdir");
     fs::write(probe_dir.path().join("probe"), &*stored[6].body).expect("probe");

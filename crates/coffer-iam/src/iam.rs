@@ -638,9 +638,38 @@ pub fn s3_action(op: &str) -> String {
         "ListBuckets" => "ListAllMyBuckets",
         "GetBucketEncryption" => "GetEncryptionConfiguration",
         "PutBucketEncryption" | "DeleteBucketEncryption" => "PutEncryptionConfiguration",
+        "PutObjectLockConfiguration" => "PutBucketObjectLockConfiguration",
+        "GetObjectLockConfiguration" => "GetBucketObjectLockConfiguration",
+        "GetBucketLifecycleConfiguration" => "GetLifecycleConfiguration",
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => "PutLifecycleConfiguration",
+        "GetBucketCors" => "GetBucketCORS",
+        "PutBucketCors" | "DeleteBucketCors" => "PutBucketCORS",
+        "GetPublicAccessBlock" => "GetBucketPublicAccessBlock",
+        "PutPublicAccessBlock" | "DeletePublicAccessBlock" => "PutBucketPublicAccessBlock",
+        "DeleteBucketTagging" => "PutBucketTagging",
+        "GetBucketOwnershipControls" => "GetBucketOwnershipControls",
+        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
+            "PutBucketOwnershipControls"
+        }
         other => other,
     };
     format!("s3:{a}")
+}
+
+/// The action of an operation that names an object version (`versionId`): AWS's separate
+/// `…Version…` permissions for reading, deleting and tagging one version.
+pub fn s3_version_action(op: &str) -> String {
+    match op {
+        "GetObject" | "HeadObject" => "s3:GetObjectVersion".to_owned(),
+        "DeleteObject" => "s3:DeleteObjectVersion".to_owned(),
+        "GetObjectTagging" => "s3:GetObjectVersionTagging".to_owned(),
+        "PutObjectTagging" => "s3:PutObjectVersionTagging".to_owned(),
+        "DeleteObjectTagging" => "s3:DeleteObjectVersionTagging".to_owned(),
+        "GetObjectAcl" => "s3:GetObjectVersionAcl".to_owned(),
+        "PutObjectAcl" => "s3:PutObjectVersionAcl".to_owned(),
+        "GetObjectAttributes" => "s3:GetObjectVersionAttributes".to_owned(),
+        other => s3_action(other),
+    }
 }
 
 /// The ARN of a bucket or of an object in it.
@@ -678,7 +707,12 @@ impl s3s::access::S3Access for S3Authz {
             return Err(access_denied());
         };
         let op = cx.s3_op().name().to_owned();
-        let action = s3_action(&op);
+        let query = crate::request::Query::parse(cx.uri().query());
+        let action = if query.get("versionId").is_some() {
+            s3_version_action(&op)
+        } else {
+            s3_action(&op)
+        };
         let (bucket, key) = match cx.s3_path() {
             s3s::path::S3Path::Root => (None, None),
             s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
@@ -700,16 +734,24 @@ impl s3s::access::S3Access for S3Authz {
                 "x-amz-server-side-encryption-customer-algorithm",
                 "s3:x-amz-server-side-encryption-customer-algorithm",
             ),
+            ("x-amz-copy-source", "s3:x-amz-copy-source"),
+            ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+            ("x-amz-acl", "s3:x-amz-acl"),
+            ("x-amz-storage-class", "s3:x-amz-storage-class"),
+            ("x-amz-object-lock-mode", "s3:object-lock-mode"),
+            ("x-amz-object-lock-legal-hold", "s3:object-lock-legal-hold"),
         ] {
             if let Some(v) = cx.headers().get(h).and_then(|v| v.to_str().ok()) {
                 ctx.insert(k, v.to_owned());
             }
         }
-        let query = crate::request::Query::parse(cx.uri().query());
         for k in ["prefix", "delimiter", "max-keys"] {
             if let Some(v) = query.get(k) {
                 ctx.insert(&format!("s3:{k}"), v.to_owned());
             }
+        }
+        if let Some(v) = query.get("versionId") {
+            ctx.insert("s3:VersionId", v.to_owned());
         }
         let resource = match (&bucket, &key) {
             (None, _) => "*".to_owned(),
@@ -727,16 +769,21 @@ impl s3s::access::S3Access for S3Authz {
             Some(proof.ok_or_else(access_denied)?)
         };
         if matches!(op.as_str(), "CopyObject" | "UploadPartCopy") {
-            if let Some((sb, sk)) = cx
+            let header = cx
                 .headers()
                 .get("x-amz-copy-source")
-                .and_then(|v| v.to_str().ok())
-                .and_then(copy_source)
-            {
+                .and_then(|v| v.to_str().ok());
+            if let Some((sb, sk)) = header.and_then(copy_source) {
                 let src = s3_arn(&sb, Some(&sk));
+                // Copying a named version reads it with s3:GetObjectVersion, as on AWS.
+                let read = if header.is_some_and(|h| h.contains("?versionId=")) {
+                    "s3:GetObjectVersion"
+                } else {
+                    "s3:GetObject"
+                };
                 if self
                     .iam
-                    .authorize(&p, "s3:GetObject", &src, Some(&sb), &ctx)
+                    .authorize(&p, read, &src, Some(&sb), &ctx)
                     .is_none()
                 {
                     return Err(access_denied());

@@ -288,6 +288,18 @@ pub struct Kms {
     /// Serialises [`Kms::ensure_managed_key`] so concurrent first uses create one key.
     managed_keys: AsyncMutex<()>,
     warnings: Vec<String>,
+    /// Consulted before a key is scheduled for deletion and before a due deletion happens
+    /// ([`Kms::set_deletion_guard`]).
+    deletion_guard: std::sync::OnceLock<Arc<dyn DeletionGuard>>,
+}
+
+/// Something outside the KMS that may forbid deleting a key: the S3 service, for a key that
+/// still protects object versions under Object Lock (crypto-shredding must not defeat WORM).
+#[async_trait::async_trait]
+pub trait DeletionGuard: Send + Sync {
+    /// Why key `key_id` must not be deleted now, if it must not (`Err`: the answer could not
+    /// be worked out, which refuses too).
+    async fn deletion_refusal(&self, key_id: &str) -> std::result::Result<Option<String>, String>;
 }
 
 /// How to open a [`Kms`]: made by [`Kms::builder`], finished by [`KmsBuilder::open`].
@@ -410,6 +422,7 @@ impl<'a> KmsBuilder<'a> {
             imports: Mutex::new(HashMap::new()),
             managed_keys: AsyncMutex::new(()),
             warnings,
+            deletion_guard: std::sync::OnceLock::new(),
         })
     }
 }
@@ -609,6 +622,13 @@ impl Kms {
         let now_s = unix_seconds(now);
         if record.state == KeyState::PendingDeletion {
             if record.deletion_at.is_some_and(|at| at <= now_s) {
+                // A version locked since the deletion was scheduled (retention set on an
+                // existing object) still keeps the key: the deletion waits, the key stays
+                // unusable and recoverable.
+                if let Err(e) = self.check_deletion_guard(&record.id).await {
+                    tracing::warn!("due deletion of key {} postponed: {e}", record.id);
+                    return Ok(Lifecycle::Unchanged);
+                }
                 // Crypto-shredding: every version goes, so everything under the key is lost.
                 self.store.delete_key(&record.id).await?;
                 return Ok(Lifecycle::Deleted);
@@ -914,8 +934,28 @@ impl Kms {
         }
     }
 
+    /// Installs the [`DeletionGuard`] (once; later calls are ignored and return `false`).
+    pub fn set_deletion_guard(&self, guard: Arc<dyn DeletionGuard>) -> bool {
+        self.deletion_guard.set(guard).is_ok()
+    }
+
+    /// The guard's refusal to delete `key_id`, as an InvalidState error.
+    async fn check_deletion_guard(&self, key_id: &str) -> Result<()> {
+        let Some(guard) = self.deletion_guard.get() else {
+            return Ok(());
+        };
+        match guard.deletion_refusal(key_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(KmsError::InvalidState(why)),
+            Err(e) => Err(KmsError::InvalidState(format!(
+                "key {key_id}: could not check whether it protects locked objects ({e}); not deleted"
+            ))),
+        }
+    }
+
     /// Schedules deletion after `pending_window_days` (7..=30, default 30); returns the
-    /// deletion date. Until then the key is unusable but recoverable.
+    /// deletion date. Until then the key is unusable but recoverable. Refused while the
+    /// [`DeletionGuard`] forbids it (a key protecting object versions under Object Lock).
     pub async fn schedule_key_deletion(
         &self,
         key: &str,
@@ -927,6 +967,9 @@ impl Kms {
                 "PendingWindowInDays must be 7..=30".into(),
             ));
         }
+        // Checked before the writer lock is taken: the guard may scan a lot of metadata.
+        let id = self.resolve(key).await?;
+        self.check_deletion_guard(&id).await?;
         let mut w = self.modify(key).await?;
         if w.record.state == KeyState::PendingDeletion {
             return Err(KmsError::InvalidState(format!(

@@ -31,8 +31,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use coffer_policy::Principal;
 pub use error::{KmsError, Result};
 pub use kms::{
-    Ciphertext, DataKey, ImportParameters, KeyMetadata, KeyRotation, Kms, KmsBuilder, KmsConfig,
-    MaintenanceReport, Plaintext, ReEncrypted, WrappingKeySpec,
+    Ciphertext, DataKey, DeletionGuard, ImportParameters, KeyMetadata, KeyRotation, Kms,
+    KmsBuilder, KmsConfig, MaintenanceReport, Plaintext, ReEncrypted, WrappingKeySpec,
 };
 pub use pkcs11::Pkcs11Sealer;
 pub use seal::{Argon2Params, KeyFileSealer, PassphraseSealer, SealedRoot, Sealer};

@@ -13,10 +13,12 @@ use zeroize::Zeroizing;
 
 use crate::error::{MetaError, MetaResult};
 use crate::identity::{AccessKey, IdentityRecord, IdentityStore, SecretAccessKey};
-use crate::meta::{EtagMatch, MetaStore, Precondition};
+use crate::meta::{
+    BucketConfig, DeleteRequest, Deleted, EtagMatch, MetaStore, ObjectUpdate, Precondition, Written,
+};
 use crate::record::{
-    stored_version, BucketEncryption, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Segment,
-    SseRecord, UploadRecord, RECORD_VERSION,
+    stored_version, BucketEncryption, Checksums, ObjectHeaders, ObjectRecord, PartRecord,
+    Retention, RetentionMode, Segment, SseRecord, UploadRecord, RECORD_VERSION,
 };
 
 /// One store, seen through both traits (one backend, one database).
@@ -48,6 +50,11 @@ pub async fn run_meta(h: &mut dyn Harness) -> MetaResult<()> {
     uploads_and_parts_follow_their_lifecycle(h).await?;
     complete_upload_is_one_transaction(h).await?;
     non_empty_buckets_are_not_deleted(h).await?;
+    bucket_config_follows_its_bucket(h).await?;
+    versions_follow_s3_rules(h).await?;
+    suspended_versioning_replaces_the_null_version(h).await?;
+    object_lock_refuses_removal(h).await?;
+    version_listing_pages(h).await?;
     metadata_survives_reopen(h).await?;
     stored_records_carry_the_version_marker(h).await?;
     Ok(())
@@ -90,6 +97,11 @@ pub fn sample_object(tag: &str) -> ObjectRecord {
         },
         bucket_key_enabled: false,
         segments: vec![sample_segment(&format!("blob-{tag}"), 1)],
+        versioned: false,
+        delete_marker: false,
+        retention: None,
+        legal_hold: false,
+        tags: BTreeMap::new(),
     }
 }
 
@@ -117,6 +129,9 @@ pub fn sample_upload(bucket: &str, key: &str) -> UploadRecord {
         },
         bucket_key_enabled: false,
         checksum_algorithm: Some("CRC32C".into()),
+        retention: None,
+        legal_hold: false,
+        tags: BTreeMap::new(),
     }
 }
 
@@ -151,6 +166,40 @@ fn expect_err<T: Debug>(result: MetaResult<T>, expected: MetaError, rule: &str) 
         Err(e) if e == expected => {}
         other => panic!("{rule}: expected Err({expected:?}), got {other:?}"),
     }
+}
+
+/// A delete of the current object at time 0, with no bypass.
+const DELETE: DeleteRequest<'static> = DeleteRequest {
+    version_id: None,
+    marker_version: "marker",
+    now: 0,
+    bypass_governance: false,
+};
+
+/// What a write in an unversioned bucket replaced: at most one record, no version id.
+fn replaced(w: Written) -> Option<ObjectRecord> {
+    assert!(
+        w.replaced.len() <= 1,
+        "an unversioned write replaces at most one record"
+    );
+    assert_eq!(
+        w.version_id, None,
+        "an unversioned write reports no version id"
+    );
+    w.replaced.into_iter().next()
+}
+
+/// What a delete in an unversioned bucket removed (no marker, at most one record).
+fn removed(d: Deleted) -> Option<ObjectRecord> {
+    assert!(
+        !d.delete_marker,
+        "an unversioned delete makes no delete marker"
+    );
+    assert!(
+        d.removed.len() <= 1,
+        "an unversioned delete removes at most one record"
+    );
+    d.removed.into_iter().next()
 }
 
 fn keys<T>(rows: &[(String, T)]) -> Vec<&str> {
@@ -281,7 +330,8 @@ async fn put_object_replaces_atomically_and_returns_the_old_record(
     assert_eq!(
         s.meta
             .put_object("b", "k", &first, &Precondition::NONE)
-            .await?,
+            .await
+            .map(replaced)?,
         None,
         "a first put replaces nothing"
     );
@@ -293,7 +343,8 @@ async fn put_object_replaces_atomically_and_returns_the_old_record(
     assert_eq!(
         s.meta
             .put_object("b", "k", &second, &Precondition::NONE)
-            .await?,
+            .await
+            .map(replaced)?,
         Some(first),
         "a replacing put returns the record it replaced"
     );
@@ -335,7 +386,10 @@ async fn conditional_writes_refuse_without_writing(h: &mut dyn Harness) -> MetaR
         if_match: None,
     };
     assert_eq!(
-        s.meta.put_object("b", "k", &current, &create_only).await?,
+        s.meta
+            .put_object("b", "k", &current, &create_only)
+            .await
+            .map(replaced)?,
         None,
         "If-None-Match: * on an absent object succeeds"
     );
@@ -372,14 +426,16 @@ async fn conditional_writes_refuse_without_writing(h: &mut dyn Harness) -> MetaR
                 &next,
                 &if_match(EtagMatch::Strong("etag-cur".into()))
             )
-            .await?,
+            .await
+            .map(replaced)?,
         Some(current),
         "If-Match with the current ETag replaces it"
     );
     assert_eq!(
         s.meta
             .put_object("b", "k", &sample_object("last"), &if_match(EtagMatch::Any))
-            .await?,
+            .await
+            .map(replaced)?,
         Some(next),
         "If-Match: * replaces any object"
     );
@@ -394,7 +450,7 @@ async fn deletes_return_what_they_removed(h: &mut dyn Harness) -> MetaResult<()>
         .put_object("b", "k", &rec, &Precondition::NONE)
         .await?;
     assert_eq!(
-        s.meta.delete_object("b", "k").await?,
+        s.meta.delete_object("b", "k", &DELETE).await.map(removed)?,
         Some(rec),
         "delete returns the removed record"
     );
@@ -404,12 +460,15 @@ async fn deletes_return_what_they_removed(h: &mut dyn Harness) -> MetaResult<()>
         "deleted object is gone"
     );
     assert_eq!(
-        s.meta.delete_object("b", "k").await?,
+        s.meta.delete_object("b", "k", &DELETE).await.map(removed)?,
         None,
         "deleting again is idempotent"
     );
     assert_eq!(
-        s.meta.delete_object("nope", "k").await?,
+        s.meta
+            .delete_object("nope", "k", &DELETE)
+            .await
+            .map(removed)?,
         None,
         "deleting in an absent bucket returns None"
     );
@@ -671,7 +730,8 @@ async fn complete_upload_is_one_transaction(h: &mut dyn Harness) -> MetaResult<(
                     if_match: Some(EtagMatch::Strong("etag-old".into())),
                 },
             )
-            .await?,
+            .await
+            .map(replaced)?,
         Some(old),
         "complete returns the object it replaced"
     );
@@ -722,7 +782,7 @@ async fn non_empty_buckets_are_not_deleted(h: &mut dyn Harness) -> MetaResult<()
             && snap.bucket_policies.contains_key("b"),
         "a refused delete keeps the bucket, its owner and its policy"
     );
-    s.meta.delete_object("b", "k").await?;
+    s.meta.delete_object("b", "k", &DELETE).await?;
     // Unfinished uploads do not keep a bucket: they are aborted with it (as S3 does), and
     // their parts come back for their blobs to be deleted. Another bucket's upload stays.
     s.meta.create_upload("u", &sample_upload("b", "k")).await?;
@@ -767,6 +827,549 @@ async fn non_empty_buckets_are_not_deleted(h: &mut dyn Harness) -> MetaResult<()
     Ok(())
 }
 
+/// (S3 version id, is latest, is delete marker) of every version of a bucket.
+async fn history(s: &Stores, bucket: &str) -> MetaResult<Vec<(String, String, bool, bool)>> {
+    Ok(s.meta
+        .list_versions(bucket, "", "", "", 1000)
+        .await?
+        .into_iter()
+        .map(|e| {
+            (
+                e.key,
+                e.record.s3_version_id().to_owned(),
+                e.is_latest,
+                e.record.delete_marker,
+            )
+        })
+        .collect())
+}
+
+fn entry(key: &str, vid: &str, latest: bool, marker: bool) -> (String, String, bool, bool) {
+    (key.to_owned(), vid.to_owned(), latest, marker)
+}
+
+fn delete_version(version_id: &str) -> DeleteRequest<'_> {
+    DeleteRequest {
+        version_id: Some(version_id),
+        ..DELETE
+    }
+}
+
+async fn bucket_config_follows_its_bucket(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    expect_err(
+        s.meta.bucket_config("nope", BucketConfig::Cors).await,
+        MetaError::NoSuchBucket,
+        "config of an absent bucket",
+    );
+    expect_err(
+        s.meta
+            .set_bucket_config("nope", BucketConfig::Cors, Some("x"))
+            .await,
+        MetaError::NoSuchBucket,
+        "setting config of an absent bucket",
+    );
+    s.meta.create_bucket("b", 1, "root").await?;
+    assert_eq!(s.meta.bucket_config("b", BucketConfig::Cors).await?, None);
+    s.meta
+        .set_bucket_config("b", BucketConfig::Cors, Some("<cors/>"))
+        .await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Tagging, Some("{}"))
+        .await?;
+    assert_eq!(
+        s.meta
+            .bucket_config("b", BucketConfig::Cors)
+            .await?
+            .as_deref(),
+        Some("<cors/>"),
+        "a config document reads back as set, by kind"
+    );
+    s.meta
+        .set_bucket_config("b", BucketConfig::Cors, None)
+        .await?;
+    assert_eq!(
+        s.meta.bucket_config("b", BucketConfig::Cors).await?,
+        None,
+        "a removed document is gone"
+    );
+    assert_eq!(
+        s.meta
+            .bucket_config("b", BucketConfig::Tagging)
+            .await?
+            .as_deref(),
+        Some("{}"),
+        "other kinds are untouched"
+    );
+    s.meta.delete_bucket("b").await?;
+    s.meta.create_bucket("b", 2, "root").await?;
+    assert_eq!(
+        s.meta.bucket_config("b", BucketConfig::Tagging).await?,
+        None,
+        "config goes with its bucket"
+    );
+    Ok(())
+}
+
+async fn versions_follow_s3_rules(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    let null = sample_object("null");
+    s.meta
+        .put_object("b", "k", &null, &Precondition::NONE)
+        .await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Enabled"))
+        .await?;
+    let v1 = sample_object("v1");
+    let w = s
+        .meta
+        .put_object("b", "k", &v1, &Precondition::NONE)
+        .await?;
+    assert_eq!(
+        w,
+        Written {
+            replaced: vec![],
+            version_id: Some("version-v1".into())
+        },
+        "an enabled bucket keeps what a put supersedes and reports the new version id"
+    );
+    let Some(current) = s.meta.object("b", "k").await? else {
+        panic!("a put in an enabled bucket leaves a current object");
+    };
+    assert!(current.versioned && current.version_id == "version-v1");
+    assert_eq!(
+        s.meta
+            .object_version("b", "k", Some("null"))
+            .await?
+            .map(|r| r.etag),
+        Some("etag-null".into()),
+        "the object from before versioning is the null version"
+    );
+    assert_eq!(
+        history(&s, "b").await?,
+        [
+            entry("k", "version-v1", true, false),
+            entry("k", "null", false, false)
+        ]
+    );
+    let d = s.meta.delete_object("b", "k", &DELETE).await?;
+    assert_eq!(
+        d,
+        Deleted {
+            removed: vec![],
+            delete_marker: true,
+            version_id: Some("marker".into())
+        },
+        "a delete without a version id in an enabled bucket makes a delete marker"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?,
+        None,
+        "a marker hides the key"
+    );
+    assert!(
+        s.meta
+            .object_version("b", "k", None)
+            .await?
+            .is_some_and(|r| r.delete_marker),
+        "the latest version is the marker"
+    );
+    assert_eq!(
+        history(&s, "b").await?,
+        [
+            entry("k", "marker", true, true),
+            entry("k", "version-v1", false, false),
+            entry("k", "null", false, false)
+        ]
+    );
+    let blobs = s.meta.referenced_blobs().await?;
+    assert!(
+        blobs.contains("blob-v1") && blobs.contains("blob-null"),
+        "older versions' blobs stay referenced"
+    );
+    expect_err(
+        s.meta
+            .update_object("b", "k", None, &ObjectUpdate::Tags(BTreeMap::new()))
+            .await,
+        MetaError::DeleteMarker,
+        "tagging a delete marker",
+    );
+    let d = s
+        .meta
+        .delete_object("b", "k", &delete_version("marker"))
+        .await?;
+    assert!(d.delete_marker && d.version_id.as_deref() == Some("marker"));
+    assert_eq!(
+        s.meta.object("b", "k").await?.map(|r| r.version_id),
+        Some("version-v1".into()),
+        "removing the marker makes the newest version current again"
+    );
+    let d = s
+        .meta
+        .delete_object("b", "k", &delete_version("version-v1"))
+        .await?;
+    assert_eq!(
+        d.removed,
+        vec![current],
+        "a removed version comes back for its blobs"
+    );
+    assert_eq!(
+        s.meta.object("b", "k").await?.map(|r| r.etag),
+        Some("etag-null".into()),
+        "removing the current version promotes the next newest"
+    );
+    let d = s
+        .meta
+        .delete_object("b", "k", &delete_version("no-such-version"))
+        .await?;
+    assert!(
+        d.removed.is_empty(),
+        "deleting an absent version is a no-op"
+    );
+    let tags = BTreeMap::from([("team".to_owned(), "blue".to_owned())]);
+    let tagged = s
+        .meta
+        .update_object("b", "k", Some("null"), &ObjectUpdate::Tags(tags.clone()))
+        .await?;
+    assert_eq!(tagged.tags, tags);
+    assert_eq!(
+        s.meta.object("b", "k").await?.map(|r| r.tags),
+        Some(tags),
+        "tags are stored on the version"
+    );
+    expect_err(
+        s.meta
+            .update_object("b", "k", Some("gone"), &ObjectUpdate::LegalHold(true))
+            .await,
+        MetaError::NoSuchKey,
+        "updating an absent version",
+    );
+    s.meta.delete_object("b", "k", &DELETE).await?;
+    assert!(s.meta.object("b", "k").await?.is_none());
+    expect_err(
+        s.meta.delete_bucket("b").await,
+        MetaError::BucketNotEmpty,
+        "a bucket holding only older versions and markers is not empty",
+    );
+    Ok(())
+}
+
+async fn suspended_versioning_replaces_the_null_version(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Enabled"))
+        .await?;
+    s.meta
+        .put_object("b", "k", &sample_object("v1"), &Precondition::NONE)
+        .await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Suspended"))
+        .await?;
+    let first_null = sample_object("n1");
+    let w = s
+        .meta
+        .put_object("b", "k", &first_null, &Precondition::NONE)
+        .await?;
+    assert_eq!(
+        (w.replaced.len(), w.version_id.as_deref()),
+        (0, Some("null")),
+        "a suspended put keeps the versioned object and writes the null version"
+    );
+    let w = s
+        .meta
+        .put_object("b", "k", &sample_object("n2"), &Precondition::NONE)
+        .await?;
+    let mut expected_null = first_null;
+    expected_null.versioned = false;
+    assert_eq!(
+        w.replaced,
+        vec![expected_null],
+        "a second suspended put replaces the null version"
+    );
+    assert_eq!(
+        history(&s, "b").await?,
+        [
+            entry("k", "null", true, false),
+            entry("k", "version-v1", false, false)
+        ]
+    );
+    let d = s.meta.delete_object("b", "k", &DELETE).await?;
+    assert_eq!(
+        (d.removed.len(), d.delete_marker, d.version_id.as_deref()),
+        (1, true, Some("null")),
+        "a suspended delete replaces the null version with a null marker"
+    );
+    assert_eq!(
+        history(&s, "b").await?,
+        [
+            entry("k", "null", true, true),
+            entry("k", "version-v1", false, false)
+        ]
+    );
+    s.meta
+        .put_object("b", "k", &sample_object("n3"), &Precondition::NONE)
+        .await?;
+    assert_eq!(
+        history(&s, "b").await?,
+        [
+            entry("k", "null", true, false),
+            entry("k", "version-v1", false, false)
+        ],
+        "a put replaces a null delete marker too"
+    );
+    Ok(())
+}
+
+async fn object_lock_refuses_removal(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Enabled"))
+        .await?;
+    let now = 1_000;
+    let retain = |mode, until, bypass| ObjectUpdate::Retention {
+        retention: Some(Retention { mode, until }),
+        bypass_governance: bypass,
+        now,
+    };
+    for tag in ["c", "g", "h"] {
+        s.meta
+            .put_object("b", tag, &sample_object(tag), &Precondition::NONE)
+            .await?;
+    }
+    let at = |id| DeleteRequest {
+        version_id: Some(id),
+        now,
+        ..DELETE
+    };
+    // COMPLIANCE: nobody removes it or weakens it before the date.
+    s.meta
+        .update_object(
+            "b",
+            "c",
+            None,
+            &retain(RetentionMode::Compliance, 5_000, false),
+        )
+        .await?;
+    expect_err(
+        s.meta
+            .delete_object(
+                "b",
+                "c",
+                &DeleteRequest {
+                    bypass_governance: true,
+                    ..at("version-c")
+                },
+            )
+            .await,
+        MetaError::ObjectLocked("the object version is under COMPLIANCE retention".into()),
+        "deleting a COMPLIANCE version, even with the bypass",
+    );
+    expect_err(
+        s.meta
+            .update_object(
+                "b",
+                "c",
+                None,
+                &retain(RetentionMode::Compliance, 4_000, true),
+            )
+            .await,
+        MetaError::ObjectLocked("COMPLIANCE retention can only be extended".into()),
+        "shortening COMPLIANCE retention",
+    );
+    expect_err(
+        s.meta
+            .update_object(
+                "b",
+                "c",
+                None,
+                &retain(RetentionMode::Governance, 9_000, true),
+            )
+            .await,
+        MetaError::ObjectLocked("COMPLIANCE retention can only be extended".into()),
+        "turning COMPLIANCE into GOVERNANCE",
+    );
+    s.meta
+        .update_object(
+            "b",
+            "c",
+            None,
+            &retain(RetentionMode::Compliance, 6_000, false),
+        )
+        .await?;
+    let d = s
+        .meta
+        .delete_object("b", "c", &DeleteRequest { now, ..DELETE })
+        .await?;
+    assert!(
+        d.delete_marker && d.removed.is_empty(),
+        "a delete marker over a locked version is allowed (it removes nothing)"
+    );
+    assert!(
+        s.meta
+            .object_version("b", "c", Some("version-c"))
+            .await?
+            .is_some(),
+        "the locked version is still there"
+    );
+    let later = DeleteRequest {
+        version_id: Some("version-c"),
+        now: 6_001,
+        ..DELETE
+    };
+    assert_eq!(
+        s.meta.delete_object("b", "c", &later).await?.removed.len(),
+        1,
+        "after the date the version can be removed"
+    );
+    // GOVERNANCE: only with the bypass.
+    s.meta
+        .update_object(
+            "b",
+            "g",
+            None,
+            &retain(RetentionMode::Governance, 5_000, false),
+        )
+        .await?;
+    expect_err(
+        s.meta.delete_object("b", "g", &at("version-g")).await,
+        MetaError::ObjectLocked("the object version is under GOVERNANCE retention".into()),
+        "deleting a GOVERNANCE version without the bypass",
+    );
+    expect_err(
+        s.meta
+            .update_object(
+                "b",
+                "g",
+                None,
+                &retain(RetentionMode::Governance, 2_000, false),
+            )
+            .await,
+        MetaError::ObjectLocked(
+            "shortening or removing GOVERNANCE retention needs the bypass".into(),
+        ),
+        "shortening GOVERNANCE retention without the bypass",
+    );
+    let bypass = DeleteRequest {
+        bypass_governance: true,
+        ..at("version-g")
+    };
+    assert_eq!(
+        s.meta.delete_object("b", "g", &bypass).await?.removed.len(),
+        1,
+        "the bypass removes a GOVERNANCE version"
+    );
+    // Legal hold: no removal while on, whatever the retention.
+    s.meta
+        .update_object("b", "h", None, &ObjectUpdate::LegalHold(true))
+        .await?;
+    expect_err(
+        s.meta
+            .delete_object("b", "h", &bypass_for("version-h"))
+            .await,
+        MetaError::ObjectLocked("the object version is under a legal hold".into()),
+        "deleting a held version",
+    );
+    s.meta
+        .update_object("b", "h", None, &ObjectUpdate::LegalHold(false))
+        .await?;
+    assert_eq!(
+        s.meta
+            .delete_object("b", "h", &bypass_for("version-h"))
+            .await?
+            .removed
+            .len(),
+        1,
+        "a released hold allows removal"
+    );
+    Ok(())
+}
+
+fn bypass_for(version_id: &str) -> DeleteRequest<'_> {
+    DeleteRequest {
+        version_id: Some(version_id),
+        now: 1_000,
+        bypass_governance: true,
+        ..DELETE
+    }
+}
+
+async fn version_listing_pages(h: &mut dyn Harness) -> MetaResult<()> {
+    let s = h.fresh();
+    s.meta.create_bucket("b", 1, "root").await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Enabled"))
+        .await?;
+    for (key, tag) in [
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("a", "a3"),
+        ("c", "c1"),
+    ] {
+        s.meta
+            .put_object("b", key, &sample_object(tag), &Precondition::NONE)
+            .await?;
+    }
+    s.meta
+        .delete_object(
+            "b",
+            "b",
+            &DeleteRequest {
+                marker_version: "mb",
+                ..DELETE
+            },
+        )
+        .await?;
+    let ids = |page: Vec<crate::meta::VersionEntry>| {
+        page.into_iter()
+            .map(|e| (e.key, e.record.s3_version_id().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let all = ids(s.meta.list_versions("b", "", "", "", 1000).await?);
+    let expect = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), format!("version-{v}")))
+            .collect::<Vec<_>>()
+    };
+    let mut want = expect(&[("a", "a3"), ("a", "a2"), ("a", "a1")]);
+    want.push(("b".into(), "mb".into()));
+    want.extend(expect(&[("b", "b1"), ("c", "c1")]));
+    assert_eq!(all, want, "by key, each key newest first");
+    // Walk in pages of two, resuming after each page's last (key, version).
+    let mut walked = Vec::new();
+    let (mut key, mut version) = (String::new(), String::new());
+    loop {
+        let page = ids(s.meta.list_versions("b", "", &key, &version, 2).await?);
+        let n = page.len();
+        if let Some((k, v)) = page.last() {
+            (key, version) = (k.clone(), v.clone());
+        }
+        walked.extend(page);
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        walked, want,
+        "pages of two resume exactly after their marker"
+    );
+    assert_eq!(
+        ids(s.meta.list_versions("b", "", "a", "", 1000).await?),
+        want[3..].to_vec(),
+        "a key marker alone starts after that key"
+    );
+    assert_eq!(
+        ids(s.meta.list_versions("b", "b", "", "", 1000).await?),
+        want[3..5].to_vec(),
+        "a prefix limits the keys"
+    );
+    Ok(())
+}
+
 async fn metadata_survives_reopen(h: &mut dyn Harness) -> MetaResult<()> {
     let s = h.fresh();
     let enc = BucketEncryption {
@@ -781,6 +1384,13 @@ async fn metadata_survives_reopen(h: &mut dyn Harness) -> MetaResult<()> {
         .await?;
     s.meta.create_upload("u", &sample_upload("b", "m")).await?;
     s.meta.put_part("u", 3, &sample_part("p3", 3)).await?;
+    s.meta
+        .set_bucket_config("b", BucketConfig::Versioning, Some("Enabled"))
+        .await?;
+    s.meta
+        .put_object("b", "k", &sample_object("k2"), &Precondition::NONE)
+        .await?;
+    let versions = s.meta.list_versions("b", "", "", "", 10).await?;
     drop(s);
     let Some(s) = h.reopen() else {
         return Ok(());
@@ -796,9 +1406,21 @@ async fn metadata_survives_reopen(h: &mut dyn Harness) -> MetaResult<()> {
         "bucket encryption survives a reopen"
     );
     assert_eq!(
-        s.meta.object("b", "k").await?,
+        s.meta.object_version("b", "k", Some("null")).await?,
         Some(sample_object("k")),
         "objects survive a reopen"
+    );
+    assert_eq!(
+        s.meta.list_versions("b", "", "", "", 10).await?,
+        versions,
+        "versions and versioning survive a reopen"
+    );
+    assert_eq!(
+        s.meta
+            .bucket_config("b", BucketConfig::Versioning)
+            .await?
+            .as_deref(),
+        Some("Enabled")
     );
     assert_eq!(
         s.meta.upload("u").await?,

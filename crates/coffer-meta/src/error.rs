@@ -42,6 +42,13 @@ pub enum MetaError {
     /// A write's [`crate::Precondition`] refused it; nothing was written.
     #[error("the precondition refused the write")]
     PreconditionFailed,
+    /// Object Lock refuses the change (a deleted or shortened retention, a held version);
+    /// the message says which lock. Nothing was changed.
+    #[error("object lock: {0}")]
+    ObjectLocked(String),
+    /// The version named is a delete marker, which has no data, tags or retention.
+    #[error("the version is a delete marker")]
+    DeleteMarker,
 
     // ---- the store itself ----
     /// No space left to record the change; nothing was written (the caller may free space

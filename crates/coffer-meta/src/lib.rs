@@ -24,13 +24,17 @@ mod memory;
 mod meta;
 pub mod record;
 mod sqlcipher;
+mod versions;
 
 pub use error::{MetaError, MetaResult};
 pub use identity::{AccessKey, IdentityRecord, IdentitySnapshot, IdentityStore, SecretAccessKey};
 pub use memory::MemoryStore;
-pub use meta::{EtagMatch, MetaStore, Precondition};
+pub use meta::{
+    BucketConfig, DeleteRequest, Deleted, EtagMatch, MetaStore, ObjectUpdate, Precondition,
+    VersionEntry, Versioning, Written,
+};
 pub use record::{
-    BucketEncryption, BucketInfo, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Segment,
-    SseRecord, UploadRecord, RECORD_VERSION,
+    BucketEncryption, BucketInfo, Checksums, ObjectHeaders, ObjectRecord, PartRecord, Retention,
+    RetentionMode, Segment, SseRecord, UploadRecord, RECORD_VERSION,
 };
 pub use sqlcipher::{SqlCipherStore, SCHEMA_SQL, SCHEMA_VERSION};

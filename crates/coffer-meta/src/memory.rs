@@ -13,18 +13,133 @@ use async_trait::async_trait;
 
 use crate::error::{MetaError, MetaResult};
 use crate::identity::{AccessKey, IdentityRecord, IdentitySnapshot, IdentityStore};
-use crate::meta::{MetaStore, Precondition};
+use crate::meta::{
+    BucketConfig, DeleteRequest, Deleted, MetaStore, ObjectUpdate, Precondition, VersionEntry,
+    Versioning, Written,
+};
 use crate::record::{
     decode, encode, BucketEncryption, BucketInfo, ObjectRecord, PartRecord, UploadRecord,
 };
+use crate::versions::{self, History};
 
 #[derive(Default)]
 struct Bucket {
     created: i64,
     /// Encoded [`BucketEncryption`].
     encryption: Option<String>,
-    /// Key → encoded [`ObjectRecord`].
+    /// Key → encoded [`ObjectRecord`]: the current objects.
     objects: BTreeMap<String, String>,
+    /// Key → sequence number → encoded [`ObjectRecord`]: older versions and delete
+    /// markers (crate::versions).
+    versions: BTreeMap<String, BTreeMap<i64, String>>,
+    /// Sub-resource documents by kind.
+    config: BTreeMap<&'static str, String>,
+}
+
+/// One key's history in a bucket. Changes are made in place; [`with_history`] restores the
+/// key's entries if the operation fails, which keeps every method atomic.
+struct MemHistory<'a> {
+    bucket: &'a mut Bucket,
+    key: &'a str,
+}
+
+impl History for MemHistory<'_> {
+    fn versioning(&mut self) -> MetaResult<Versioning> {
+        Versioning::from_document(
+            self.bucket
+                .config
+                .get(BucketConfig::Versioning.as_str())
+                .map(String::as_str),
+        )
+    }
+
+    fn current(&mut self) -> MetaResult<Option<ObjectRecord>> {
+        decode_opt(self.bucket.objects.get(self.key))
+    }
+
+    fn set_current(&mut self, record: Option<&ObjectRecord>) -> MetaResult<()> {
+        match record {
+            Some(r) => {
+                self.bucket.objects.insert(self.key.to_owned(), encode(r)?);
+            }
+            None => {
+                self.bucket.objects.remove(self.key);
+            }
+        }
+        Ok(())
+    }
+
+    fn newest_older(&mut self) -> MetaResult<Option<(i64, ObjectRecord)>> {
+        match self
+            .bucket
+            .versions
+            .get(self.key)
+            .and_then(|v| v.last_key_value())
+        {
+            Some((seq, stored)) => Ok(Some((*seq, decode(stored)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn find_older(&mut self, s3_version_id: &str) -> MetaResult<Option<(i64, ObjectRecord)>> {
+        for (seq, stored) in self.bucket.versions.get(self.key).into_iter().flatten() {
+            let r: ObjectRecord = decode(stored)?;
+            if r.s3_version_id() == s3_version_id {
+                return Ok(Some((*seq, r)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn push_older(&mut self, record: &ObjectRecord) -> MetaResult<()> {
+        let encoded = encode(record)?;
+        let older = self.bucket.versions.entry(self.key.to_owned()).or_default();
+        let seq = older.last_key_value().map_or(1, |(seq, _)| seq + 1);
+        older.insert(seq, encoded);
+        Ok(())
+    }
+
+    fn replace_older(&mut self, seq: i64, record: &ObjectRecord) -> MetaResult<()> {
+        let encoded = encode(record)?;
+        if let Some(older) = self.bucket.versions.get_mut(self.key) {
+            older.insert(seq, encoded);
+        }
+        Ok(())
+    }
+
+    fn remove_older(&mut self, seq: i64) -> MetaResult<()> {
+        if let Some(older) = self.bucket.versions.get_mut(self.key) {
+            older.remove(&seq);
+            if older.is_empty() {
+                self.bucket.versions.remove(self.key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `op` on `key`'s history, restoring the key's entries if it fails.
+fn with_history<T>(
+    bucket: &mut Bucket,
+    key: &str,
+    op: impl FnOnce(&mut dyn History) -> MetaResult<T>,
+) -> MetaResult<T> {
+    let saved = (
+        bucket.objects.get(key).cloned(),
+        bucket.versions.get(key).cloned(),
+    );
+    let result = op(&mut MemHistory { bucket, key });
+    if result.is_err() {
+        match saved.0 {
+            Some(o) => bucket.objects.insert(key.to_owned(), o),
+            None => bucket.objects.remove(key),
+        };
+        match saved.1 {
+            Some(v) => bucket.versions.insert(key.to_owned(), v),
+            None => bucket.versions.remove(key),
+        };
+    }
+    result
 }
 
 struct Upload {
@@ -72,6 +187,7 @@ impl MemoryStore {
         for bucket in state.buckets.values() {
             out.extend(bucket.encryption.iter().cloned());
             out.extend(bucket.objects.values().cloned());
+            out.extend(bucket.versions.values().flat_map(|v| v.values().cloned()));
         }
         for upload in state.uploads.values() {
             out.push(upload.record.clone());
@@ -129,7 +245,7 @@ impl MetaStore for MemoryStore {
     async fn delete_bucket(&self, name: &str) -> MetaResult<Vec<PartRecord>> {
         let mut state = self.state();
         let bucket = state.buckets.get(name).ok_or(MetaError::NoSuchBucket)?;
-        if !bucket.objects.is_empty() {
+        if !bucket.objects.is_empty() || !bucket.versions.is_empty() {
             return Err(MetaError::BucketNotEmpty);
         }
         // Decode every part before changing anything: a failure leaves all as it was.
@@ -170,34 +286,133 @@ impl MetaStore for MemoryStore {
         decode_opt(state.buckets.get(bucket).and_then(|b| b.objects.get(key)))
     }
 
+    async fn bucket_config(&self, bucket: &str, kind: BucketConfig) -> MetaResult<Option<String>> {
+        let state = self.state();
+        let bucket = state.buckets.get(bucket).ok_or(MetaError::NoSuchBucket)?;
+        Ok(bucket.config.get(kind.as_str()).cloned())
+    }
+
+    async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+        document: Option<&str>,
+    ) -> MetaResult<()> {
+        let mut state = self.state();
+        let bucket = state
+            .buckets
+            .get_mut(bucket)
+            .ok_or(MetaError::NoSuchBucket)?;
+        match document {
+            Some(d) => bucket.config.insert(kind.as_str(), d.to_owned()),
+            None => bucket.config.remove(kind.as_str()),
+        };
+        Ok(())
+    }
+
     async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
-        let encoded = encode(record)?;
+    ) -> MetaResult<Written> {
         let mut state = self.state();
         let bucket = state
             .buckets
             .get_mut(bucket)
             .ok_or(MetaError::NoSuchBucket)?;
-        let old: Option<ObjectRecord> = decode_opt(bucket.objects.get(key))?;
-        condition.check(old.as_ref())?;
-        bucket.objects.insert(key.to_owned(), encoded);
-        Ok(old)
+        with_history(bucket, key, |h| versions::put(h, record, condition))
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        request: &DeleteRequest<'_>,
+    ) -> MetaResult<Deleted> {
+        let mut state = self.state();
+        let Some(bucket) = state.buckets.get_mut(bucket) else {
+            return Ok(Deleted::default());
+        };
+        with_history(bucket, key, |h| versions::delete(h, request))
+    }
+
+    async fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> MetaResult<Option<ObjectRecord>> {
         let mut state = self.state();
         let Some(bucket) = state.buckets.get_mut(bucket) else {
             return Ok(None);
         };
-        // Decode before removing: a corrupt record is reported and left in place.
-        let old: Option<ObjectRecord> = decode_opt(bucket.objects.get(key))?;
-        bucket.objects.remove(key);
-        Ok(old)
+        with_history(bucket, key, |h| versions::get(h, version_id))
+    }
+
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: &ObjectUpdate,
+    ) -> MetaResult<ObjectRecord> {
+        let mut state = self.state();
+        let bucket = state
+            .buckets
+            .get_mut(bucket)
+            .ok_or(MetaError::NoSuchBucket)?;
+        with_history(bucket, key, |h| versions::update(h, version_id, update))
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        version_marker: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<VersionEntry>> {
+        let state = self.state();
+        let Some(bucket) = state.buckets.get(bucket) else {
+            return Ok(Vec::new());
+        };
+        let keys: std::collections::BTreeSet<&String> = bucket
+            .objects
+            .keys()
+            .chain(bucket.versions.keys())
+            .filter(|k| k.starts_with(prefix))
+            .filter(|k| {
+                if version_marker.is_empty() {
+                    k.as_str() > key_marker
+                } else {
+                    k.as_str() >= key_marker
+                }
+            })
+            .collect();
+        let mut page = Vec::new();
+        for key in keys {
+            if page.len() >= limit {
+                break;
+            }
+            let current = decode_opt(bucket.objects.get(key))?;
+            let older = bucket
+                .versions
+                .get(key)
+                .into_iter()
+                .flat_map(|v| v.values().rev())
+                .map(|stored| decode(stored))
+                .collect::<MetaResult<Vec<ObjectRecord>>>()?;
+            let skip = (key == key_marker && !version_marker.is_empty()).then_some(version_marker);
+            versions::take_after(
+                &mut page,
+                versions::key_entries(key, current, older),
+                skip,
+                limit,
+            );
+        }
+        Ok(page)
     }
 
     async fn list_objects(
@@ -232,7 +447,8 @@ impl MetaStore for MemoryStore {
         let state = self.state();
         let mut out = HashSet::new();
         for bucket in state.buckets.values() {
-            for stored in bucket.objects.values() {
+            let older = bucket.versions.values().flat_map(|v| v.values());
+            for stored in bucket.objects.values().chain(older) {
                 let record: ObjectRecord = decode(stored)?;
                 out.extend(record.segments.into_iter().map(|s| s.blob));
             }
@@ -349,23 +565,19 @@ impl MetaStore for MemoryStore {
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
-        let encoded = encode(record)?;
+    ) -> MetaResult<Written> {
         let mut state = self.state();
         match state.uploads.get(upload_id) {
             Some(u) if u.bucket == bucket && u.key == key => {}
             _ => return Err(MetaError::NoSuchUpload),
         }
-        let objects = &mut state
+        let bucket = state
             .buckets
             .get_mut(bucket)
-            .ok_or(MetaError::NoSuchBucket)?
-            .objects;
-        let old: Option<ObjectRecord> = decode_opt(objects.get(key))?;
-        condition.check(old.as_ref())?;
-        objects.insert(key.to_owned(), encoded);
+            .ok_or(MetaError::NoSuchBucket)?;
+        let written = with_history(bucket, key, |h| versions::put(h, record, condition))?;
         state.uploads.remove(upload_id);
-        Ok(old)
+        Ok(written)
     }
 }
 

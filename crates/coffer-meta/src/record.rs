@@ -102,6 +102,107 @@ pub struct ObjectRecord {
     pub sse: SseRecord,
     pub bucket_key_enabled: bool,
     pub segments: Vec<Segment>,
+    /// Written while the bucket's versioning was `Enabled`: its S3 version id is
+    /// `version_id`. `false` (every record from before versioning): the `null` version.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub versioned: bool,
+    /// A delete marker: no data, no segments; the key reads as deleted while it is the
+    /// latest version.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delete_marker: bool,
+    /// Object Lock retention of this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Object Lock legal hold of this version.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub legal_hold: bool,
+    /// The object's tags (key → value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// An Object Lock retention mode.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RetentionMode {
+    /// Deletable before the date only with `s3:BypassGovernanceRetention` and
+    /// `x-amz-bypass-governance-retention: true`.
+    #[serde(rename = "GOVERNANCE")]
+    Governance,
+    /// Deletable by nobody before the date; the date can only be extended.
+    #[serde(rename = "COMPLIANCE")]
+    Compliance,
+}
+
+impl RetentionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionMode::Governance => "GOVERNANCE",
+            RetentionMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// A version's Object Lock retention: `mode` until `until` (Unix ms).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: RetentionMode,
+    pub until: i64,
+}
+
+impl ObjectRecord {
+    /// The version id S3 clients see: `version_id`, or `null` for an unversioned write.
+    pub fn s3_version_id(&self) -> &str {
+        if self.versioned {
+            &self.version_id
+        } else {
+            "null"
+        }
+    }
+
+    /// A delete marker with internal version id `version_id`, made at `now` (Unix ms).
+    pub fn new_delete_marker(version_id: &str, now: i64) -> ObjectRecord {
+        ObjectRecord {
+            version_id: version_id.to_owned(),
+            size: 0,
+            etag: String::new(),
+            last_modified: now,
+            headers: ObjectHeaders::default(),
+            checksums: Checksums::default(),
+            sse: SseRecord::S3,
+            bucket_key_enabled: false,
+            segments: Vec::new(),
+            versioned: false,
+            delete_marker: true,
+            retention: None,
+            legal_hold: false,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// Why this version may not be deleted or overwritten at `now` (Unix ms), if it may
+    /// not: a legal hold, COMPLIANCE retention, or GOVERNANCE retention without
+    /// `bypass_governance`.
+    pub fn lock_refusal(&self, now: i64, bypass_governance: bool) -> Option<&'static str> {
+        if self.legal_hold {
+            return Some("the object version is under a legal hold");
+        }
+        match self.retention {
+            Some(r) if r.until > now => match r.mode {
+                RetentionMode::Compliance => {
+                    Some("the object version is under COMPLIANCE retention")
+                }
+                RetentionMode::Governance if !bypass_governance => {
+                    Some("the object version is under GOVERNANCE retention")
+                }
+                RetentionMode::Governance => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// A multipart upload in progress.
@@ -115,6 +216,14 @@ pub struct UploadRecord {
     pub sse: SseRecord,
     pub bucket_key_enabled: bool,
     pub checksum_algorithm: Option<String>,
+    /// Object Lock retention and legal hold the completed object gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub legal_hold: bool,
+    /// Tags the completed object gets (`x-amz-tagging` at creation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One uploaded part of a multipart upload.

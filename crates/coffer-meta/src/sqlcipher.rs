@@ -28,15 +28,22 @@ use crate::error::{MetaError, MetaResult};
 use crate::identity::{
     AccessKey, IdentityRecord, IdentitySnapshot, IdentityStore, SecretAccessKey,
 };
-use crate::meta::{MetaStore, Precondition};
+use crate::meta::{
+    BucketConfig, DeleteRequest, Deleted, MetaStore, ObjectUpdate, Precondition, VersionEntry,
+    Versioning, Written,
+};
 use crate::record::{
     decode, encode, BucketEncryption, BucketInfo, ObjectRecord, PartRecord, UploadRecord,
 };
+use crate::versions::{self, History};
 
-/// The layout version of the tables (frozen at 1: the server's schema since the start).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The layout version of the tables. 1: the server's schema from the start; 2 adds
+/// `versions` (older object versions and delete markers) and `bucket_config` (bucket
+/// sub-resources). A version-1 database is upgraded at open (the new tables are created,
+/// nothing else changes); code that knows only version 1 refuses a version-2 database.
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// The tables, exactly as the server has created them since schema version 1. Every
+/// The tables of [`SCHEMA_VERSION`]; the first eleven are exactly schema version 1's. Every
 /// statement is idempotent.
 pub const SCHEMA_SQL: &str = "
     CREATE TABLE IF NOT EXISTS schema (version INTEGER NOT NULL);
@@ -49,7 +56,10 @@ pub const SCHEMA_SQL: &str = "
     CREATE TABLE IF NOT EXISTS identities (name TEXT PRIMARY KEY, kind TEXT NOT NULL, enabled INTEGER NOT NULL, created INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS identity_policies (identity TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (identity, policy_name)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS bucket_owners (bucket TEXT PRIMARY KEY, owner TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);";
+    CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS versions (bucket TEXT NOT NULL REFERENCES buckets(name), key TEXT NOT NULL, seq INTEGER NOT NULL, vid TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, key, seq)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, vid);
+    CREATE TABLE IF NOT EXISTS bucket_config (bucket TEXT NOT NULL REFERENCES buckets(name), kind TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (bucket, kind)) WITHOUT ROWID;";
 
 /// A SQLCipher metadata database implementing [`MetaStore`] and [`IdentityStore`].
 pub struct SqlCipherStore {
@@ -141,6 +151,116 @@ fn strings(conn: &Connection, sql: &str) -> MetaResult<Vec<String>> {
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
+/// One key's history (crate::versions) over a connection inside a write transaction.
+struct SqlHistory<'c> {
+    conn: &'c Connection,
+    bucket: &'c str,
+    key: &'c str,
+}
+
+fn config_document(
+    conn: &Connection,
+    bucket: &str,
+    kind: BucketConfig,
+) -> MetaResult<Option<String>> {
+    conn.query_row(
+        "SELECT document FROM bucket_config WHERE bucket = ?1 AND kind = ?2",
+        params![bucket, kind.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+fn older_row(row: Option<(i64, String)>) -> MetaResult<Option<(i64, ObjectRecord)>> {
+    row.map(|(seq, stored)| Ok((seq, decode(&stored)?)))
+        .transpose()
+}
+
+impl History for SqlHistory<'_> {
+    fn versioning(&mut self) -> MetaResult<Versioning> {
+        Versioning::from_document(
+            config_document(self.conn, self.bucket, BucketConfig::Versioning)?.as_deref(),
+        )
+    }
+
+    fn current(&mut self) -> MetaResult<Option<ObjectRecord>> {
+        stored_object(self.conn, self.bucket, self.key)
+    }
+
+    fn set_current(&mut self, record: Option<&ObjectRecord>) -> MetaResult<()> {
+        match record {
+            Some(r) => self.conn.execute(
+                "INSERT OR REPLACE INTO objects (bucket, key, record) VALUES (?1, ?2, ?3)",
+                params![self.bucket, self.key, encode(r)?],
+            ),
+            None => self.conn.execute(
+                "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
+                params![self.bucket, self.key],
+            ),
+        }
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn newest_older(&mut self) -> MetaResult<Option<(i64, ObjectRecord)>> {
+        older_row(
+            self.conn
+                .query_row(
+                    "SELECT seq, record FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1",
+                    params![self.bucket, self.key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?,
+        )
+    }
+
+    fn find_older(&mut self, s3_version_id: &str) -> MetaResult<Option<(i64, ObjectRecord)>> {
+        older_row(
+            self.conn
+                .query_row(
+                    "SELECT seq, record FROM versions WHERE bucket = ?1 AND key = ?2 AND vid = ?3",
+                    params![self.bucket, self.key, s3_version_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?,
+        )
+    }
+
+    fn push_older(&mut self, record: &ObjectRecord) -> MetaResult<()> {
+        self.conn
+            .execute(
+                "INSERT INTO versions (bucket, key, seq, vid, record) VALUES (?1, ?2,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE bucket = ?1 AND key = ?2), ?3, ?4)",
+                params![self.bucket, self.key, record.s3_version_id(), encode(record)?],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn replace_older(&mut self, seq: i64, record: &ObjectRecord) -> MetaResult<()> {
+        self.conn
+            .execute(
+                "UPDATE versions SET vid = ?4, record = ?5 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                params![self.bucket, self.key, seq, record.s3_version_id(), encode(record)?],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove_older(&mut self, seq: i64) -> MetaResult<()> {
+        self.conn
+            .execute(
+                "DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                params![self.bucket, self.key, seq],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
 impl SqlCipherStore {
     /// Opens (creating if needed) the database at `path`, keyed with `page_key`.
     ///
@@ -194,6 +314,11 @@ impl SqlCipherStore {
                     .map_err(db_err)?;
             }
             Some(SCHEMA_VERSION) => {}
+            // The new tables were created above by SCHEMA_SQL.
+            Some(1) => {
+                conn.execute("UPDATE schema SET version = ?1", [SCHEMA_VERSION])
+                    .map_err(db_err)?;
+            }
             Some(v) => {
                 return Err(MetaError::Corrupt(format!(
                     "metadata schema version {v} is not supported (expected {SCHEMA_VERSION})"
@@ -304,7 +429,7 @@ impl MetaStore for SqlCipherStore {
             }
             let used: Option<i64> = tx
                 .query_row(
-                    "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
+                    "SELECT 1 FROM objects WHERE bucket = ?1 UNION ALL SELECT 1 FROM versions WHERE bucket = ?1 LIMIT 1",
                     [&name],
                     |r| r.get(0),
                 )
@@ -331,6 +456,7 @@ impl MetaStore for SqlCipherStore {
             for sql in [
                 // Their parts go with them (ON DELETE CASCADE).
                 "DELETE FROM uploads WHERE bucket = ?1",
+                "DELETE FROM bucket_config WHERE bucket = ?1",
                 "DELETE FROM buckets WHERE name = ?1",
                 "DELETE FROM bucket_owners WHERE bucket = ?1",
                 "DELETE FROM bucket_policies WHERE bucket = ?1",
@@ -391,47 +517,236 @@ impl MetaStore for SqlCipherStore {
             .await
     }
 
+    async fn bucket_config(&self, bucket: &str, kind: BucketConfig) -> MetaResult<Option<String>> {
+        let bucket = bucket.to_owned();
+        self.run(move |conn| {
+            if !bucket_exists(conn, &bucket)? {
+                return Err(MetaError::NoSuchBucket);
+            }
+            config_document(conn, &bucket, kind)
+        })
+        .await
+    }
+
+    async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+        document: Option<&str>,
+    ) -> MetaResult<()> {
+        let (bucket, document) = (bucket.to_owned(), document.map(str::to_owned));
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !bucket_exists(&tx, &bucket)? {
+                return Err(MetaError::NoSuchBucket);
+            }
+            match document {
+                Some(d) => tx.execute(
+                    "INSERT OR REPLACE INTO bucket_config (bucket, kind, document) VALUES (?1, ?2, ?3)",
+                    params![bucket, kind.as_str(), d],
+                ),
+                None => tx.execute(
+                    "DELETE FROM bucket_config WHERE bucket = ?1 AND kind = ?2",
+                    params![bucket, kind.as_str()],
+                ),
+            }
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
     async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
+    ) -> MetaResult<Written> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let encoded = encode(record)?;
-        let condition = condition.clone();
+        let (record, condition) = (record.clone(), condition.clone());
         self.run(move |conn| {
             let tx = write_tx(conn)?;
             if !bucket_exists(&tx, &bucket)? {
                 return Err(MetaError::NoSuchBucket);
             }
-            let old = stored_object(&tx, &bucket, &key)?;
-            condition.check(old.as_ref())?;
-            tx.execute(
-                "INSERT OR REPLACE INTO objects (bucket, key, record) VALUES (?1, ?2, ?3)",
-                params![bucket, key, encoded],
-            )
-            .map_err(db_err)?;
+            let written = versions::put(
+                &mut SqlHistory {
+                    conn: &tx,
+                    bucket: &bucket,
+                    key: &key,
+                },
+                &record,
+                &condition,
+            )?;
             tx.commit().map_err(db_err)?;
-            Ok(old)
+            Ok(written)
         })
         .await
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        request: &DeleteRequest<'_>,
+    ) -> MetaResult<Deleted> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let version_id = request.version_id.map(str::to_owned);
+        let marker_version = request.marker_version.to_owned();
+        let (now, bypass_governance) = (request.now, request.bypass_governance);
         self.run(move |conn| {
             let tx = write_tx(conn)?;
-            // Decoded before the delete: a corrupt record is reported and left in place.
-            let old = stored_object(&tx, &bucket, &key)?;
-            tx.execute(
-                "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
-                params![bucket, key],
-            )
-            .map_err(db_err)?;
+            if !bucket_exists(&tx, &bucket)? {
+                return Ok(Deleted::default());
+            }
+            // Records are decoded before anything changes: a corrupt one is reported and
+            // left in place.
+            let deleted = versions::delete(
+                &mut SqlHistory {
+                    conn: &tx,
+                    bucket: &bucket,
+                    key: &key,
+                },
+                &DeleteRequest {
+                    version_id: version_id.as_deref(),
+                    marker_version: &marker_version,
+                    now,
+                    bypass_governance,
+                },
+            )?;
             tx.commit().map_err(db_err)?;
-            Ok(old)
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> MetaResult<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let version_id = version_id.map(str::to_owned);
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            versions::get(
+                &mut SqlHistory {
+                    conn: &tx,
+                    bucket: &bucket,
+                    key: &key,
+                },
+                version_id.as_deref(),
+            )
+        })
+        .await
+    }
+
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: &ObjectUpdate,
+    ) -> MetaResult<ObjectRecord> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let (version_id, update) = (version_id.map(str::to_owned), update.clone());
+        self.run(move |conn| {
+            let tx = write_tx(conn)?;
+            if !bucket_exists(&tx, &bucket)? {
+                return Err(MetaError::NoSuchBucket);
+            }
+            let record = versions::update(
+                &mut SqlHistory {
+                    conn: &tx,
+                    bucket: &bucket,
+                    key: &key,
+                },
+                version_id.as_deref(),
+                &update,
+            )?;
+            tx.commit().map_err(db_err)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        version_marker: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<VersionEntry>> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        let (key_marker, version_marker) = (key_marker.to_owned(), version_marker.to_owned());
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let mut page = Vec::new();
+            // The first key: the key marker itself when resuming inside it.
+            let (mut from, mut op) = if !version_marker.is_empty() {
+                (key_marker.clone(), ">=")
+            } else if key_marker >= prefix {
+                (key_marker.clone(), ">")
+            } else {
+                (prefix.clone(), ">=")
+            };
+            if from < prefix {
+                (from, op) = (prefix.clone(), ">=");
+            }
+            'keys: while page.len() < limit {
+                let keys: Vec<String> = {
+                    let mut stmt = tx
+                        .prepare_cached(&format!(
+                            "SELECT key FROM objects WHERE bucket = ?1 AND key {op} ?2
+                             UNION SELECT key FROM versions WHERE bucket = ?1 AND key {op} ?2
+                             ORDER BY key LIMIT 100"
+                        ))
+                        .map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(params![bucket, from], |r| r.get(0))
+                        .map_err(db_err)?
+                        .collect::<Result<_, _>>()
+                        .map_err(db_err)?;
+                    rows
+                };
+                let n = keys.len();
+                for key in keys {
+                    if !key.starts_with(prefix.as_str()) {
+                        break 'keys;
+                    }
+                    let current = stored_object(&tx, &bucket, &key)?;
+                    let mut older = Vec::new();
+                    {
+                        let mut stmt = tx
+                            .prepare_cached(
+                                "SELECT record FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC",
+                            )
+                            .map_err(db_err)?;
+                        let rows = stmt
+                            .query_map(params![bucket, key], |r| r.get::<_, String>(0))
+                            .map_err(db_err)?;
+                        for row in rows {
+                            older.push(decode(&row.map_err(db_err)?)?);
+                        }
+                    }
+                    let skip = (key == key_marker && !version_marker.is_empty())
+                        .then_some(version_marker.as_str());
+                    let entries = versions::key_entries(&key, current, older);
+                    versions::take_after(&mut page, entries, skip, limit);
+                    if page.len() >= limit {
+                        break 'keys;
+                    }
+                    from = key;
+                    op = ">";
+                }
+                if n < 100 {
+                    break;
+                }
+            }
+            Ok(page)
         })
         .await
     }
@@ -478,7 +793,10 @@ impl MetaStore for SqlCipherStore {
     async fn referenced_blobs(&self) -> MetaResult<HashSet<String>> {
         self.run(|conn| {
             let mut out = HashSet::new();
-            for stored in strings(conn, "SELECT record FROM objects")? {
+            for stored in strings(
+                conn,
+                "SELECT record FROM objects UNION ALL SELECT record FROM versions",
+            )? {
                 let record: ObjectRecord = decode(&stored)?;
                 out.extend(record.segments.into_iter().map(|s| s.blob));
             }
@@ -643,10 +961,9 @@ impl MetaStore for SqlCipherStore {
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
+    ) -> MetaResult<Written> {
         let (upload_id, bucket, key) = (upload_id.to_owned(), bucket.to_owned(), key.to_owned());
-        let encoded = encode(record)?;
-        let condition = condition.clone();
+        let (record, condition) = (record.clone(), condition.clone());
         self.run(move |conn| {
             let tx = write_tx(conn)?;
             let n = tx
@@ -658,15 +975,17 @@ impl MetaStore for SqlCipherStore {
             if n == 0 {
                 return Err(MetaError::NoSuchUpload);
             }
-            let old = stored_object(&tx, &bucket, &key)?;
-            condition.check(old.as_ref())?;
-            tx.execute(
-                "INSERT OR REPLACE INTO objects (bucket, key, record) VALUES (?1, ?2, ?3)",
-                params![bucket, key, encoded],
-            )
-            .map_err(db_err)?;
+            let written = versions::put(
+                &mut SqlHistory {
+                    conn: &tx,
+                    bucket: &bucket,
+                    key: &key,
+                },
+                &record,
+                &condition,
+            )?;
             tx.commit().map_err(db_err)?;
-            Ok(old)
+            Ok(written)
         })
         .await
     }

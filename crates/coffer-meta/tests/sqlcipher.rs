@@ -170,7 +170,18 @@ async fn damage_and_unknown_versions_are_refused_without_panicking() {
         );
         assert!(
             matches!(
-                store.delete_object("b", key).await,
+                store
+                    .delete_object(
+                        "b",
+                        key,
+                        &coffer_meta::DeleteRequest {
+                            version_id: None,
+                            marker_version: "m",
+                            now: 0,
+                            bypass_governance: false
+                        }
+                    )
+                    .await,
                 Err(MetaError::Corrupt(_))
             ),
             "deleting unreadable record {key} reports it"
@@ -322,9 +333,47 @@ async fn databases_written_by_the_old_server_code_open_and_read() {
             )
             .await
             .unwrap()
-            .map(|o| o.version_id),
-        Some("v1".to_owned()),
+            .replaced
+            .into_iter()
+            .map(|o| o.version_id)
+            .collect::<Vec<_>>(),
+        ["v1"],
         "replacing an old record returns it decoded"
+    );
+    drop(store);
+    let version: i64 = raw_connection(&path, &key)
+        .query_row("SELECT version FROM schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        version, SCHEMA_VERSION,
+        "a version-1 database is upgraded at open"
+    );
+    let store = SqlCipherStore::open(&path, &key).unwrap();
+    store
+        .set_bucket_config(
+            "legacy",
+            coffer_meta::BucketConfig::Versioning,
+            Some("Enabled"),
+        )
+        .await
+        .unwrap();
+    store
+        .put_object(
+            "legacy",
+            "hello",
+            &conformance::sample_object("h2"),
+            &Precondition::NONE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_versions("legacy", "hello", "", "", 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "the upgraded database keeps versions"
     );
 }
 

@@ -16,6 +16,11 @@ pub enum ServerError {
     BucketNotEmpty,
     #[error("At least one of the pre-conditions you specified did not hold")]
     PreconditionFailed,
+    /// The key's latest version is a delete marker (a read without a version id: 404
+    /// NoSuchKey), or the version named is one (`named`: 405 MethodNotAllowed). Both answers
+    /// carry `x-amz-delete-marker: true` and the marker's `x-amz-version-id`, as S3's do.
+    #[error("{}", if *named { "The specified method is not allowed against this resource." } else { "The specified key does not exist." })]
+    DeleteMarker { version_id: String, named: bool },
     /// A stored object failed authentication: it was altered on disk.
     #[error("stored object failed its integrity check: {0}")]
     Integrity(String),
@@ -57,6 +62,24 @@ fn to_s3(e: ServerError) -> S3Error {
         ServerError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
         ServerError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
         ServerError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        ServerError::DeleteMarker { version_id, named } => {
+            let code = if *named {
+                S3ErrorCode::MethodNotAllowed
+            } else {
+                S3ErrorCode::NoSuchKey
+            };
+            let mut err = S3Error::with_message(code, e.to_string());
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(version_id) {
+                headers.insert("x-amz-version-id", v);
+            }
+            err.set_headers(headers);
+            return err;
+        }
         ServerError::Integrity(_) => {
             tracing::error!("{e}");
             return S3Error::with_message(
@@ -108,6 +131,16 @@ impl From<coffer_meta::MetaError> for ServerError {
             M::NoSuchUpload => ServerError::NoSuchUpload,
             M::BucketNotEmpty => ServerError::BucketNotEmpty,
             M::PreconditionFailed => ServerError::PreconditionFailed,
+            // AWS answers 403 AccessDenied for a delete or retention change Object Lock
+            // refuses, and 405 MethodNotAllowed for data operations on a delete marker.
+            M::ObjectLocked(why) => ServerError::S3(
+                S3ErrorCode::AccessDenied,
+                format!("Access Denied because object protected by object lock: {why}."),
+            ),
+            M::DeleteMarker => ServerError::S3(
+                S3ErrorCode::MethodNotAllowed,
+                "The specified method is not allowed against this resource.".into(),
+            ),
             M::StorageFull => ServerError::S3(
                 S3ErrorCode::Custom("InsufficientStorage".into()),
                 "The server has no space left to record this change; existing objects are unaffected.".into(),

@@ -57,6 +57,13 @@ pub(super) async fn create_bucket(
         }
         Err(e) => return Err(ServerError::from(e).into()),
     }
+    if req.input.object_lock_enabled_for_bucket == Some(true) {
+        if let Err(e) = enable_lock_at_creation(h, &bucket).await {
+            // No half-made bucket: one that was asked to lock and does not is removed.
+            let _ = h.meta.delete_bucket(&bucket).await;
+            return Err(e.into());
+        }
+    }
     s3(h.iam.reload().await)?;
     let mut out = CreateBucketOutput::default();
     out.location = Some(format!("/{bucket}"));
@@ -175,10 +182,75 @@ pub(super) async fn get_bucket_versioning(
     h: &S3Handlers,
     req: S3Request<GetBucketVersioningInput>,
 ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-    if !s3(h.meta.bucket_exists(&req.input.bucket).await)? {
-        return Err(ServerError::NoSuchBucket.into());
+    let stored = s3(h
+        .meta
+        .bucket_config(&req.input.bucket, BucketConfig::Versioning)
+        .await)?;
+    let mut out = GetBucketVersioningOutput::default();
+    out.status = match s3(Versioning::from_document(stored.as_deref()))? {
+        Versioning::Unversioned => None,
+        Versioning::Enabled => Some(BucketVersioningStatus::from_static(
+            BucketVersioningStatus::ENABLED,
+        )),
+        Versioning::Suspended => Some(BucketVersioningStatus::from_static(
+            BucketVersioningStatus::SUSPENDED,
+        )),
+    };
+    Ok(S3Response::new(out))
+}
+
+pub(super) async fn put_bucket_versioning(
+    h: &S3Handlers,
+    req: S3Request<PutBucketVersioningInput>,
+) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+    let input = req.input;
+    let config = input.versioning_configuration;
+    if config
+        .mfa_delete
+        .as_ref()
+        .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+    {
+        return Err(ServerError::s3(
+            S3ErrorCode::NotImplemented,
+            "MFA delete is not supported: Coffer has no MFA devices.",
+        )
+        .into());
     }
-    Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    let status = match config.status.as_ref().map(|s| s.as_str()) {
+        // No status: the state is unchanged (AWS accepts this).
+        None => {
+            if !s3(h.meta.bucket_exists(&input.bucket).await)? {
+                return Err(ServerError::NoSuchBucket.into());
+            }
+            return Ok(S3Response::new(PutBucketVersioningOutput::default()));
+        }
+        Some(BucketVersioningStatus::ENABLED) => "Enabled",
+        Some(BucketVersioningStatus::SUSPENDED) => "Suspended",
+        Some(_) => {
+            return Err(ServerError::s3(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema",
+            )
+            .into())
+        }
+    };
+    if status == "Suspended"
+        && s3(h
+            .meta
+            .bucket_config(&input.bucket, BucketConfig::ObjectLock)
+            .await)?
+        .is_some()
+    {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidBucketState,
+            "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.",
+        )
+        .into());
+    }
+    s3(h.meta
+        .set_bucket_config(&input.bucket, BucketConfig::Versioning, Some(status))
+        .await)?;
+    Ok(S3Response::new(PutBucketVersioningOutput::default()))
 }
 
 pub(super) async fn put_bucket_encryption(

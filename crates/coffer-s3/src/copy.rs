@@ -39,19 +39,16 @@ impl S3Handlers {
         if_unmodified_since: Option<&Timestamp>,
         customer: Option<&CustomerKey>,
     ) -> ServerResult<(String, String, ObjectRecord)> {
-        let (bucket, key) = match source {
+        let (bucket, key, version_id) = match source {
             CopySource::Bucket {
                 bucket,
                 key,
                 version_id,
-            } => {
-                if version_id.as_deref().is_some_and(|v| v != "null") {
-                    return Err(ServerError::invalid_argument(
-                        "Invalid version id specified",
-                    ));
-                }
-                (bucket.to_string(), key.to_string())
-            }
+            } => (
+                bucket.to_string(),
+                key.to_string(),
+                version_id.as_deref().map(str::to_owned),
+            ),
             _ => {
                 return Err(ServerError::s3(
                     S3ErrorCode::NotImplemented,
@@ -59,7 +56,18 @@ impl S3Handlers {
                 ))
             }
         };
-        let rec = self.object(&bucket, &key).await?;
+        // A delete marker as the source: S3 answers 400 InvalidRequest when it is named,
+        // 404 NoSuchKey when it is the latest version.
+        let rec = self
+            .object_at(&bucket, &key, version_id.as_deref())
+            .await
+            .map_err(|e| match e {
+                ServerError::DeleteMarker { named: true, .. } => ServerError::invalid_request(
+                    "The source of a copy request may not specifically refer to a delete marker by version id.",
+                ),
+                ServerError::DeleteMarker { named: false, .. } => ServerError::NoSuchKey,
+                e => e,
+            })?;
         // Copy-source conditions fail with 412 in every case (S3 CopyObject docs).
         check_conditions(
             &rec,
@@ -91,7 +99,20 @@ pub(super) async fn copy_object(
         .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     let sse_headers = sse_headers!(input);
     let changes_encryption = sse_headers.sse.is_some() || sse_headers.c_key.is_some();
-    if src_bucket == input.bucket && src_key == input.key && !replace && !changes_encryption {
+    // Copying a named older version onto its own key restores it (allowed on S3).
+    let names_version = matches!(
+        &input.copy_source,
+        CopySource::Bucket {
+            version_id: Some(_),
+            ..
+        }
+    );
+    if src_bucket == input.bucket
+        && src_key == input.key
+        && !replace
+        && !changes_encryption
+        && !names_version
+    {
         return Err(ServerError::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         )
@@ -107,6 +128,15 @@ pub(super) async fn copy_object(
     } else {
         src.headers.clone()
     };
+    let mut extras = write_extras!(h, input);
+    // x-amz-tagging-directive: COPY (the default) keeps the source's tags.
+    if input
+        .tagging_directive
+        .as_ref()
+        .is_none_or(|d| d.as_str() != TaggingDirective::REPLACE)
+    {
+        extras.tags = src.tags.clone();
+    }
     let (body, _) = s3(h
         .read_stream(
             &src_bucket,
@@ -165,7 +195,7 @@ pub(super) async fn copy_object(
         h.blobs.delete(&seg.blob).await;
         return Err(ServerError::Integrity("copy source changed length".into()).into());
     }
-    let rec = ObjectRecord {
+    let mut rec = ObjectRecord {
         version_id: version,
         size: written.plain_len,
         etag: seg.etag.clone(),
@@ -175,7 +205,13 @@ pub(super) async fn copy_object(
         sse: sse_rec,
         bucket_key_enabled: bucket_key,
         segments: vec![seg.clone()],
+        versioned: false,
+        delete_marker: false,
+        retention: None,
+        legal_hold: false,
+        tags: BTreeMap::new(),
     };
+    extras.apply(&mut rec);
     let old = match h
         .meta
         .put_object(&input.bucket, &input.key, &rec, &Precondition::NONE)
@@ -187,9 +223,7 @@ pub(super) async fn copy_object(
             return Err(ServerError::from(e).into());
         }
     };
-    if let Some(old) = old {
-        h.delete_blobs(old.segments).await;
-    }
+    h.delete_records(old.replaced).await;
     let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
     let mut result = CopyObjectResult::default();
     result.e_tag = Some(etag(&rec.etag));
@@ -197,6 +231,8 @@ pub(super) async fn copy_object(
     set_checksums!(result, rec.checksums.clone());
     let mut out = CopyObjectOutput::default();
     out.copy_object_result = Some(result);
+    out.version_id = old.version_id;
+    out.copy_source_version_id = version_out(&src, names_version.then_some("named"));
     set_sse!(out, s);
     Ok(with_key_used(out, used))
 }

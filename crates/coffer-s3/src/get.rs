@@ -48,7 +48,9 @@ pub(super) fn check_conditions(
 macro_rules! readable {
     ($h:ident, $req:ident, $input:ident) => {{
         s3(check_key(&$input.key))?;
-        let rec = s3($h.object(&$input.bucket, &$input.key).await)?;
+        let rec = s3($h
+            .object_at(&$input.bucket, &$input.key, $input.version_id.as_deref())
+            .await)?;
         s3(refuse_write_sse(&$req.headers))?;
         let customer = customer_key!($h, $input);
         s3($h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
@@ -138,17 +140,6 @@ pub(super) async fn get_object(
     let (rec, customer) = readable!(h, req, input);
     let proof = h.kms_use(&req.extensions, &rec.sse, "kms:Decrypt").await?;
     read_conditions!(rec, input);
-    if input
-        .version_id
-        .as_deref()
-        .is_some_and(|v| v != "null" && v != rec.version_id)
-    {
-        return Err(ServerError::s3(
-            S3ErrorCode::NoSuchVersion,
-            "The specified version does not exist.",
-        )
-        .into());
-    }
     let total = rec.size;
     let (range, partial, parts_count) = match (input.part_number, input.range) {
         (Some(_), Some(_)) => {
@@ -191,6 +182,9 @@ pub(super) async fn get_object(
     }
     out.parts_count = parts_count;
     out.accept_ranges = Some("bytes".to_owned());
+    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.tag_count = (!rec.tags.is_empty()).then_some(rec.tags.len() as i32);
+    set_lock_headers!(out, &rec);
     fill_headers(&rec, &mut HeaderFields::Get(&mut out));
     out.server_side_encryption = s.sse;
     out.ssekms_key_id = s.kms_key_id;
@@ -223,6 +217,8 @@ pub(super) async fn head_object(
     out.content_length = Some(len as i64);
     out.parts_count = parts;
     out.accept_ranges = Some("bytes".to_owned());
+    out.version_id = version_out(&rec, input.version_id.as_deref());
+    set_lock_headers!(out, &rec);
     fill_headers(&rec, &mut HeaderFields::Head(&mut out));
     let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
     set_sse!(out, s);
@@ -238,7 +234,9 @@ pub(super) async fn get_object_attributes(
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let input = req.input;
     s3(check_key(&input.key))?;
-    let rec = s3(h.object(&input.bucket, &input.key).await)?;
+    let rec = s3(h
+        .object_at(&input.bucket, &input.key, input.version_id.as_deref())
+        .await)?;
     let customer = customer_key!(h, input);
     s3(h.keys.check_read_key(&rec.sse, customer.as_ref()))?;
     // `x-amz-object-attributes` is a list: SDKs send it as one comma-separated header.
@@ -251,6 +249,7 @@ pub(super) async fn get_object_attributes(
     };
     let mut out = GetObjectAttributesOutput::default();
     out.last_modified = Some(ts(rec.last_modified));
+    out.version_id = version_out(&rec, input.version_id.as_deref());
     if wants("ETag") {
         out.e_tag = Some(etag(rec.etag.split('-').next().unwrap_or(&rec.etag)));
     }

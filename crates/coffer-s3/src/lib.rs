@@ -5,6 +5,7 @@
 // s3s's DTOs are filled field by field from `Default`: many have dozens of optional fields.
 #![allow(clippy::field_reassign_with_default)]
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, StdError, S3};
 use tokio::sync::mpsc;
 
 use coffer_meta::{
-    BucketEncryption, BucketInfo, Checksums, EtagMatch, MetaError, MetaStore, ObjectHeaders,
-    ObjectRecord, PartRecord, Precondition, Segment, SseRecord, UploadRecord,
+    BucketConfig, BucketEncryption, BucketInfo, Checksums, DeleteRequest, Deleted, EtagMatch,
+    MetaError, MetaStore, ObjectHeaders, ObjectRecord, ObjectUpdate, PartRecord, Precondition,
+    Retention, RetentionMode, Segment, SseRecord, UploadRecord, Versioning,
 };
 use coffer_outcome::KeyUsed;
 use coffer_outcome::{ServerError, ServerResult};
@@ -121,6 +123,16 @@ fn authorized(ext: &http::Extensions) -> S3Result<&coffer_iam::iam::Authorized> 
         .ok_or_else(coffer_iam::iam::access_denied)
 }
 
+/// The `x-amz-version-id` a response about `rec` carries: its version id when it was
+/// written with versioning enabled; `null` for the null version when the request named it.
+fn version_out(rec: &ObjectRecord, asked: Option<&str>) -> Option<String> {
+    if rec.versioned || asked.is_some() {
+        Some(rec.s3_version_id().to_owned())
+    } else {
+        None
+    }
+}
+
 fn owner() -> Owner {
     let mut o = Owner::default();
     o.id = Some("coffer".to_owned());
@@ -147,6 +159,50 @@ impl S3Handlers {
                     Err(ServerError::NoSuchBucket)
                 }
             }
+        }
+    }
+
+    /// The version a read names (`versionId`), or the current object: S3's answers for
+    /// an unknown version (NoSuchVersion) and for delete markers
+    /// ([`ServerError::DeleteMarker`]).
+    async fn object_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> ServerResult<ObjectRecord> {
+        let Some(id) = version_id else {
+            return match self.object(bucket, key).await {
+                Err(ServerError::NoSuchKey) => {
+                    match self.meta.object_version(bucket, key, None).await? {
+                        Some(m) if m.delete_marker => Err(ServerError::DeleteMarker {
+                            version_id: m.s3_version_id().to_owned(),
+                            named: false,
+                        }),
+                        _ => Err(ServerError::NoSuchKey),
+                    }
+                }
+                other => other,
+            };
+        };
+        match self.meta.object_version(bucket, key, Some(id)).await? {
+            Some(r) if r.delete_marker => Err(ServerError::DeleteMarker {
+                version_id: id.to_owned(),
+                named: true,
+            }),
+            Some(r) => Ok(r),
+            None if !self.meta.bucket_exists(bucket).await? => Err(ServerError::NoSuchBucket),
+            None => Err(ServerError::s3(
+                S3ErrorCode::NoSuchVersion,
+                "The specified version does not exist.",
+            )),
+        }
+    }
+
+    /// Blobs of records a write or delete replaced.
+    async fn delete_records(&self, records: Vec<ObjectRecord>) {
+        for r in records {
+            self.delete_blobs(r.segments).await;
         }
     }
 
@@ -334,6 +390,7 @@ mod delete;
 mod get;
 mod headers;
 mod list;
+mod lock;
 mod multipart;
 mod put;
 mod read;
@@ -345,6 +402,8 @@ pub use self::copy::parse_copy_source_range;
 use self::get::*;
 use self::headers::*;
 use self::list::*;
+pub use self::lock::LockedKeysGuard;
+use self::lock::*;
 use self::read::*;
 use self::save::*;
 
@@ -390,6 +449,13 @@ impl S3 for S3Handlers {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         bucket::get_bucket_versioning(self, req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        bucket::put_bucket_versioning(self, req).await
     }
 
     async fn put_bucket_encryption(
@@ -551,5 +617,89 @@ impl S3 for S3Handlers {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         multipart::list_parts(self, req).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        lock::put_object_lock_configuration(self, req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        lock::get_object_lock_configuration(self, req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        lock::put_object_retention(self, req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        lock::get_object_retention(self, req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        lock::put_object_legal_hold(self, req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        lock::get_object_legal_hold(self, req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        lock::put_object_tagging(self, req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        lock::get_object_tagging(self, req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        lock::delete_object_tagging(self, req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        lock::put_bucket_tagging(self, req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        lock::get_bucket_tagging(self, req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        lock::delete_bucket_tagging(self, req).await
     }
 }

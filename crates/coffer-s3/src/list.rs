@@ -180,6 +180,9 @@ pub(super) fn url_encode_versions(out: &mut ListObjectVersionsOutput) {
     for v in out.versions.iter_mut().flatten() {
         url_encode(&mut v.key);
     }
+    for m in out.delete_markers.iter_mut().flatten() {
+        url_encode(&mut m.key);
+    }
     url_encode_common(&mut out.common_prefixes);
     url_encode(&mut out.prefix);
     url_encode(&mut out.delimiter);
@@ -289,50 +292,155 @@ pub(super) async fn list_objects_v2(
     Ok(S3Response::new(out))
 }
 
+/// One page of a version listing: entries (versions and delete markers, by key then
+/// newest first) and common prefixes, whether more follow, and the (key, version id) the
+/// next page starts after.
+pub(super) struct VersionPage {
+    pub(super) entries: Vec<coffer_meta::VersionEntry>,
+    pub(super) prefixes: Vec<String>,
+    pub(super) truncated: bool,
+    pub(super) next: Option<(String, Option<String>)>,
+}
+
+/// Reads `meta`'s versions in batches until `max_keys` entries (versions, markers and common
+/// prefixes) after (`key_marker`, `version_marker`) are collected; a common prefix at or
+/// before the key marker was on an earlier page.
+pub(super) async fn version_page(
+    meta: &dyn MetaStore,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    key_marker: &str,
+    version_marker: &str,
+    max_keys: usize,
+) -> ServerResult<VersionPage> {
+    let mut page = VersionPage {
+        entries: Vec::new(),
+        prefixes: Vec::new(),
+        truncated: false,
+        next: None,
+    };
+    if max_keys == 0 {
+        return Ok(page);
+    }
+    let (mut key, mut version) = (key_marker.to_owned(), version_marker.to_owned());
+    'outer: loop {
+        let batch = meta
+            .list_versions(bucket, prefix, &key, &version, 1000)
+            .await?;
+        let n = batch.len();
+        for e in batch {
+            key = e.key.clone();
+            version = e.record.s3_version_id().to_owned();
+            let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                e.key[prefix.len()..]
+                    .find(d)
+                    .map(|i| e.key[..prefix.len() + i + d.len()].to_owned())
+            });
+            if let Some(cp) = &rolled {
+                if page.prefixes.last() == Some(cp) || cp.as_str() <= key_marker {
+                    continue;
+                }
+            }
+            if page.entries.len() + page.prefixes.len() == max_keys {
+                page.truncated = true;
+                break 'outer;
+            }
+            match rolled {
+                Some(cp) => {
+                    page.next = Some((cp.clone(), None));
+                    page.prefixes.push(cp);
+                }
+                None => {
+                    page.next = Some((e.key.clone(), Some(version.clone())));
+                    page.entries.push(e);
+                }
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    if !page.truncated {
+        page.next = None;
+    }
+    Ok(page)
+}
+
 pub(super) async fn list_object_versions(
     h: &S3Handlers,
     req: S3Request<ListObjectVersionsInput>,
 ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-    // Versioning is off: every object is its only ("null") version.
     let input = req.input;
-    let (prefix, limit, marker, page) = list_input!(h, input, || Ok(input
-        .key_marker
-        .clone()
-        .unwrap_or_default()));
-    let ListPage {
-        contents,
-        prefixes,
-        truncated,
-        next,
-    } = page;
+    s3(check_list_params(
+        &[("max-keys", input.max_keys)],
+        input.encoding_type.as_ref(),
+    ))?;
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let version_marker = input.version_id_marker.clone().unwrap_or_default();
+    if key_marker.is_empty() && !version_marker.is_empty() {
+        return Err(ServerError::invalid_argument(
+            "A version-id marker cannot be specified without a key marker.",
+        )
+        .into());
+    }
+    if !s3(h.meta.bucket_exists(&input.bucket).await)? {
+        return Err(ServerError::NoSuchBucket.into());
+    }
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let limit = input
+        .max_keys
+        .map(|v| v.clamp(0, 1000) as usize)
+        .unwrap_or(1000);
+    let page = s3(version_page(
+        &*h.meta,
+        &input.bucket,
+        &prefix,
+        input.delimiter.as_deref(),
+        &key_marker,
+        &version_marker,
+        limit,
+    )
+    .await)?;
     let mut out = ListObjectVersionsOutput::default();
     list_output!(out, input, prefix, limit);
-    out.key_marker = Some(marker);
-    out.is_truncated = Some(truncated);
-    out.next_key_marker = next;
-    if truncated {
-        out.next_version_id_marker = Some("null".to_owned());
+    out.key_marker = Some(key_marker);
+    out.version_id_marker = Some(version_marker);
+    out.is_truncated = Some(page.truncated);
+    if let Some((k, v)) = page.next {
+        out.next_key_marker = Some(k);
+        out.next_version_id_marker = v;
     }
-    out.versions = Some(
-        contents
-            .into_iter()
-            .map(|(k, r)| {
-                let mut v = ObjectVersion::default();
-                v.key = Some(k);
-                v.e_tag = Some(etag(&r.etag));
-                v.is_latest = Some(true);
-                v.last_modified = Some(ts(r.last_modified));
-                v.size = Some(r.size as i64);
-                v.version_id = Some("null".to_owned());
-                v.owner = Some(owner());
-                v.storage_class = Some(ObjectVersionStorageClass::from_static(
-                    ObjectVersionStorageClass::STANDARD,
-                ));
-                v
-            })
-            .collect(),
-    );
-    out.common_prefixes = Some(ListPage::common_prefixes(prefixes));
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    for e in page.entries {
+        let r = e.record;
+        if r.delete_marker {
+            let mut m = DeleteMarkerEntry::default();
+            m.key = Some(e.key);
+            m.version_id = Some(r.s3_version_id().to_owned());
+            m.is_latest = Some(e.is_latest);
+            m.last_modified = Some(ts(r.last_modified));
+            m.owner = Some(owner());
+            markers.push(m);
+        } else {
+            let mut v = ObjectVersion::default();
+            v.key = Some(e.key);
+            v.version_id = Some(r.s3_version_id().to_owned());
+            v.is_latest = Some(e.is_latest);
+            v.e_tag = Some(etag(&r.etag));
+            v.last_modified = Some(ts(r.last_modified));
+            v.size = Some(r.size as i64);
+            v.owner = Some(owner());
+            v.storage_class = Some(ObjectVersionStorageClass::from_static(
+                ObjectVersionStorageClass::STANDARD,
+            ));
+            versions.push(v);
+        }
+    }
+    out.versions = Some(versions);
+    out.delete_markers = Some(markers);
+    out.common_prefixes = Some(ListPage::common_prefixes(page.prefixes));
     url_encode_versions(&mut out);
     Ok(S3Response::new(out))
 }

@@ -137,7 +137,11 @@ pub(super) async fn create_multipart_upload(
     // The proof is not kept: each UploadPart asks for its own.
     drop(proof);
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let extras = write_extras!(h, input);
     let rec = UploadRecord {
+        retention: extras.retention,
+        legal_hold: extras.legal_hold,
+        tags: extras.tags,
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         initiated: now_ms(),
@@ -367,6 +371,11 @@ pub(super) async fn complete_multipart_upload(
         sse: upload.sse.clone(),
         bucket_key_enabled: upload.bucket_key_enabled,
         segments,
+        versioned: false,
+        delete_marker: false,
+        retention: upload.retention,
+        legal_hold: upload.legal_hold,
+        tags: upload.tags.clone(),
     };
     let old = s3(h
         .meta
@@ -381,16 +390,25 @@ pub(super) async fn complete_multipart_upload(
     // Parts uploaded but not named in the request are discarded, as on S3.
     h.delete_blobs(stored.into_values().map(|p| p.segment))
         .await;
-    if let Some(old) = old {
-        h.delete_blobs(old.segments).await;
-    }
-    Ok(S3Response::new(completed(&input.bucket, &input.key, &rec)))
+    h.delete_records(old.replaced).await;
+    Ok(S3Response::new(completed(
+        &input.bucket,
+        &input.key,
+        &rec,
+        old.version_id,
+    )))
 }
 
 /// The answer to a completed upload: the object it made.
-fn completed(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartUploadOutput {
+fn completed(
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+    version_id: Option<String>,
+) -> CompleteMultipartUploadOutput {
     let s = sse_out(&rec.sse, None, rec.bucket_key_enabled);
     let mut out = CompleteMultipartUploadOutput::default();
+    out.version_id = version_id;
     out.bucket = Some(bucket.to_owned());
     out.key = Some(key.to_owned());
     out.location = Some(format!("/{bucket}/{key}"));
@@ -502,9 +520,9 @@ async fn completed_again(
     // The ETags are the client's: one that is not an MD5 in hex matches nothing (it is not
     // a stored value gone bad, which is what `multipart_etag`'s error means).
     match md5s {
-        Some(m) if !m.is_empty() && multipart_etag(&m).is_ok_and(|e| e == rec.etag) => {
-            Ok(completed(&input.bucket, &input.key, &rec))
-        }
+        Some(m) if !m.is_empty() && multipart_etag(&m).is_ok_and(|e| e == rec.etag) => Ok(
+            completed(&input.bucket, &input.key, &rec, version_out(&rec, None)),
+        ),
         _ => Err(ServerError::NoSuchUpload),
     }
 }

@@ -19,6 +19,7 @@ pub(super) async fn put_object(
         .await?;
     let bucket_key = input.bucket_key_enabled.unwrap_or(bucket_key);
     let headers = object_headers!(input);
+    let extras = write_extras!(h, input);
     let version = uuid::Uuid::new_v4().to_string();
     let to = BlobTarget {
         bucket: &input.bucket,
@@ -39,7 +40,7 @@ pub(super) async fn put_object(
     let condition = precondition(input.if_match.as_ref(), input.if_none_match.as_ref());
     let ((rec, old), used) = s3(h
         .save_stream(input.body, &to, announced, |seg, checksums| async {
-            let rec = ObjectRecord {
+            let mut rec = ObjectRecord {
                 version_id: version.clone(),
                 size: seg.plain_len,
                 etag: seg.etag.clone(),
@@ -49,7 +50,13 @@ pub(super) async fn put_object(
                 sse: sse_rec.clone(),
                 bucket_key_enabled: bucket_key,
                 segments: vec![seg],
+                versioned: false,
+                delete_marker: false,
+                retention: None,
+                legal_hold: false,
+                tags: BTreeMap::new(),
             };
+            extras.apply(&mut rec);
             let old = h
                 .meta
                 .put_object(&input.bucket, &input.key, &rec, &condition)
@@ -57,11 +64,10 @@ pub(super) async fn put_object(
             Ok((rec, old))
         })
         .await)?;
-    if let Some(old) = old {
-        h.delete_blobs(old.segments).await;
-    }
+    h.delete_records(old.replaced).await;
     let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
     let mut out = PutObjectOutput::default();
+    out.version_id = old.version_id;
     out.e_tag = Some(etag(&rec.etag));
     set_sse!(out, s);
     if let (SseRecord::Kms { context, .. }, Some(_)) =

@@ -222,6 +222,9 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
     let keys = sse::Keys::new(Arc::clone(&kms))?;
     let reserve = Arc::new(reserve::Reserve::new(data.join("reserve")));
     let meta = Arc::new(reserve::Reserved::new(store.clone(), Arc::clone(&reserve)));
+    kms.set_deletion_guard(Arc::new(s3::LockedKeysGuard {
+        meta: meta.clone() as Arc<dyn coffer_meta::MetaStore>,
+    }));
     let iam = Arc::new(iam::Iam::open(store).await?);
     let kms_api = Arc::new(kms_api::KmsApi::new(
         Arc::clone(&kms),

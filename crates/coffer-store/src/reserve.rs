@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_meta::{
-    BucketEncryption, BucketInfo, MetaError, MetaResult, MetaStore, ObjectRecord, PartRecord,
-    Precondition, UploadRecord,
+    BucketConfig, BucketEncryption, BucketInfo, DeleteRequest, Deleted, MetaError, MetaResult,
+    MetaStore, ObjectRecord, ObjectUpdate, PartRecord, Precondition, UploadRecord, VersionEntry,
+    Written,
 };
 
 /// The reserve file.
@@ -113,19 +114,71 @@ impl MetaStore for Reserved {
         self.inner.object(bucket, key).await
     }
 
+    async fn bucket_config(&self, bucket: &str, kind: BucketConfig) -> MetaResult<Option<String>> {
+        self.inner.bucket_config(bucket, kind).await
+    }
+
+    async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+        document: Option<&str>,
+    ) -> MetaResult<()> {
+        self.inner.set_bucket_config(bucket, kind, document).await
+    }
+
     async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
+    ) -> MetaResult<Written> {
         self.inner.put_object(bucket, key, record, condition).await
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        request: &DeleteRequest<'_>,
+    ) -> MetaResult<Deleted> {
         self.reserve
-            .run(|| self.inner.delete_object(bucket, key))
+            .run(|| self.inner.delete_object(bucket, key, request))
+            .await
+    }
+
+    async fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> MetaResult<Option<ObjectRecord>> {
+        self.inner.object_version(bucket, key, version_id).await
+    }
+
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: &ObjectUpdate,
+    ) -> MetaResult<ObjectRecord> {
+        self.inner
+            .update_object(bucket, key, version_id, update)
+            .await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        version_marker: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<VersionEntry>> {
+        self.inner
+            .list_versions(bucket, prefix, key_marker, version_marker, limit)
             .await
     }
 
@@ -190,7 +243,7 @@ impl MetaStore for Reserved {
         key: &str,
         record: &ObjectRecord,
         condition: &Precondition,
-    ) -> MetaResult<Option<ObjectRecord>> {
+    ) -> MetaResult<Written> {
         self.inner
             .complete_upload(upload_id, bucket, key, record, condition)
             .await
