@@ -154,6 +154,7 @@ def main():
     env = Env(args.coffer, server)
     try:
         run(m, env)
+        version_rows(m, env)
     except Exception:  # noqa: BLE001 - setup failure: report and fail
         traceback.print_exc()
         m.rows.append(("setup", "-", "-", "complete", "failed"))
@@ -359,6 +360,56 @@ def run(m, env):
     m.row("bob", "s3:GetObject (rotated key)", "bob-data/b", ALLOW, lambda: env.s3("bob").get_object(Bucket="bob-data", Key="b"))
 
     kms_rows(m, env)
+
+
+def version_rows(m, env):
+    """Issue 14: version permissions and the GOVERNANCE bypass, which needs its own
+    permission (s3:BypassGovernanceRetention) besides the header; root cannot remove a
+    COMPLIANCE version at all."""
+    import datetime
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    actions = ["s3:CreateBucket", "s3:PutObject", "s3:GetObject", "s3:GetObjectVersion",
+               "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+               "s3:GetObjectRetention", "s3:ListBucketVersions"]
+    env.new_user("gina", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions,
+                       "Resource": ["arn:aws:s3:::gina-*", "arn:aws:s3:::gina-*/*"]}],
+    })
+    root, alice, gina, svc = (env.s3(w) for w in ["root", "alice", "gina", "svc"])
+    gina.create_bucket(Bucket="gina-worm", ObjectLockEnabledForBucket=True)
+    alice.create_bucket(Bucket="alice-worm", ObjectLockEnabledForBucket=True)
+
+    def governed(c, bucket):
+        return c.put_object(Bucket=bucket, Key="g", Body=b"g", ObjectLockMode="GOVERNANCE",
+                            ObjectLockRetainUntilDate=soon)["VersionId"]
+
+    gv, av = governed(gina, "gina-worm"), governed(alice, "alice-worm")
+    cv = root.put_object(Bucket="gina-worm", Key="c", Body=b"c", ObjectLockMode="COMPLIANCE",
+                         ObjectLockRetainUntilDate=soon)["VersionId"]
+    plain = gina.put_object(Bucket="gina-worm", Key="p", Body=b"p")["VersionId"]
+    m.row("gina", "s3:DeleteObjectVersion (bypass, no perm)", "gina-worm/g GOVERNANCE", "AccessDenied",
+          lambda: gina.delete_object(Bucket="gina-worm", Key="g", VersionId=gv, BypassGovernanceRetention=True))
+    m.row("gina", "s3:PutObjectRetention (shorten, no perm)", "gina-worm/g GOVERNANCE", "AccessDenied",
+          lambda: gina.put_object_retention(Bucket="gina-worm", Key="g", VersionId=gv,
+                                            BypassGovernanceRetention=True, Retention={}))
+    m.row("alice", "s3:DeleteObjectVersion (bypass, s3:*)", "alice-worm/g GOVERNANCE", ALLOW,
+          lambda: alice.delete_object(Bucket="alice-worm", Key="g", VersionId=av, BypassGovernanceRetention=True))
+    m.row("root", "s3:DeleteObjectVersion (bypass)", "gina-worm/g GOVERNANCE", ALLOW,
+          lambda: root.delete_object(Bucket="gina-worm", Key="g", VersionId=gv, BypassGovernanceRetention=True))
+    m.row("root", "s3:DeleteObjectVersion (bypass)", "gina-worm/c COMPLIANCE", "AccessDenied",
+          lambda: root.delete_object(Bucket="gina-worm", Key="c", VersionId=cv, BypassGovernanceRetention=True))
+    m.row("gina", "s3:DeleteObjectVersion", "gina-worm/p (unlocked)", ALLOW,
+          lambda: gina.delete_object(Bucket="gina-worm", Key="p", VersionId=plain))
+    m.row("gina", "s3:GetObjectVersion", "gina-worm/c", ALLOW,
+          lambda: gina.get_object(Bucket="gina-worm", Key="c", VersionId=cv))
+    m.row("alice", "s3:GetObjectVersion", "gina-worm/c", "AccessDenied",
+          lambda: alice.get_object(Bucket="gina-worm", Key="c", VersionId=cv))
+    # svc may s3:GetObject alice-data/reports/*, not s3:GetObjectVersion.
+    m.row("svc", "s3:GetObjectVersion (has GetObject only)", "alice-data/reports/q1", "AccessDenied",
+          lambda: svc.get_object(Bucket="alice-data", Key="reports/q1", VersionId="null"))
+    m.row("svc", "s3:GetObject", "alice-data/reports/q1", ALLOW,
+          lambda: svc.get_object(Bucket="alice-data", Key="reports/q1"))
 
 
 def kms_rows(m, env):

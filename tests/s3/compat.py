@@ -404,6 +404,7 @@ def boto3_checks(srv):
     versioning_checks(srv, s3)
     object_lock_checks(srv, s3)
     tagging_checks(s3)
+    cors_checks(srv, s3)
     http2_checks(srv)
 
 
@@ -936,6 +937,62 @@ def tagging_checks(s3):
         expect_client_error(lambda: s3.get_bucket_tagging(Bucket=b), 404, "NoSuchTagSet")
 
 
+def cors_checks(srv, s3):
+    """Issue 14: bucket CORS and the browser's preflight (also for a presigned URL's path)."""
+    b = "compat-cors"
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="page.txt", Body=b"hello")
+
+    def options(path, origin, method, req_headers=None):
+        h = {"Origin": origin, "Access-Control-Request-Method": method}
+        if req_headers:
+            h["Access-Control-Request-Headers"] = req_headers
+        return requests.options(srv.endpoint + path, headers=h, verify=srv.ca, timeout=30)
+
+    with check("CORS: Put/Get/DeleteBucketCors; invalid rules refused"):
+        expect_client_error(lambda: s3.get_bucket_cors(Bucket=b), 404, "NoSuchCORSConfiguration")
+        r = options(f"/{b}/page.txt", "https://app.example.com", "GET")
+        assert r.status_code == 403 and b"AccessForbidden" in r.content, (r.status_code, r.content[:200])
+        rules = [{"ID": "app", "AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["GET", "PUT"],
+                  "AllowedHeaders": ["x-amz-*", "content-type"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600}]
+        s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": rules})
+        got = s3.get_bucket_cors(Bucket=b)["CORSRules"]
+        assert got == rules, got
+        expect_client_error(lambda: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": [
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]}), 400, "InvalidRequest")
+
+    with check("CORS preflight OPTIONS: allowed origin/method/headers answered, others 403"):
+        r = options(f"/{b}/page.txt", "https://app.example.com", "PUT", "Content-Type, X-Amz-Date")
+        h = {k.lower(): v for k, v in r.headers.items()}
+        assert r.status_code == 200, (r.status_code, r.content[:300])
+        assert h.get("access-control-allow-origin") == "https://app.example.com", h
+        assert "PUT" in h.get("access-control-allow-methods", ""), h
+        assert h.get("access-control-allow-headers") == "content-type, x-amz-date", h
+        assert h.get("access-control-max-age") == "600" and h.get("access-control-expose-headers") == "ETag", h
+        for origin, method, hdrs in (("https://evil.test", "GET", None),
+                                     ("https://app.example.com", "DELETE", None),
+                                     ("https://app.example.com", "GET", "authorization")):
+            r = options(f"/{b}/page.txt", origin, method, hdrs)
+            assert r.status_code == 403, (origin, method, hdrs, r.status_code)
+        # A presigned URL's preflight: the query plays no part.
+        url = s3.generate_presigned_url("put_object", Params={"Bucket": b, "Key": "up.txt"}, ExpiresIn=300)
+        path = url[len(srv.endpoint):]
+        assert options(path, "https://app.example.com", "PUT").status_code == 200
+        r = requests.options(srv.endpoint + f"/{b}/page.txt", verify=srv.ca, timeout=30)
+        assert r.status_code == 400, r.status_code
+
+    with check("CORS: a cross-origin GET carries Access-Control-Allow-Origin; DeleteBucketCors ends it"):
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "page.txt"}, ExpiresIn=300)
+        r = requests.get(url, headers={"Origin": "https://app.example.com"}, verify=srv.ca, timeout=30)
+        assert r.status_code == 200 and r.content == b"hello", r.status_code
+        assert r.headers.get("Access-Control-Allow-Origin") == "https://app.example.com", dict(r.headers)
+        r = requests.get(url, headers={"Origin": "https://evil.test"}, verify=srv.ca, timeout=30)
+        assert "Access-Control-Allow-Origin" not in r.headers, dict(r.headers)
+        s3.delete_bucket_cors(Bucket=b)
+        expect_client_error(lambda: s3.get_bucket_cors(Bucket=b), 404, "NoSuchCORSConfiguration")
+        assert options(f"/{b}/page.txt", "https://app.example.com", "GET").status_code == 403
+
+
 def bucket_encryption_checks(s3):
     with check("bucket default encryption: Put/Get/DeleteBucketEncryption, objects follow it"):
         s3.create_bucket(Bucket="compat-bde")
@@ -1220,6 +1277,73 @@ def hostile_checks(srv, sentinel_dirs):
         assert not hits, f"files created outside the data dir: {hits}"
 
 
+def lifecycle_checks(binary, root):
+    """Issue 14: lifecycle rules, enforced by the server's background pass (every second here)."""
+    import datetime
+    srv = None
+    with check("lifecycle: Put/Get/DeleteBucketLifecycleConfiguration, rules checked as S3 does"):
+        srv = Server(binary, root, extra_args=["--lifecycle-interval", "1"])
+        s3 = srv.client()
+        s3.create_bucket(Bucket="life")
+        expect_client_error(lambda: s3.get_bucket_lifecycle_configuration(Bucket="life"),
+                            404, "NoSuchLifecycleConfiguration")
+        midnight = datetime.datetime.now(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        rules = [
+            {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Date": midnight}},
+            {"ID": "markers", "Status": "Enabled", "Filter": {"Prefix": "m/"},
+             "Expiration": {"ExpiredObjectDeleteMarker": True}},
+            {"ID": "old", "Status": "Enabled", "Filter": {"Prefix": ""},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+        ]
+        s3.put_bucket_lifecycle_configuration(Bucket="life", LifecycleConfiguration={"Rules": rules})
+        got = s3.get_bucket_lifecycle_configuration(Bucket="life")["Rules"]
+        assert [r["ID"] for r in got] == ["tmp", "markers", "old"], got
+        assert got[2]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30, got[2]
+        assert got[0]["Expiration"]["Date"] == midnight, got[0]
+        for bad, code in (
+            ([{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}}], "InvalidArgument"),
+            ([{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 0}}],
+             "InvalidArgument"),
+            ([{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""},
+               "Expiration": {"Date": midnight + datetime.timedelta(hours=5)}}], "InvalidArgument"),
+            ([rules[0], dict(rules[1], ID="tmp")], "InvalidArgument"),
+        ):
+            expect_client_error(lambda: s3.put_bucket_lifecycle_configuration(
+                Bucket="life", LifecycleConfiguration={"Rules": bad}), 400, code)
+        expect_client_error(lambda: s3.put_bucket_lifecycle_configuration(
+            Bucket="life", LifecycleConfiguration={"Rules": [
+                {"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""},
+                 "Transitions": [{"Days": 1, "StorageClass": "GLACIER"}]}]}), 501, "NotImplemented")
+
+    with check("lifecycle pass: expired objects go, others stay; lone delete markers are removed"):
+        s3.put_bucket_versioning(Bucket="life", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="life", Key="tmp/a", Body=b"a")
+        s3.put_object(Bucket="life", Key="keep/b", Body=b"b")
+        v = s3.put_object(Bucket="life", Key="m/k", Body=b"m")["VersionId"]
+        s3.delete_object(Bucket="life", Key="m/k")
+        s3.delete_object(Bucket="life", Key="m/k", VersionId=v)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            listing = s3.list_object_versions(Bucket="life")
+            markers = {m["Key"]: m for m in listing.get("DeleteMarkers", [])}
+            if "tmp/a" in markers and "m/k" not in markers:
+                break
+            time.sleep(0.5)
+        assert markers.get("tmp/a", {}).get("IsLatest"), f"tmp/a not expired: {listing}"
+        assert "m/k" not in markers, f"the lone marker of m/k stayed: {markers}"
+        assert s3.get_object(Bucket="life", Key="keep/b")["Body"].read() == b"b"
+        expect_client_error(lambda: s3.get_object(Bucket="life", Key="tmp/a"), 404, "NoSuchKey")
+        # In a versioned bucket expiration leaves the data as a noncurrent version.
+        assert [x["Key"] for x in listing["Versions"] if x["Key"] == "tmp/a"] == ["tmp/a"], listing["Versions"]
+        s3.delete_bucket_lifecycle(Bucket="life")
+        expect_client_error(lambda: s3.get_bucket_lifecycle_configuration(Bucket="life"),
+                            404, "NoSuchLifecycleConfiguration")
+    if srv is not None:
+        with check("lifecycle server: SIGTERM -> exit 0"):
+            srv.check_stop()
+
+
 def plain_http_checks(binary, root):
     """SSE-C must be refused over plain HTTP (--insecure-http)."""
     srv = None
@@ -1273,6 +1397,7 @@ def main():
                 assert len(keys) == 6, keys
                 srv.check_stop()
         plain_http_checks(binary, plain_root)
+        lifecycle_checks(binary, work / "lifecycle")
         with check("nothing written outside the data dirs (sentinel parent and working dirs)"):
             top = sorted(p.name for p in base.iterdir())
             assert top == ["plain", "server", "work"], top

@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// Largest object, copy or part accepted, in bytes (S3's limit: 5 GiB).
     #[arg(long, default_value_t = 5 << 30)]
     max_object_size: u64,
+    /// Seconds between lifecycle passes (bucket lifecycle rules: expiration, noncurrent
+    /// versions, unfinished uploads).
+    #[arg(long, default_value_t = 3600)]
+    lifecycle_interval: u64,
 }
 
 /// The arena limit the server runs with unless its environment sets one (see
@@ -114,6 +118,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
     config.insecure_http = args.insecure_http;
     config.root_key_file = args.root_key_file;
     config.domains = args.domains;
+    config.lifecycle_interval = std::time::Duration::from_secs(args.lifecycle_interval.max(1));
     config.limits = coffer_server::Limits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),

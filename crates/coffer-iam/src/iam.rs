@@ -551,11 +551,14 @@ impl Iam {
             Decision::NotApplicable => {
                 // ListBuckets is answered with the buckets the caller may list: harmless to
                 // allow by default (a policy can still deny it).
+                // Bypassing GOVERNANCE retention is never implied by owning the bucket: it
+                // needs an explicit Allow (as for IAM users on AWS), or root.
                 action == "s3:ListAllMyBuckets"
                     || p.is_root()
-                    || bucket.is_some_and(|b| {
-                        snap.bucket_owners.get(b).map_or("root", String::as_str) == p.name()
-                    })
+                    || (!EXPLICIT_ONLY.contains(&action)
+                        && bucket.is_some_and(|b| {
+                            snap.bucket_owners.get(b).map_or("root", String::as_str) == p.name()
+                        }))
             }
         }
     }
@@ -618,6 +621,9 @@ pub fn base_context(p: &Principal, secure: bool) -> Context {
     ctx.insert("aws:PrincipalAccount", crate::principal::ACCOUNT);
     ctx
 }
+
+/// Actions a bucket owner gets only from a policy that allows them, never by default.
+const EXPLICIT_ONLY: [&str; 1] = ["s3:BypassGovernanceRetention"];
 
 /// The IAM action an S3 operation needs (AWS's mapping; the operations Coffer serves).
 pub fn s3_action(op: &str) -> String {

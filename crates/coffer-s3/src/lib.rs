@@ -38,6 +38,7 @@ const MIN_PART: u64 = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 const MAX_KEY_LEN: usize = 1024;
 
+#[derive(Clone)]
 pub struct S3Handlers {
     pub iam: Arc<coffer_iam::iam::Iam>,
     /// Object, bucket and upload metadata (the commit point), behind the disk reserve.
@@ -386,9 +387,11 @@ macro_rules! set_checksums {
 mod bucket;
 mod checksum;
 mod copy;
+pub mod cors;
 mod delete;
 mod get;
 mod headers;
+mod lifecycle;
 mod list;
 mod lock;
 mod multipart;
@@ -401,6 +404,7 @@ use self::checksum::*;
 pub use self::copy::parse_copy_source_range;
 use self::get::*;
 use self::headers::*;
+pub use self::lifecycle::LifecycleReport;
 use self::list::*;
 pub use self::lock::LockedKeysGuard;
 use self::lock::*;
@@ -701,5 +705,47 @@ impl S3 for S3Handlers {
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         lock::delete_bucket_tagging(self, req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        lifecycle::put_bucket_lifecycle_configuration(self, req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        lifecycle::get_bucket_lifecycle_configuration(self, req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        lifecycle::delete_bucket_lifecycle(self, req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        cors::put_bucket_cors(self, req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        cors::get_bucket_cors(self, req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        cors::delete_bucket_cors(self, req).await
     }
 }

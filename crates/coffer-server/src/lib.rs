@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// Base domains for virtual-host-style requests (`bucket.<domain>`).
     pub domains: Vec<String>,
     pub limits: Limits,
+    /// How often the lifecycle pass runs (bucket lifecycle rules, docs/server.md).
+    pub lifecycle_interval: Duration,
 }
 
 /// Connection and request limits (docs/server.md, "Limits").
@@ -93,6 +95,7 @@ impl ServerConfig {
             root_passphrase: None,
             domains: vec!["localhost".to_owned()],
             limits: Limits::default(),
+            lifecycle_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -322,6 +325,32 @@ struct Front {
     peer: Option<std::net::SocketAddr>,
     /// `--body-idle-timeout`, for the XML bodies read here.
     idle: Duration,
+    /// Bucket metadata, for CORS (preflights and the headers of cross-origin requests).
+    meta: Arc<dyn coffer_meta::MetaStore>,
+    /// Virtual-host base domains (with and without the port), to find a request's bucket.
+    domains: Vec<String>,
+}
+
+/// The bucket a request names: `bucket.<domain>` in `Host`, else the first path segment.
+fn request_bucket<B>(req: &hyper::Request<B>, domains: &[String]) -> Option<String> {
+    if let Some(host) = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        for d in domains {
+            if let Some(b) = host
+                .strip_suffix(d.as_str())
+                .and_then(|b| b.strip_suffix('.'))
+            {
+                if !b.is_empty() {
+                    return Some(b.to_owned());
+                }
+            }
+        }
+    }
+    let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+    (!first.is_empty()).then(|| request::decode_or_keep(first))
 }
 
 type RespFuture =
@@ -337,9 +366,18 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
         let query = request::Query::parse(req.uri().query());
         let info = audit::RequestInfo::of(&req, &query, self.peer, &self.audit.iam);
         let head = req.method() == hyper::Method::HEAD;
+        // A cross-origin request (not a preflight) gets the CORS headers of the bucket's
+        // matching rule, if any.
+        let cors = (req.method() != hyper::Method::OPTIONS)
+            .then(|| req.headers().get(hyper::header::ORIGIN))
+            .flatten()
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned)
+            .zip(request_bucket(&req, &self.domains))
+            .map(|(origin, bucket)| (origin, bucket, req.method().as_str().to_owned()));
         let this = self.clone();
         Box::pin(async move {
-            let resp = match this.audit.request(&info).await {
+            let mut resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
                 Ok(()) => {
                     let (resp, recorded) =
@@ -348,6 +386,13 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
                     this.audit.response(info, resp?, recorded).await
                 }
             };
+            if let Some((origin, bucket, method)) = cors {
+                if let Ok(Some(rules)) = s3::cors::cors_rules(&*this.meta, &bucket).await {
+                    if let Some(rule) = s3::cors::find_rule(&rules, &origin, &method, &[]) {
+                        s3::cors::allow_headers(rule, &origin, &[], false, resp.headers_mut());
+                    }
+                }
+            }
             Ok(if head { without_body(resp) } else { resp })
         })
     }
@@ -370,6 +415,21 @@ impl Front {
                 hyper::StatusCode::BAD_REQUEST,
                 "RequestHeaderSectionTooLarge",
                 "Your request header section exceeds the maximum allowed size.",
+            );
+        }
+        if req.method() == hyper::Method::OPTIONS {
+            // A CORS preflight: unsigned by design (browsers send no credentials with it).
+            let Some(bucket) = request_bucket(&req, &self.domains) else {
+                return refuse(
+                    hyper::StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "Insufficient information. Origin request header needed.",
+                );
+            };
+            let meta = Arc::clone(&self.meta);
+            let headers = req.headers().clone();
+            return Box::pin(
+                async move { Ok(s3::cors::preflight(&*meta, &bucket, &headers).await) },
             );
         }
         if kms_api::KmsApi::is_kms_request(&req) {
@@ -794,6 +854,29 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains connections (up to 30 s).
+/// Runs the lifecycle pass every `interval` (the first one `interval` after start).
+fn spawn_lifecycle(handlers: s3::S3Handlers, interval: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            let r = handlers.lifecycle_pass(now).await;
+            if r != s3::LifecycleReport::default() {
+                tracing::info!(
+                    expired = r.expired,
+                    kept_by_lock = r.locked,
+                    aborted_uploads = r.aborted,
+                    errors = r.errors,
+                    "lifecycle pass"
+                );
+            }
+        }
+    });
+}
+
 pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let Opened {
         s3: handlers,
@@ -831,7 +914,16 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
+    spawn_lifecycle(handlers.clone(), config.lifecycle_interval);
+    let meta = Arc::clone(&handlers.meta);
+    let domains = config
+        .domains
+        .iter()
+        .flat_map(|d| [format!("{d}:{}", local.port()), d.clone()])
+        .collect();
     let service = Front {
+        meta,
+        domains,
         s3: build_service(handlers, &config, local.port())?,
         kms: kms_api,
         audit,
