@@ -411,6 +411,53 @@ def version_rows(m, env):
     m.row("svc", "s3:GetObject", "alice-data/reports/q1", ALLOW,
           lambda: svc.get_object(Bucket="alice-data", Key="reports/q1"))
 
+    def owners_are_distinct():
+        mine, roots = alice.list_buckets()["Owner"], root.list_buckets()["Owner"]
+        assert mine["ID"] != roots["ID"] and mine["DisplayName"] == "alice", (mine, roots)
+        acl = alice.get_bucket_acl(Bucket="alice-data")
+        assert acl["Owner"]["ID"] == mine["ID"], acl
+        assert root.get_bucket_acl(Bucket="root-data")["Owner"]["ID"] == roots["ID"]
+    m.row("alice", "s3:GetBucketAcl (owner is alice, not root)", "alice-data", ALLOW, owners_are_distinct)
+    m.row("bob", "s3:GetBucketAcl", "alice-data", "AccessDenied",
+          lambda: env.s3("bob").get_bucket_acl(Bucket="alice-data"))
+
+    # Condition keys: s3:ExistingObjectTag, s3:RequestObjectTag, s3:x-amz-copy-source.
+    root.create_bucket(Bucket="tagged-data")
+    root.put_object(Bucket="tagged-data", Key="pub", Body=b"p", Tagging="class=public")
+    root.put_object(Bucket="tagged-data", Key="priv", Body=b"s", Tagging="class=secret")
+    root.put_object(Bucket="tagged-data", Key="quarantine/x", Body=b"q")
+    root.put_bucket_policy(Bucket="tagged-data", Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                       "Resource": "arn:aws:s3:::tagged-data/*",
+                       "Condition": {"StringLike": {"s3:x-amz-copy-source": "tagged-data/quarantine/*"}}}]}))
+    env.new_user("hank", {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::tagged-data/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}},
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::tagged-data/*",
+             "Condition": {"StringEquals": {"s3:RequestObjectTag/team": "hank"}}},
+        ],
+    })
+    hank = env.s3("hank")
+    m.row("hank", "s3:GetObject (ExistingObjectTag matches)", "tagged-data/pub", ALLOW,
+          lambda: hank.get_object(Bucket="tagged-data", Key="pub"))
+    m.row("hank", "s3:GetObject (ExistingObjectTag differs)", "tagged-data/priv", "AccessDenied",
+          lambda: hank.get_object(Bucket="tagged-data", Key="priv"))
+    m.row("hank", "s3:PutObject (RequestObjectTag matches)", "tagged-data/h1", ALLOW,
+          lambda: hank.put_object(Bucket="tagged-data", Key="h1", Body=b"h", Tagging="team=hank"))
+    m.row("hank", "s3:PutObject (RequestObjectTag differs)", "tagged-data/h2", "AccessDenied",
+          lambda: hank.put_object(Bucket="tagged-data", Key="h2", Body=b"h", Tagging="team=other"))
+    m.row("hank", "s3:PutObject (no tags)", "tagged-data/h3", "AccessDenied",
+          lambda: hank.put_object(Bucket="tagged-data", Key="h3", Body=b"h"))
+    m.row("root", "s3:PutObject (copy-source denied)", "tagged-data/quarantine/x", "AccessDenied",
+          lambda: root.copy_object(Bucket="tagged-data", Key="copy1",
+                                   CopySource={"Bucket": "tagged-data", "Key": "quarantine/x"}))
+    m.row("root", "s3:PutObject (copy-source allowed)", "tagged-data/pub", ALLOW,
+          lambda: root.copy_object(Bucket="tagged-data", Key="copy2",
+                                   CopySource={"Bucket": "tagged-data", "Key": "pub"}))
+
 
 def kms_rows(m, env):
     """Key ownership through the KMS API and through SSE-KMS (needs the KMS API)."""

@@ -405,6 +405,7 @@ def boto3_checks(srv):
     object_lock_checks(srv, s3)
     tagging_checks(s3)
     cors_checks(srv, s3)
+    acl_checks(srv, s3)
     http2_checks(srv)
 
 
@@ -991,6 +992,68 @@ def cors_checks(srv, s3):
         s3.delete_bucket_cors(Bucket=b)
         expect_client_error(lambda: s3.get_bucket_cors(Bucket=b), 404, "NoSuchCORSConfiguration")
         assert options(f"/{b}/page.txt", "https://app.example.com", "GET").status_code == 403
+
+
+def acl_checks(srv, s3):
+    """Issue 14: owners, ACLs in the bucket-owner-enforced model, public access block."""
+    b = "compat-acl"
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="o", Body=b"o")
+    with check("owners: a canonical id per identity; ACLs read as owner FULL_CONTROL"):
+        me = s3.list_buckets()["Owner"]
+        assert re.fullmatch(r"[0-9a-f]{64}", me["ID"]) and me["DisplayName"] == "root", me
+        acl = s3.get_bucket_acl(Bucket=b)
+        assert acl["Owner"]["ID"] == me["ID"], acl
+        assert [(g["Grantee"]["ID"], g["Permission"]) for g in acl["Grants"]] == [(me["ID"], "FULL_CONTROL")], acl
+        oacl = s3.get_object_acl(Bucket=b, Key="o")
+        assert oacl["Owner"]["ID"] == me["ID"] and oacl["Grants"][0]["Permission"] == "FULL_CONTROL", oacl
+        listed = s3.list_objects_v2(Bucket=b, FetchOwner=True)["Contents"][0]["Owner"]
+        assert listed["ID"] == me["ID"], listed
+        oc = s3.get_bucket_ownership_controls(Bucket=b)["OwnershipControls"]["Rules"]
+        assert oc == [{"ObjectOwnership": "BucketOwnerEnforced"}], oc
+
+    with check("ACLs disabled: public ACLs refused (AccessControlListNotSupported), owner ACLs accepted"):
+        expect_client_error(lambda: s3.put_bucket_acl(Bucket=b, ACL="public-read"), 400,
+                            "AccessControlListNotSupported")
+        expect_client_error(lambda: s3.put_object(Bucket=b, Key="p", Body=b"p", ACL="public-read"), 400,
+                            "AccessControlListNotSupported")
+        expect_client_error(lambda: s3.head_object(Bucket=b, Key="p"), 404)
+        expect_client_error(lambda: s3.put_object_acl(Bucket=b, Key="o", ACL="public-read-write"), 400,
+                            "AccessControlListNotSupported")
+        s3.put_object(Bucket=b, Key="p", Body=b"p", ACL="bucket-owner-full-control")
+        s3.put_bucket_acl(Bucket=b, ACL="private")
+        expect_client_error(lambda: s3.create_bucket(Bucket="compat-acl-public", ACL="public-read"), 400,
+                            "InvalidBucketAclWithObjectOwnership")
+        expect_client_error(lambda: s3.head_bucket(Bucket="compat-acl-public"), 404)
+
+    with check("public access block: on by default; blocks a public policy; GetBucketPolicyStatus"):
+        pab = s3.get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"]
+        assert pab == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                       "RestrictPublicBuckets": True}, pab
+        public = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{b}/*"}]})
+        expect_client_error(lambda: s3.put_bucket_policy(Bucket=b, Policy=public), 403, "AccessDenied")
+        expect_client_error(lambda: s3.get_bucket_policy(Bucket=b), 404, "NoSuchBucketPolicy")
+        expect_client_error(lambda: s3.get_bucket_policy_status(Bucket=b), 404, "NoSuchBucketPolicy")
+        s3.delete_public_access_block(Bucket=b)
+        expect_client_error(lambda: s3.get_public_access_block(Bucket=b), 404,
+                            "NoSuchPublicAccessBlockConfiguration")
+        s3.put_bucket_policy(Bucket=b, Policy=public)
+        assert s3.get_bucket_policy_status(Bucket=b)["PolicyStatus"]["IsPublic"] is True
+        narrowed = json.loads(public)
+        narrowed["Statement"][0]["Condition"] = {"Bool": {"aws:SecureTransport": "true"}}
+        s3.put_bucket_policy(Bucket=b, Policy=json.dumps(narrowed))
+        assert s3.get_bucket_policy_status(Bucket=b)["PolicyStatus"]["IsPublic"] is False
+        s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": False})
+        got = s3.get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"]
+        assert got["BlockPublicPolicy"] is True and got["BlockPublicAcls"] is False, got
+        s3.delete_bucket_policy(Bucket=b)
+
+    with check("anonymous requests are refused (no grant can open a bucket to them yet)"):
+        r = requests.get(f"{srv.endpoint}/{b}/o", verify=srv.ca, timeout=30)
+        assert r.status_code == 403 and b"AccessDenied" in r.content, (r.status_code, r.content[:200])
 
 
 def bucket_encryption_checks(s3):

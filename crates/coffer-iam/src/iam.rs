@@ -67,6 +67,9 @@ struct Snapshot {
     policies: HashMap<String, Vec<(String, Policy)>>,
     bucket_owners: HashMap<String, String>,
     bucket_policies: HashMap<String, Policy>,
+    /// Whether any policy names an `s3:ExistingObjectTag/…` key: only then does the access
+    /// hook read an object's tags before deciding.
+    uses_existing_tags: bool,
 }
 
 /// The identity and policy store: decisions from an in-memory snapshot, changes written
@@ -211,6 +214,9 @@ impl Iam {
                 },
             );
         }
+        let mentions = |doc: &str| doc.to_ascii_lowercase().contains("s3:existingobjecttag/");
+        s.uses_existing_tags = stored.identity_policies.values().any(|d| mentions(d))
+            || stored.bucket_policies.values().any(|d| mentions(d));
         for ((who, pname), doc) in stored.identity_policies {
             let pol = Policy::parse(&doc, PolicyKind::Identity).map_err(|e| {
                 ServerError::Internal(format!("stored policy {pname} of {who}: {e}"))
@@ -224,6 +230,11 @@ impl Iam {
         }
         *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
         Ok(())
+    }
+
+    /// Whether some policy conditions on `s3:ExistingObjectTag/…`.
+    pub fn uses_existing_tags(&self) -> bool {
+        self.snapshot().uses_existing_tags
     }
 
     // ---- identities ----
@@ -622,6 +633,16 @@ pub fn base_context(p: &Principal, secure: bool) -> Context {
     ctx
 }
 
+/// The canonical user id S3 shows for an identity (owners, grants): 64 hex digits, like
+/// AWS's, derived from the identity's name so that each identity has its own and it is
+/// stable across restarts (SHA-256 of a fixed label and the name).
+pub fn canonical_id(identity: &str) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"coffer canonical user id\0");
+    ctx.update(identity.as_bytes());
+    hex::encode(ctx.finish().as_ref())
+}
+
 /// Actions a bucket owner gets only from a policy that allows them, never by default.
 const EXPLICIT_ONLY: [&str; 1] = ["s3:BypassGovernanceRetention"];
 
@@ -692,7 +713,26 @@ pub fn s3_arn(bucket: &str, key: Option<&str>) -> String {
 pub struct S3Authz {
     pub iam: Arc<Iam>,
     pub secure: bool,
+    /// Object metadata, for `s3:ExistingObjectTag/…` (read only when a policy uses it).
+    pub meta: Option<Arc<dyn coffer_meta::MetaStore>>,
 }
+
+/// Operations on an existing object version whose decision may use its tags
+/// (`s3:ExistingObjectTag/<key>`), as on AWS.
+const TAG_CONDITIONED: [&str; 12] = [
+    "GetObject",
+    "HeadObject",
+    "GetObjectAttributes",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetObjectAcl",
+    "PutObjectAcl",
+    "GetObjectRetention",
+    "PutObjectRetention",
+    "GetObjectLegalHold",
+    "PutObjectLegalHold",
+];
 
 /// `AccessDenied`, recorded as the request's outcome: the one refusal of the S3 access hook
 /// and of handlers that find no caller or proof in the extensions.
@@ -759,6 +799,29 @@ impl s3s::access::S3Access for S3Authz {
         if let Some(v) = query.get("versionId") {
             ctx.insert("s3:VersionId", v.to_owned());
         }
+        // Tags the request sets (`x-amz-tagging` on PUT, copy, multipart creation).
+        if let Some(t) = cx
+            .headers()
+            .get("x-amz-tagging")
+            .and_then(|v| v.to_str().ok())
+        {
+            for (k, v) in form_urlencoded::parse(t.as_bytes()) {
+                ctx.insert(&format!("s3:RequestObjectTag/{k}"), v.into_owned());
+                ctx.insert("s3:RequestObjectTagKeys", k.into_owned());
+            }
+        }
+        // Tags the object already has, when a policy looks at them.
+        if let (Some(meta), Some(b), Some(k)) = (&self.meta, &bucket, &key) {
+            if TAG_CONDITIONED.contains(&op.as_str()) && self.iam.uses_existing_tags() {
+                let found = meta
+                    .object_version(b, k, query.get("versionId"))
+                    .await
+                    .map_err(|_| access_denied())?;
+                for (tk, tv) in found.map(|r| r.tags).unwrap_or_default() {
+                    ctx.insert(&format!("s3:ExistingObjectTag/{tk}"), tv);
+                }
+            }
+        }
         let resource = match (&bucket, &key) {
             (None, _) => "*".to_owned(),
             (Some(b), k) => s3_arn(b, k.as_deref()),
@@ -815,6 +878,17 @@ fn copy_source(v: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_ids_are_distinct_stable_and_shaped_like_aws() {
+        let (a, b) = (canonical_id("alice"), canonical_id("bob"));
+        assert_ne!(a, b);
+        assert_eq!(a, canonical_id("alice"));
+        assert!(
+            a.len() == 64 && a.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{a}"
+        );
+    }
 
     #[test]
     fn copy_source_forms() {

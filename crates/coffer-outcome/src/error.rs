@@ -93,6 +93,7 @@ fn to_s3(e: ServerError) -> S3Error {
             let code = e_code(&e);
             let status = match code.as_str() {
                 "InvalidPartNumber" => http::StatusCode::RANGE_NOT_SATISFIABLE,
+                "NoSuchPublicAccessBlockConfiguration" => http::StatusCode::NOT_FOUND,
                 // Not retried by SDKs (unlike 500/503): a full disk does not clear itself.
                 "InsufficientStorage" => http::StatusCode::INSUFFICIENT_STORAGE,
                 _ => http::StatusCode::BAD_REQUEST,

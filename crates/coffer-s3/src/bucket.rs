@@ -38,6 +38,21 @@ pub(super) async fn create_bucket(
         )
         .into());
     }
+    // ACLs are disabled (bucket owner enforced): a new bucket takes no other ACL.
+    let acl = req.input.acl.as_ref().map(|a| a.as_str());
+    if acl.is_some_and(|a| a != "private")
+        || req.input.grant_full_control.is_some()
+        || req.input.grant_read.is_some()
+        || req.input.grant_read_acp.is_some()
+        || req.input.grant_write.is_some()
+        || req.input.grant_write_acp.is_some()
+    {
+        return Err(ServerError::s3(
+            S3ErrorCode::InvalidBucketAclWithObjectOwnership,
+            "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+        )
+        .into());
+    }
     let caller = principal(&req.extensions)?;
     match h.meta.create_bucket(&bucket, now_ms(), caller.name()).await {
         Ok(()) => {}
@@ -57,12 +72,15 @@ pub(super) async fn create_bucket(
         }
         Err(e) => return Err(ServerError::from(e).into()),
     }
-    if req.input.object_lock_enabled_for_bucket == Some(true) {
-        if let Err(e) = enable_lock_at_creation(h, &bucket).await {
-            // No half-made bucket: one that was asked to lock and does not is removed.
-            let _ = h.meta.delete_bucket(&bucket).await;
-            return Err(e.into());
-        }
+    // New buckets block public access, as on AWS since April 2023.
+    let mut made = set_access_block(h, &bucket, &AccessBlock::ALL).await;
+    if made.is_ok() && req.input.object_lock_enabled_for_bucket == Some(true) {
+        made = enable_lock_at_creation(h, &bucket).await;
+    }
+    if let Err(e) = made {
+        // No half-made bucket: one whose configuration could not be written is removed.
+        let _ = h.meta.delete_bucket(&bucket).await;
+        return Err(e.into());
     }
     s3(h.iam.reload().await)?;
     let mut out = CreateBucketOutput::default();
@@ -163,7 +181,7 @@ pub(super) async fn list_buckets(
             .collect(),
     );
     out.prefix = input.prefix;
-    out.owner = Some(owner());
+    out.owner = Some(owner_of(caller.name()));
     Ok(S3Response::new(out))
 }
 
@@ -347,6 +365,15 @@ pub(super) async fn put_bucket_policy(
         return Err(ServerError::NoSuchBucket.into());
     }
     let proof = authorized(&req.extensions)?;
+    if policy_is_public(&req.input.policy)
+        && s3(h.access_block(&req.input.bucket).await)?.is_some_and(|b| b.block_public_policy)
+    {
+        return Err(ServerError::s3(
+            S3ErrorCode::AccessDenied,
+            "Access Denied: the bucket's public access block (BlockPublicPolicy) refuses a public bucket policy",
+        )
+        .into());
+    }
     s3(h.iam
         .put_bucket_policy(proof, &req.input.bucket, &req.input.policy)
         .await)?;

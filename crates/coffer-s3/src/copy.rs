@@ -92,6 +92,7 @@ pub(super) async fn copy_object(
     let input = req.input;
     s3(check_key(&input.key))?;
     s3(check_metadata(input.metadata.as_ref()))?;
+    check_write_acl!(h, input);
     let (src_customer, src_bucket, src_key, src) = read_copy_source!(h, input);
     let replace = input
         .metadata_directive

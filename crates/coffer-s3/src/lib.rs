@@ -134,11 +134,20 @@ fn version_out(rec: &ObjectRecord, asked: Option<&str>) -> Option<String> {
     }
 }
 
-fn owner() -> Owner {
+/// The S3 owner of identity `name`: its own canonical id, its name as display name.
+fn owner_of(name: &str) -> Owner {
     let mut o = Owner::default();
-    o.id = Some("coffer".to_owned());
-    o.display_name = Some("coffer".to_owned());
+    o.id = Some(coffer_iam::iam::canonical_id(name));
+    o.display_name = Some(name.to_owned());
     o
+}
+
+impl S3Handlers {
+    /// The owner of a bucket and, under "bucket owner enforced" (the only object ownership
+    /// Coffer has), of every object in it.
+    fn bucket_owner(&self, bucket: &str) -> Owner {
+        owner_of(&self.iam.bucket_owner(bucket))
+    }
 }
 
 fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
@@ -384,6 +393,7 @@ macro_rules! set_checksums {
     }};
 }
 
+mod acl;
 mod bucket;
 mod checksum;
 mod copy;
@@ -399,6 +409,7 @@ mod put;
 mod read;
 mod save;
 
+use self::acl::*;
 pub use self::checksum::verify_small_body;
 use self::checksum::*;
 pub use self::copy::parse_copy_source_range;
@@ -747,5 +758,75 @@ impl S3 for S3Handlers {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         cors::delete_bucket_cors(self, req).await
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        acl::get_bucket_acl(self, req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        acl::put_bucket_acl(self, req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        acl::get_object_acl(self, req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        acl::put_object_acl(self, req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        acl::get_bucket_ownership_controls(self, req).await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
+        acl::put_bucket_ownership_controls(self, req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        acl::put_public_access_block(self, req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        acl::get_public_access_block(self, req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        acl::delete_public_access_block(self, req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        acl::get_bucket_policy_status(self, req).await
     }
 }

@@ -268,6 +268,7 @@ pub(super) async fn list_objects_v2(
         next,
     } = page;
     let fetch_owner = input.fetch_owner.unwrap_or(false);
+    let bucket_owner = h.bucket_owner(&input.bucket);
     let mut out = ListObjectsV2Output::default();
     list_output!(out, input, prefix, limit);
     out.key_count = Some((contents.len() + prefixes.len()) as i32);
@@ -281,7 +282,7 @@ pub(super) async fn list_objects_v2(
             .map(|(k, r)| {
                 let mut o = to_object(k, &r);
                 if fetch_owner {
-                    o.owner = Some(owner());
+                    o.owner = Some(bucket_owner.clone());
                 }
                 o
             })
@@ -402,6 +403,7 @@ pub(super) async fn list_object_versions(
         limit,
     )
     .await)?;
+    let bucket_owner = h.bucket_owner(&input.bucket);
     let mut out = ListObjectVersionsOutput::default();
     list_output!(out, input, prefix, limit);
     out.key_marker = Some(key_marker);
@@ -421,7 +423,7 @@ pub(super) async fn list_object_versions(
             m.version_id = Some(r.s3_version_id().to_owned());
             m.is_latest = Some(e.is_latest);
             m.last_modified = Some(ts(r.last_modified));
-            m.owner = Some(owner());
+            m.owner = Some(bucket_owner.clone());
             markers.push(m);
         } else {
             let mut v = ObjectVersion::default();
@@ -431,7 +433,7 @@ pub(super) async fn list_object_versions(
             v.e_tag = Some(etag(&r.etag));
             v.last_modified = Some(ts(r.last_modified));
             v.size = Some(r.size as i64);
-            v.owner = Some(owner());
+            v.owner = Some(bucket_owner.clone());
             v.storage_class = Some(ObjectVersionStorageClass::from_static(
                 ObjectVersionStorageClass::STANDARD,
             ));

@@ -137,6 +137,7 @@ pub(super) async fn create_multipart_upload(
     // The proof is not kept: each UploadPart asks for its own.
     drop(proof);
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    check_write_acl!(h, input);
     let extras = write_extras!(h, input);
     let rec = UploadRecord {
         retention: extras.retention,
@@ -591,7 +592,7 @@ pub(super) async fn list_multipart_uploads(
                 u.key = Some(rec.key);
                 u.upload_id = Some(id);
                 u.initiated = Some(ts(rec.initiated));
-                u.owner = Some(owner());
+                u.owner = Some(h.bucket_owner(&rec.bucket));
                 u.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
                 u
             })
@@ -645,7 +646,7 @@ pub(super) async fn list_parts(
     out.max_parts = Some(max as i32);
     out.is_truncated = Some(truncated);
     out.next_part_number_marker = page.last().and_then(|p| p.part_number);
-    out.owner = Some(owner());
+    out.owner = Some(h.bucket_owner(&out.bucket.clone().unwrap_or_default()));
     out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
     out.checksum_algorithm = upload.checksum_algorithm.map(ChecksumAlgorithm::from);
     out.parts = Some(page);

@@ -9,6 +9,7 @@ pub(super) async fn put_object(
     let input = req.input;
     s3(check_key(&input.key))?;
     s3(check_metadata(input.metadata.as_ref()))?;
+    check_write_acl!(h, input);
     let (sse_rec, customer, bucket_key, proof) = h
         .write_choice(
             &req.extensions,

@@ -266,11 +266,13 @@ fn build_service(
 ) -> ServerResult<s3s::service::S3Service> {
     let iam = Arc::clone(&handlers.iam);
     let secure = handlers.secure;
+    let meta = Arc::clone(&handlers.meta);
     let mut builder = s3s::service::S3ServiceBuilder::new(handlers);
     builder.set_auth(Credentials(Arc::clone(&iam)));
     builder.set_access(iam::S3Authz {
         iam: Arc::clone(&iam),
         secure,
+        meta: Some(meta),
     });
     builder.set_route(admin::AdminRoute { iam, secure });
     if !config.domains.is_empty() {
