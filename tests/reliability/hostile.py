@@ -976,7 +976,7 @@ def cat_query(ctx):
     cases.append(Q("AbortMultipartUpload of another key's upload",
                    lambda: ctx.req("DELETE", f"/{BUCKET}/query/other?uploadId={up}"), X((404, "NoSuchUpload")),
                    after=lambda accepted=False: None if ctx.s3.list_parts(Bucket=BUCKET, Key="query/mpu", UploadId=up) else "upload gone"))
-    cases.append(Q("unsupported subresource ?acl (documented 501)", lambda: ctx.req("GET", f"/{BUCKET}/canary?acl"),
+    cases.append(Q("unsupported subresource ?website (documented 501)", lambda: ctx.req("GET", f"/{BUCKET}?website"),
                    X((501, "NotImplemented"), note="docs/server.md: operations Coffer lacks are s3s's 501 NotImplemented")))
     return cases
 

@@ -406,6 +406,7 @@ def boto3_checks(srv):
     tagging_checks(s3)
     cors_checks(srv, s3)
     acl_checks(srv, s3)
+    post_object_checks(srv, s3)
     http2_checks(srv)
 
 
@@ -633,6 +634,38 @@ def protocol_checks(srv, s3):
             h = s3.head_object(Bucket="compat", Key=key, ChecksumMode="ENABLED")
             assert h.get("Checksum" + alg) == want, (alg, h.get("Checksum" + alg), want)
             s3.delete_object(Bucket="compat", Key=key)
+
+    with check("multipart checksums: FULL_OBJECT CRC32, CRC32C and CRC64NVME = the CRC of the whole object"):
+        from awscrt import checksums as crt
+        crcs = {"CRC32": (lambda b: zlib.crc32(b).to_bytes(4, "big")),
+                "CRC32C": (lambda b: crt.crc32c(b).to_bytes(4, "big")),
+                "CRC64NVME": (lambda b: crt.crc64nvme(b).to_bytes(8, "big"))}
+        for alg, crc in crcs.items():
+            key = f"proto/full-{alg}"
+            kw = {} if alg == "CRC64NVME" else {"ChecksumType": "FULL_OBJECT"}
+            up = s3.create_multipart_upload(Bucket="compat", Key=key, ChecksumAlgorithm=alg, **kw)
+            assert up.get("ChecksumType") == "FULL_OBJECT", (alg, up.get("ChecksumType"))
+            bodies = [rnd(PART), rnd(PART + 17), rnd(999)]
+            parts = []
+            for n, b in enumerate(bodies, 1):
+                r = s3.upload_part(Bucket="compat", Key=key, UploadId=up["UploadId"], PartNumber=n, Body=b,
+                                   ChecksumAlgorithm=alg)
+                parts.append({"PartNumber": n, "ETag": r["ETag"], "Checksum" + alg: r["Checksum" + alg]})
+            want = base64.b64encode(crc(b"".join(bodies))).decode()
+            wrong = base64.b64encode(crc(b"other")).decode()
+            expect_client_error(lambda: s3.complete_multipart_upload(
+                Bucket="compat", Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": parts},
+                ChecksumType="FULL_OBJECT", **{"Checksum" + alg: wrong}), 400, "BadDigest")
+            done = s3.complete_multipart_upload(Bucket="compat", Key=key, UploadId=up["UploadId"],
+                                                MultipartUpload={"Parts": parts}, ChecksumType="FULL_OBJECT",
+                                                **{"Checksum" + alg: want})
+            assert done.get("Checksum" + alg) == want and done.get("ChecksumType") == "FULL_OBJECT", (alg, done)
+            h = s3.head_object(Bucket="compat", Key=key, ChecksumMode="ENABLED")
+            assert h.get("Checksum" + alg) == want, (alg, h)
+            s3.delete_object(Bucket="compat", Key=key)
+        expect_client_error(lambda: s3.create_multipart_upload(
+            Bucket="compat", Key="proto/bad", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT"),
+            400, "InvalidRequest")
 
     body = rnd(1000)
     put = s3.put_object(Bucket="compat", Key="proto/k", Body=body)
@@ -1051,9 +1084,80 @@ def acl_checks(srv, s3):
         assert got["BlockPublicPolicy"] is True and got["BlockPublicAcls"] is False, got
         s3.delete_bucket_policy(Bucket=b)
 
-    with check("anonymous requests are refused (no grant can open a bucket to them yet)"):
-        r = requests.get(f"{srv.endpoint}/{b}/o", verify=srv.ca, timeout=30)
-        assert r.status_code == 403 and b"AccessDenied" in r.content, (r.status_code, r.content[:200])
+    with check("anonymous access: only where a bucket policy grants it, and not with RestrictPublicBuckets"):
+        url = f"{srv.endpoint}/{b}/o"
+        r = requests.get(url, verify=srv.ca, timeout=30)
+        assert r.status_code == 403 and b"AccessDenied" in r.content, ("no grant yet", r.status_code)
+        public = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{b}/*"}]})
+        s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": False})
+        s3.put_bucket_policy(Bucket=b, Policy=public)
+        r = requests.get(url, verify=srv.ca, timeout=30)
+        assert r.status_code == 200 and r.content == b"o", (r.status_code, r.content[:200])
+        r = requests.put(f"{srv.endpoint}/{b}/anon", data=b"x", verify=srv.ca, timeout=30)
+        assert r.status_code == 403, ("PutObject is not granted", r.status_code)
+        expect_client_error(lambda: s3.head_object(Bucket=b, Key="anon"), 404)
+        r = requests.get(f"{srv.endpoint}/{b}", verify=srv.ca, timeout=30)
+        assert r.status_code == 403, ("ListBucket is not granted", r.status_code)
+        assert requests.get(f"{srv.endpoint}/compat/proto/k", verify=srv.ca, timeout=30).status_code == 403
+        assert requests.get(srv.endpoint + "/", verify=srv.ca, timeout=30).status_code == 403
+        s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": True})
+        r = requests.get(url, verify=srv.ca, timeout=30)
+        assert r.status_code == 403, ("RestrictPublicBuckets", r.status_code)
+        s3.delete_bucket_policy(Bucket=b)
+
+
+def post_object_checks(srv, s3):
+    """Issue 14: POST object (browser form upload) with boto3's presigned POST."""
+    b = "compat-post"
+    s3.create_bucket(Bucket=b)
+
+    def post(key, body, fields=None, conditions=None, tamper=False, filename="f.txt"):
+        p = s3.generate_presigned_post(b, key, Fields=fields, Conditions=conditions, ExpiresIn=300)
+        form = dict(p["fields"])
+        if tamper:
+            form["x-amz-signature"] = "0" * 64
+        return requests.post(p["url"], data=form, files={"file": (filename, body)}, verify=srv.ca,
+                             allow_redirects=False, timeout=60)
+
+    with check("POST object: 204 by default; success_action_status 201 (XML) and 200; object stored encrypted"):
+        body = rnd(SMALL)
+        r = post("form/a", body)
+        assert r.status_code == 204, (r.status_code, r.content[:300])
+        assert s3.get_object(Bucket=b, Key="form/a")["Body"].read() == body
+        assert s3.head_object(Bucket=b, Key="form/a")["ServerSideEncryption"] == "AES256"
+        r = post("form/b", b"bee", fields={"success_action_status": "201"},
+                 conditions=[{"success_action_status": "201"}])
+        assert r.status_code == 201 and b"<Key>form/b</Key>" in r.content, (r.status_code, r.content[:300])
+        r = post("form/c", b"sea", fields={"success_action_status": "200"},
+                 conditions=[{"success_action_status": "200"}])
+        assert r.status_code == 200, r.status_code
+
+    with check("POST object: success_action_redirect answers 303 with bucket, key and etag"):
+        r = post("form/r", b"redirected", fields={"success_action_redirect": "https://app.example.com/done"},
+                 conditions=[{"success_action_redirect": "https://app.example.com/done"}])
+        loc = r.headers.get("Location", "")
+        assert r.status_code == 303 and loc.startswith("https://app.example.com/done?"), (r.status_code, loc)
+        assert "bucket=compat-post" in loc and "key=form%2Fr" in loc and "etag=" in loc, loc
+
+    with check("POST object: policy violations and a bad signature are refused, nothing stored"):
+        r = post("form/big", rnd(1000), conditions=[["content-length-range", 1, 100]])
+        assert r.status_code in (400, 403), (r.status_code, r.content[:200])
+        r = post("form/forged", b"x", tamper=True)
+        assert r.status_code == 403, (r.status_code, r.content[:200])
+        p = s3.generate_presigned_post(b, "uploads/ok", Conditions=[["starts-with", "$key", "uploads/"]],
+                                       ExpiresIn=300)
+        form = dict(p["fields"], key="elsewhere/x")
+        r = requests.post(p["url"], data=form, files={"file": ("f", b"x")}, verify=srv.ca, timeout=60)
+        assert r.status_code in (400, 403), (r.status_code, r.content[:200])
+        r = post("form/${filename}", b"x")
+        assert r.status_code == 400, (r.status_code, r.content[:200])
+        for k in ("form/big", "form/forged", "elsewhere/x", "form/f.txt"):
+            expect_client_error(lambda: s3.head_object(Bucket=b, Key=k), 404)
 
 
 def bucket_encryption_checks(s3):
@@ -1192,6 +1296,36 @@ def cli_checks(srv, work):
         lv = json.loads(aws("s3api", "list-object-versions", "--bucket", "cli-worm").stdout)
         assert sorted(x["VersionId"] for x in lv["Versions"]) == sorted(ids), lv
         assert len(lv.get("DeleteMarkers", [])) == 1 and lv["DeleteMarkers"][0]["IsLatest"], lv
+
+    with check("aws s3api: lifecycle, CORS, ACL, ownership controls, public access block, policy status"):
+        aws("s3api", "create-bucket", "--bucket", "cli-conf")
+        aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", "cli-conf", "--lifecycle-configuration",
+            '{"Rules":[{"ID":"tmp","Status":"Enabled","Filter":{"Prefix":"tmp/"},"Expiration":{"Days":7},'
+            '"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":2}}]}')
+        lc = json.loads(aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", "cli-conf").stdout)
+        assert lc["Rules"][0]["Expiration"]["Days"] == 7, lc
+        aws("s3api", "put-bucket-cors", "--bucket", "cli-conf", "--cors-configuration",
+            '{"CORSRules":[{"AllowedOrigins":["https://a.test"],"AllowedMethods":["GET"]}]}')
+        cors = json.loads(aws("s3api", "get-bucket-cors", "--bucket", "cli-conf").stdout)
+        assert cors["CORSRules"][0]["AllowedOrigins"] == ["https://a.test"], cors
+        acl = json.loads(aws("s3api", "get-bucket-acl", "--bucket", "cli-conf").stdout)
+        assert acl["Grants"][0]["Permission"] == "FULL_CONTROL" and len(acl["Owner"]["ID"]) == 64, acl
+        p = aws("s3api", "put-bucket-acl", "--bucket", "cli-conf", "--acl", "public-read", ok=False)
+        assert p.returncode != 0 and "AccessControlListNotSupported" in p.stderr, p.stderr[-300:]
+        oc = json.loads(aws("s3api", "get-bucket-ownership-controls", "--bucket", "cli-conf").stdout)
+        assert oc["OwnershipControls"]["Rules"][0]["ObjectOwnership"] == "BucketOwnerEnforced", oc
+        pab = json.loads(aws("s3api", "get-public-access-block", "--bucket", "cli-conf").stdout)
+        assert all(pab["PublicAccessBlockConfiguration"].values()), pab
+        aws("s3api", "delete-public-access-block", "--bucket", "cli-conf")
+        aws("s3api", "put-bucket-policy", "--bucket", "cli-conf", "--policy", json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                                                   "Action": "s3:GetObject", "Resource": "arn:aws:s3:::cli-conf/*"}]}))
+        st = json.loads(aws("s3api", "get-bucket-policy-status", "--bucket", "cli-conf").stdout)
+        assert st["PolicyStatus"]["IsPublic"] is True, st
+        aws("s3api", "delete-bucket-lifecycle", "--bucket", "cli-conf")
+        aws("s3api", "delete-bucket-cors", "--bucket", "cli-conf")
+        aws("s3api", "delete-bucket-policy", "--bucket", "cli-conf")
+        aws("s3api", "delete-bucket", "--bucket", "cli-conf")
 
 
 # --------------------------------------------------------------------------------------------

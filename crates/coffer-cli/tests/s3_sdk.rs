@@ -1748,6 +1748,121 @@ async fn bucket_default_encryption() {
     dirs.assert_nothing_written_outside_data();
 }
 
+/// Issue 14 with the Rust SDK: bucket lifecycle and CORS round-trip, ACLs read as the
+/// owner's and refuse public grants, new buckets block public access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_configuration_lifecycle_cors_acl_and_public_access() {
+    use aws_sdk_s3::types::{
+        BucketCannedAcl, BucketLifecycleConfiguration, CorsConfiguration, CorsRule,
+        ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, Permission,
+    };
+    let dirs = Dirs::new();
+    let server = Server::start(&dirs);
+    let c = server.client();
+    create_bucket(&c, "conf").await;
+    let rule = LifecycleRule::builder()
+        .id("logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+        .expiration(LifecycleExpiration::builder().days(30).build())
+        .build()
+        .unwrap();
+    c.put_bucket_lifecycle_configuration()
+        .bucket("conf")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put lifecycle");
+    let lc = c
+        .get_bucket_lifecycle_configuration()
+        .bucket("conf")
+        .send()
+        .await
+        .expect("get lifecycle");
+    assert_eq!(lc.rules()[0].id(), Some("logs"));
+    assert_eq!(lc.rules()[0].expiration().and_then(|e| e.days()), Some(30));
+    c.put_bucket_cors()
+        .bucket("conf")
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(
+                    CorsRule::builder()
+                        .allowed_origins("https://app.test")
+                        .allowed_methods("GET")
+                        .max_age_seconds(60)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put cors");
+    let cors = c
+        .get_bucket_cors()
+        .bucket("conf")
+        .send()
+        .await
+        .expect("get cors");
+    assert_eq!(cors.cors_rules()[0].allowed_origins(), ["https://app.test"]);
+    let acl = c
+        .get_bucket_acl()
+        .bucket("conf")
+        .send()
+        .await
+        .expect("get acl");
+    let owner = acl
+        .owner()
+        .and_then(|o| o.id())
+        .expect("owner id")
+        .to_owned();
+    assert_eq!(owner.len(), 64, "a canonical id: {owner}");
+    assert_eq!(acl.grants()[0].permission(), Some(&Permission::FullControl));
+    assert_s3_error(
+        "a public-read bucket ACL",
+        c.put_bucket_acl()
+            .bucket("conf")
+            .acl(BucketCannedAcl::PublicRead)
+            .send()
+            .await,
+        400,
+        Some("AccessControlListNotSupported"),
+    );
+    let pab = c
+        .get_public_access_block()
+        .bucket("conf")
+        .send()
+        .await
+        .expect("get public access block");
+    let conf = pab
+        .public_access_block_configuration()
+        .expect("configuration");
+    assert_eq!(
+        (conf.block_public_policy(), conf.restrict_public_buckets()),
+        (Some(true), Some(true)),
+        "new buckets block public access"
+    );
+    assert_s3_error(
+        "a public policy under BlockPublicPolicy",
+        c.put_bucket_policy()
+            .bucket("conf")
+            .policy(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::conf/*"}]}"#,
+            )
+            .send()
+            .await,
+        403,
+        Some("AccessDenied"),
+    );
+    server.stop();
+}
+
 /// Issue 14 with the Rust SDK: versions and delete markers in a versioned bucket, an Object
 /// Lock bucket whose COMPLIANCE version root cannot delete (GOVERNANCE only with the
 /// bypass), and object tags on PUT.

@@ -717,6 +717,32 @@ pub struct S3Authz {
     pub meta: Option<Arc<dyn coffer_meta::MetaStore>>,
 }
 
+/// The principal of an unsigned request. Its name cannot be an identity's (names are
+/// `[A-Za-z0-9+=,.@_-]`), its ARN matches no policy `Principal` but `"*"`.
+pub fn anonymous() -> Principal {
+    Principal::with_arn("*anonymous*", "anonymous", "", false)
+}
+
+impl S3Authz {
+    /// Whether `bucket`'s public access block has RestrictPublicBuckets on (also when it
+    /// cannot be read: refusing is the safe answer).
+    async fn restricts_public(&self, bucket: &str) -> bool {
+        let Some(meta) = &self.meta else {
+            return true;
+        };
+        match meta
+            .bucket_config(bucket, coffer_meta::BucketConfig::PublicAccessBlock)
+            .await
+        {
+            Ok(None) => false,
+            Ok(Some(doc)) => serde_json::from_str::<serde_json::Value>(&doc)
+                .map(|v| v["restrict_public_buckets"] != serde_json::Value::Bool(false))
+                .unwrap_or(true),
+            Err(_) => true,
+        }
+    }
+}
+
 /// Operations on an existing object version whose decision may use its tags
 /// (`s3:ExistingObjectTag/<key>`), as on AWS.
 const TAG_CONDITIONED: [&str; 12] = [
@@ -746,12 +772,16 @@ pub fn access_denied() -> s3s::S3Error {
 #[async_trait::async_trait]
 impl s3s::access::S3Access for S3Authz {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        let Some(creds) = cx.credentials() else {
-            return Err(access_denied());
+        let p = match cx.credentials() {
+            // An unsigned request: only a bucket policy allowing every principal grants it
+            // (identity policies and ownership cannot apply to nobody).
+            None => anonymous(),
+            Some(creds) => match self.iam.lookup(&creds.access_key) {
+                Some((_, p)) => p,
+                None => return Err(access_denied()),
+            },
         };
-        let Some((_, p)) = self.iam.lookup(&creds.access_key) else {
-            return Err(access_denied());
-        };
+        let is_anonymous = cx.credentials().is_none();
         let op = cx.s3_op().name().to_owned();
         let query = crate::request::Query::parse(cx.uri().query());
         let action = if query.get("versionId").is_some() {
@@ -826,10 +856,19 @@ impl s3s::access::S3Access for S3Authz {
             (None, _) => "*".to_owned(),
             (Some(b), k) => s3_arn(b, k.as_deref()),
         };
-        // DeleteObjects names its keys in the body: each is checked in the handler.
-        // DeleteObjects names its keys in the body: each is checked in the handler (which
-        // gets the caller, and no proof: nothing was decided yet).
-        let proof = if op == "DeleteObjects" {
+        if is_anonymous {
+            let Some(b) = &bucket else {
+                return Err(access_denied());
+            };
+            // RestrictPublicBuckets: public policies grant nothing to anonymous callers.
+            if self.restricts_public(b).await {
+                return Err(access_denied());
+            }
+        }
+        // PostObject names its key in the form, which s3s reads after this check: decided
+        // in `post_object` below, on the object. DeleteObjects names its keys in the body:
+        // each is checked in the handler.
+        let proof = if op == "DeleteObjects" || op == "PostObject" {
             None
         } else {
             let proof = self
@@ -863,6 +902,42 @@ impl s3s::access::S3Access for S3Authz {
             cx.extensions_mut().insert(proof);
         }
         cx.extensions_mut().insert(p);
+        Ok(())
+    }
+
+    /// PostObject (a browser form upload, signed by its POST policy): `s3:PutObject` on the
+    /// object the form names, with the form's tags as `s3:RequestObjectTag/…`.
+    async fn post_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::PostObjectInput>,
+    ) -> s3s::S3Result<()> {
+        let p = req
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(access_denied)?;
+        let bucket = req.input.bucket.clone();
+        let mut ctx = base_context(&p, self.secure);
+        if let Some(t) = &req.input.tagging {
+            for (k, v) in form_urlencoded::parse(t.as_bytes()) {
+                ctx.insert(&format!("s3:RequestObjectTag/{k}"), v.into_owned());
+                ctx.insert("s3:RequestObjectTagKeys", k.into_owned());
+            }
+        }
+        if let Some(sse) = &req.input.server_side_encryption {
+            ctx.insert("s3:x-amz-server-side-encryption", sse.as_str().to_owned());
+        }
+        let proof = self
+            .iam
+            .authorize(
+                &p,
+                "s3:PutObject",
+                &s3_arn(&bucket, Some(&req.input.key)),
+                Some(&bucket),
+                &ctx,
+            )
+            .ok_or_else(access_denied)?;
+        req.extensions.insert(proof);
         Ok(())
     }
 }

@@ -129,6 +129,7 @@ pub fn sample_upload(bucket: &str, key: &str) -> UploadRecord {
         },
         bucket_key_enabled: false,
         checksum_algorithm: Some("CRC32C".into()),
+        checksum_type: None,
         retention: None,
         legal_hold: false,
         tags: BTreeMap::new(),

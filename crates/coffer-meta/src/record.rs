@@ -216,6 +216,9 @@ pub struct UploadRecord {
     pub sse: SseRecord,
     pub bucket_key_enabled: bool,
     pub checksum_algorithm: Option<String>,
+    /// `FULL_OBJECT` or `COMPOSITE` (`None`: from before the field, COMPOSITE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Object Lock retention and legal hold the completed object gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,

@@ -29,6 +29,12 @@ fn owner_grants(owner: &Owner) -> Grants {
     vec![g]
 }
 
+/// The ACL of a bucket or of an object in it: owner and grants.
+fn owner_acl(h: &S3Handlers, bucket: &str) -> (Option<Owner>, Option<Grants>) {
+    let owner = h.bucket_owner(bucket);
+    (Some(owner.clone()), Some(owner_grants(&owner)))
+}
+
 /// What a request may set as an ACL when ACLs are disabled: nothing, `private`, or
 /// `bucket-owner-full-control` (canned), or an explicit policy granting exactly the
 /// owner FULL_CONTROL; anything else is `400 AccessControlListNotSupported`, as on AWS.
@@ -59,16 +65,36 @@ pub(super) fn check_acl_request(
     Ok(())
 }
 
+/// Whether an input carries `x-amz-grant-*` headers (same field names on every input).
+macro_rules! any_grant {
+    ($input:expr) => {
+        $input.grant_full_control.is_some()
+            || $input.grant_read.is_some()
+            || $input.grant_read_acp.is_some()
+            || $input.grant_write_acp.is_some()
+    };
+}
+pub(super) use any_grant;
+
+/// PutBucketAcl / PutObjectAcl: the canned ACL, grants or policy, checked.
+macro_rules! put_acl {
+    ($h:ident, $input:ident) => {
+        s3(check_acl_request(
+            $input.acl.as_ref().map(|a| a.as_str()),
+            any_grant!($input) || $input.grant_write.is_some(),
+            $input.access_control_policy.as_ref(),
+            &$h.bucket_owner(&$input.bucket),
+        ))?
+    };
+}
+
 /// The ACL headers of a write (`x-amz-acl`, `x-amz-grant-*`: same field names on PutObject,
 /// CopyObject, CreateMultipartUpload), checked against the disabled-ACL model.
 macro_rules! check_write_acl {
     ($h:ident, $input:ident) => {
         s3(check_acl_request(
             $input.acl.as_ref().map(|a| a.as_str()),
-            $input.grant_full_control.is_some()
-                || $input.grant_read.is_some()
-                || $input.grant_read_acp.is_some()
-                || $input.grant_write_acp.is_some(),
+            any_grant!($input),
             None,
             &$h.bucket_owner(&$input.bucket),
         ))?
@@ -83,10 +109,8 @@ pub(super) async fn get_bucket_acl(
     if !s3(h.meta.bucket_exists(&req.input.bucket).await)? {
         return Err(ServerError::NoSuchBucket.into());
     }
-    let owner = h.bucket_owner(&req.input.bucket);
     let mut out = GetBucketAclOutput::default();
-    out.grants = Some(owner_grants(&owner));
-    out.owner = Some(owner);
+    (out.owner, out.grants) = owner_acl(h, &req.input.bucket);
     Ok(S3Response::new(out))
 }
 
@@ -98,16 +122,7 @@ pub(super) async fn put_bucket_acl(
     if !s3(h.meta.bucket_exists(&input.bucket).await)? {
         return Err(ServerError::NoSuchBucket.into());
     }
-    s3(check_acl_request(
-        input.acl.as_ref().map(|a| a.as_str()),
-        input.grant_full_control.is_some()
-            || input.grant_read.is_some()
-            || input.grant_read_acp.is_some()
-            || input.grant_write.is_some()
-            || input.grant_write_acp.is_some(),
-        input.access_control_policy.as_ref(),
-        &h.bucket_owner(&input.bucket),
-    ))?;
+    put_acl!(h, input);
     Ok(S3Response::new(PutBucketAclOutput::default()))
 }
 
@@ -121,10 +136,8 @@ pub(super) async fn get_object_acl(
         h.object_at(&input.bucket, &input.key, input.version_id.as_deref())
             .await,
     )?;
-    let owner = h.bucket_owner(&input.bucket);
     let mut out = GetObjectAclOutput::default();
-    out.grants = Some(owner_grants(&owner));
-    out.owner = Some(owner);
+    (out.owner, out.grants) = owner_acl(h, &input.bucket);
     Ok(S3Response::new(out))
 }
 
@@ -138,16 +151,7 @@ pub(super) async fn put_object_acl(
         h.object_at(&input.bucket, &input.key, input.version_id.as_deref())
             .await,
     )?;
-    s3(check_acl_request(
-        input.acl.as_ref().map(|a| a.as_str()),
-        input.grant_full_control.is_some()
-            || input.grant_read.is_some()
-            || input.grant_read_acp.is_some()
-            || input.grant_write.is_some()
-            || input.grant_write_acp.is_some(),
-        input.access_control_policy.as_ref(),
-        &h.bucket_owner(&input.bucket),
-    ))?;
+    put_acl!(h, input);
     Ok(S3Response::new(PutObjectAclOutput::default()))
 }
 
@@ -209,16 +213,7 @@ impl AccessBlock {
 
 impl S3Handlers {
     pub(super) async fn access_block(&self, bucket: &str) -> ServerResult<Option<AccessBlock>> {
-        match self
-            .meta
-            .bucket_config(bucket, BucketConfig::PublicAccessBlock)
-            .await?
-        {
-            None => Ok(None),
-            Some(doc) => serde_json::from_str(&doc)
-                .map(Some)
-                .map_err(|e| ServerError::Internal(format!("stored public access block: {e}"))),
-        }
+        config_json(&*self.meta, bucket, BucketConfig::PublicAccessBlock).await
     }
 }
 
@@ -227,12 +222,7 @@ pub(super) async fn set_access_block(
     bucket: &str,
     block: &AccessBlock,
 ) -> ServerResult<()> {
-    let doc = serde_json::to_string(block)
-        .map_err(|e| ServerError::Internal(format!("encode public access block: {e}")))?;
-    h.meta
-        .set_bucket_config(bucket, BucketConfig::PublicAccessBlock, Some(&doc))
-        .await?;
-    Ok(())
+    set_config_json(&*h.meta, bucket, BucketConfig::PublicAccessBlock, block).await
 }
 
 /// Whether a bucket policy is public as AWS judges it, simplified: some `Allow` statement

@@ -41,11 +41,8 @@ pub(super) async fn create_bucket(
     // ACLs are disabled (bucket owner enforced): a new bucket takes no other ACL.
     let acl = req.input.acl.as_ref().map(|a| a.as_str());
     if acl.is_some_and(|a| a != "private")
-        || req.input.grant_full_control.is_some()
-        || req.input.grant_read.is_some()
-        || req.input.grant_read_acp.is_some()
+        || any_grant!(req.input)
         || req.input.grant_write.is_some()
-        || req.input.grant_write_acp.is_some()
     {
         return Err(ServerError::s3(
             S3ErrorCode::InvalidBucketAclWithObjectOwnership,

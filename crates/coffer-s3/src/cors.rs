@@ -114,12 +114,7 @@ pub fn allow_headers(
 
 /// A bucket's CORS rules (`None`: not configured).
 pub async fn cors_rules(meta: &dyn MetaStore, bucket: &str) -> ServerResult<Option<Vec<CorsRule>>> {
-    match meta.bucket_config(bucket, BucketConfig::Cors).await? {
-        None => Ok(None),
-        Some(doc) => serde_json::from_str(&doc)
-            .map(Some)
-            .map_err(|e| ServerError::Internal(format!("stored CORS configuration: {e}"))),
-    }
+    config_json(meta, bucket, BucketConfig::Cors).await
 }
 
 /// `Access-Control-Request-Headers`: a comma-separated list.
@@ -246,11 +241,7 @@ pub(super) async fn put_bucket_cors(
             max_age_seconds: r.max_age_seconds,
         });
     }
-    let doc = serde_json::to_string(&stored)
-        .map_err(|e| ServerError::Internal(format!("encode CORS: {e}")))?;
-    s3(h.meta
-        .set_bucket_config(&input.bucket, BucketConfig::Cors, Some(&doc))
-        .await)?;
+    s3(set_config_json(&*h.meta, &input.bucket, BucketConfig::Cors, &stored).await)?;
     Ok(S3Response::new(PutBucketCorsOutput::default()))
 }
 

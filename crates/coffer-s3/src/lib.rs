@@ -150,6 +150,36 @@ impl S3Handlers {
     }
 }
 
+/// A bucket sub-resource stored as JSON (`None`: not configured). The documents' layouts are
+/// in docs/server.md ("Stored records").
+pub async fn config_json<T: serde::de::DeserializeOwned>(
+    meta: &dyn MetaStore,
+    bucket: &str,
+    kind: BucketConfig,
+) -> ServerResult<Option<T>> {
+    match meta.bucket_config(bucket, kind).await? {
+        None => Ok(None),
+        Some(doc) => serde_json::from_str(&doc).map(Some).map_err(|e| {
+            ServerError::Internal(format!(
+                "stored {} document of {bucket}: {e}",
+                kind.as_str()
+            ))
+        }),
+    }
+}
+
+/// Stores a bucket sub-resource as JSON.
+async fn set_config_json<T: serde::Serialize>(
+    meta: &dyn MetaStore,
+    bucket: &str,
+    kind: BucketConfig,
+    value: &T,
+) -> ServerResult<()> {
+    let doc = serde_json::to_string(value)
+        .map_err(|e| ServerError::Internal(format!("encode {}: {e}", kind.as_str())))?;
+    Ok(meta.set_bucket_config(bucket, kind, Some(&doc)).await?)
+}
+
 fn s3<T, E: Into<ServerError>>(r: Result<T, E>) -> S3Result<T> {
     r.map_err(|e| e.into().into())
 }
@@ -405,6 +435,7 @@ mod lifecycle;
 mod list;
 mod lock;
 mod multipart;
+mod post;
 mod put;
 mod read;
 mod save;
@@ -828,5 +859,12 @@ impl S3 for S3Handlers {
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
         acl::get_bucket_policy_status(self, req).await
+    }
+
+    async fn post_object(
+        &self,
+        req: S3Request<PostObjectInput>,
+    ) -> S3Result<S3Response<PostObjectOutput>> {
+        post::post_object(self, req).await
     }
 }

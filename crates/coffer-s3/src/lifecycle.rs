@@ -345,16 +345,7 @@ fn to_tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 impl S3Handlers {
     async fn lifecycle_rules(&self, bucket: &str) -> ServerResult<Option<Vec<Rule>>> {
-        match self
-            .meta
-            .bucket_config(bucket, BucketConfig::Lifecycle)
-            .await?
-        {
-            None => Ok(None),
-            Some(doc) => serde_json::from_str(&doc)
-                .map(Some)
-                .map_err(|e| ServerError::Internal(format!("stored lifecycle configuration: {e}"))),
-        }
+        config_json(&*self.meta, bucket, BucketConfig::Lifecycle).await
     }
 
     /// One lifecycle pass over every bucket at `now` (Unix ms): returns how many versions
@@ -489,11 +480,7 @@ pub(super) async fn put_bucket_lifecycle_configuration(
     let input = req.input;
     let config = input.lifecycle_configuration.ok_or_else(malformed)?;
     let rules = s3(to_rules(config))?;
-    let doc = serde_json::to_string(&rules)
-        .map_err(|e| ServerError::Internal(format!("encode lifecycle: {e}")))?;
-    s3(h.meta
-        .set_bucket_config(&input.bucket, BucketConfig::Lifecycle, Some(&doc))
-        .await)?;
+    s3(set_config_json(&*h.meta, &input.bucket, BucketConfig::Lifecycle, &rules).await)?;
     Ok(S3Response::new(
         PutBucketLifecycleConfigurationOutput::default(),
     ))

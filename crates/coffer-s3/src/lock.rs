@@ -96,16 +96,7 @@ impl WriteExtras {
 impl S3Handlers {
     /// The bucket's Object Lock configuration (`None`: lock not enabled).
     pub(super) async fn lock_config(&self, bucket: &str) -> ServerResult<Option<LockConfig>> {
-        match self
-            .meta
-            .bucket_config(bucket, BucketConfig::ObjectLock)
-            .await?
-        {
-            None => Ok(None),
-            Some(doc) => serde_json::from_str(&doc).map(Some).map_err(|e| {
-                ServerError::Internal(format!("stored Object Lock configuration: {e}"))
-            }),
-        }
+        config_json(&*self.meta, bucket, BucketConfig::ObjectLock).await
     }
 
     /// The Object Lock headers and `x-amz-tagging` of a write, checked as S3 checks them;
@@ -295,11 +286,7 @@ pub(super) async fn put_object_lock_configuration(
             }
         }
     }
-    let doc = serde_json::to_string(&stored)
-        .map_err(|e| ServerError::Internal(format!("encode lock configuration: {e}")))?;
-    s3(h.meta
-        .set_bucket_config(&input.bucket, BucketConfig::ObjectLock, Some(&doc))
-        .await)?;
+    s3(set_config_json(&*h.meta, &input.bucket, BucketConfig::ObjectLock, &stored).await)?;
     Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
 }
 
@@ -495,32 +482,41 @@ pub(super) async fn put_object_tagging(
     req: S3Request<PutObjectTaggingInput>,
 ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
     let input = req.input;
-    s3(check_key(&input.key))?;
     let tags = s3(tag_set(input.tagging, MAX_OBJECT_TAGS))?;
-    let rec = s3(h
-        .meta
-        .update_object(
-            &input.bucket,
-            &input.key,
-            input.version_id.as_deref(),
-            &ObjectUpdate::Tags(tags),
-        )
-        .await
-        .map_err(|e| tag_target_error(e, input.version_id.as_deref())))?;
     let mut out = PutObjectTaggingOutput::default();
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = set_tags(
+        h,
+        &input.bucket,
+        &input.key,
+        input.version_id.as_deref(),
+        tags,
+    )
+    .await?;
     Ok(S3Response::new(out))
 }
 
-/// A tag update that finds no version: NoSuchKey, or NoSuchVersion when one was named.
-fn tag_target_error(e: MetaError, version_id: Option<&str>) -> ServerError {
-    match (e, version_id) {
-        (MetaError::NoSuchKey, Some(_)) => ServerError::s3(
-            S3ErrorCode::NoSuchVersion,
-            "The specified version does not exist.",
-        ),
-        (e, _) => e.into(),
-    }
+/// Replaces a version's tags (PutObjectTagging, DeleteObjectTagging); returns the version id
+/// to report. No such version: NoSuchKey, or NoSuchVersion when one was named.
+async fn set_tags(
+    h: &S3Handlers,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    tags: BTreeMap<String, String>,
+) -> S3Result<Option<String>> {
+    s3(check_key(key))?;
+    let rec = s3(h
+        .meta
+        .update_object(bucket, key, version_id, &ObjectUpdate::Tags(tags))
+        .await
+        .map_err(|e| match (e, version_id) {
+            (MetaError::NoSuchKey, Some(_)) => ServerError::s3(
+                S3ErrorCode::NoSuchVersion,
+                "The specified version does not exist.",
+            ),
+            (e, _) => e.into(),
+        }))?;
+    Ok(version_out(&rec, version_id))
 }
 
 pub(super) async fn get_object_tagging(
@@ -543,19 +539,15 @@ pub(super) async fn delete_object_tagging(
     req: S3Request<DeleteObjectTaggingInput>,
 ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
     let input = req.input;
-    s3(check_key(&input.key))?;
-    let rec = s3(h
-        .meta
-        .update_object(
-            &input.bucket,
-            &input.key,
-            input.version_id.as_deref(),
-            &ObjectUpdate::Tags(BTreeMap::new()),
-        )
-        .await
-        .map_err(|e| tag_target_error(e, input.version_id.as_deref())))?;
     let mut out = DeleteObjectTaggingOutput::default();
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = set_tags(
+        h,
+        &input.bucket,
+        &input.key,
+        input.version_id.as_deref(),
+        BTreeMap::new(),
+    )
+    .await?;
     Ok(S3Response::new(out))
 }
 
@@ -567,11 +559,7 @@ pub(super) async fn put_bucket_tagging(
 ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
     let input = req.input;
     let tags = s3(tag_set(input.tagging, MAX_BUCKET_TAGS))?;
-    let doc = serde_json::to_string(&tags)
-        .map_err(|e| ServerError::Internal(format!("encode bucket tags: {e}")))?;
-    s3(h.meta
-        .set_bucket_config(&input.bucket, BucketConfig::Tagging, Some(&doc))
-        .await)?;
+    s3(set_config_json(&*h.meta, &input.bucket, BucketConfig::Tagging, &tags).await)?;
     Ok(S3Response::new(PutBucketTaggingOutput::default()))
 }
 
@@ -579,15 +567,11 @@ pub(super) async fn get_bucket_tagging(
     h: &S3Handlers,
     req: S3Request<GetBucketTaggingInput>,
 ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-    let Some(doc) = s3(h
-        .meta
-        .bucket_config(&req.input.bucket, BucketConfig::Tagging)
-        .await)?
-    else {
+    let tags: Option<BTreeMap<String, String>> =
+        s3(config_json(&*h.meta, &req.input.bucket, BucketConfig::Tagging).await)?;
+    let Some(tags) = tags else {
         return Err(ServerError::s3(S3ErrorCode::NoSuchTagSet, "The TagSet does not exist").into());
     };
-    let tags: BTreeMap<String, String> = serde_json::from_str(&doc)
-        .map_err(|e| ServerError::Internal(format!("stored bucket tags: {e}")))?;
     let mut out = GetBucketTaggingOutput::default();
     out.tag_set = to_tag_set(&tags);
     Ok(S3Response::new(out))

@@ -139,7 +139,12 @@ pub(super) async fn create_multipart_upload(
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     check_write_acl!(h, input);
     let extras = write_extras!(h, input);
+    let checksum_type = s3(upload_checksum_type(
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        input.checksum_type.as_ref().map(|t| t.as_str()),
+    ))?;
     let rec = UploadRecord {
+        checksum_type: checksum_type.clone(),
         retention: extras.retention,
         legal_hold: extras.legal_hold,
         tags: extras.tags,
@@ -162,6 +167,7 @@ pub(super) async fn create_multipart_upload(
     out.upload_id = Some(upload_id);
     set_sse!(out, s);
     out.checksum_algorithm = input.checksum_algorithm;
+    out.checksum_type = checksum_type.map(ChecksumType::from);
     if let (SseRecord::Kms { context, .. }, Some(_)) =
         (&rec.sse, input.ssekms_encryption_context.as_ref())
     {
@@ -345,7 +351,10 @@ pub(super) async fn complete_multipart_upload(
             .into());
         }
         if let Some(alg) = upload.checksum_algorithm.as_deref() {
-            part_sums.push(s3(part_checksum(alg, n, &rec.checksums, &p))?);
+            part_sums.push((
+                s3(part_checksum(alg, n, &rec.checksums, &p))?,
+                rec.segment.plain_len,
+            ));
         }
         md5s.push(rec.segment.etag.clone());
         segments.push(rec.segment);
@@ -365,9 +374,14 @@ pub(super) async fn complete_multipart_upload(
         etag: s3(multipart_etag(&md5s))?,
         last_modified: now_ms(),
         headers: upload.headers.clone(),
-        checksums: s3(composite_checksum(
-            upload.checksum_algorithm.as_deref(),
+        checksums: s3(object_checksum(
+            &upload,
             &part_sums,
+            [
+                input.checksum_crc32.as_deref(),
+                input.checksum_crc32c.as_deref(),
+                input.checksum_crc64nvme.as_deref(),
+            ],
         ))?,
         sse: upload.sse.clone(),
         bucket_key_enabled: upload.bucket_key_enabled,
@@ -458,15 +472,108 @@ fn part_checksum(
         .map_err(|_| ServerError::Internal(format!("stored {alg} checksum of part {n}")))
 }
 
-/// The object checksum of a multipart upload created with a checksum algorithm: S3's
-/// COMPOSITE checksum, the algorithm over the concatenated part checksums, suffixed `-N`.
-/// CRC64NVME objects are FULL_OBJECT on S3 (a combination of CRCs this server does not
-/// compute): they get none, as before. No algorithm: none.
-fn composite_checksum(alg: Option<&str>, parts: &[Vec<u8>]) -> ServerResult<Checksums> {
-    let Some(alg) = alg else {
+/// The checksum type of a new upload (`x-amz-checksum-type`), as S3 allows it: CRC64NVME
+/// is FULL_OBJECT only, SHA1/SHA256 COMPOSITE only, CRC32/CRC32C either (COMPOSITE unless
+/// asked); a type needs an algorithm.
+fn upload_checksum_type(alg: Option<&str>, kind: Option<&str>) -> ServerResult<Option<String>> {
+    let Some(alg) = alg.map(str::to_ascii_uppercase) else {
+        if kind.is_some() {
+            return Err(ServerError::invalid_request(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+            ));
+        }
+        return Ok(None);
+    };
+    let kind = match kind {
+        Some(k) => k.to_ascii_uppercase(),
+        None if alg == "CRC64NVME" => "FULL_OBJECT".to_owned(),
+        None => "COMPOSITE".to_owned(),
+    };
+    let ok = match kind.as_str() {
+        "FULL_OBJECT" => matches!(alg.as_str(), "CRC32" | "CRC32C" | "CRC64NVME"),
+        "COMPOSITE" => alg != "CRC64NVME",
+        _ => false,
+    };
+    if !ok {
+        return Err(ServerError::invalid_request(format!(
+            "The {kind} checksum type cannot be used with the {} checksum algorithm.",
+            alg.to_ascii_lowercase()
+        )));
+    }
+    Ok(Some(kind))
+}
+
+/// The object checksum of a completed upload: FULL_OBJECT (the CRC of the whole object,
+/// combined from the parts' CRCs and lengths; a full-object checksum the completion request
+/// sends must equal it, else `400 BadDigest`) or COMPOSITE.
+fn object_checksum(
+    upload: &UploadRecord,
+    parts: &[(Vec<u8>, u64)],
+    // The completion request's x-amz-checksum-crc32, -crc32c, -crc64nvme.
+    sent: [Option<&str>; 3],
+) -> ServerResult<Checksums> {
+    let Some(alg) = upload.checksum_algorithm.as_deref() else {
         return Ok(Checksums::default());
     };
-    if alg.eq_ignore_ascii_case("CRC64NVME") || parts.is_empty() {
+    if upload.checksum_type.as_deref() != Some("FULL_OBJECT") {
+        let sums: Vec<Vec<u8>> = parts.iter().map(|(s, _)| s.clone()).collect();
+        return composite_checksum(alg, &sums);
+    }
+    let (algorithm, width) = match alg.to_ascii_uppercase().as_str() {
+        "CRC32" => (crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4),
+        "CRC32C" => (crc_fast::CrcAlgorithm::Crc32Iscsi, 4),
+        "CRC64NVME" => (crc_fast::CrcAlgorithm::Crc64Nvme, 8),
+        other => {
+            return Err(ServerError::Internal(format!(
+                "FULL_OBJECT upload with algorithm {other}"
+            )))
+        }
+    };
+    let mut whole: Option<u64> = None;
+    for (sum, len) in parts {
+        if sum.len() != width {
+            return Err(ServerError::Internal(format!(
+                "stored {alg} part checksum of {} bytes",
+                sum.len()
+            )));
+        }
+        let v = sum.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        whole = Some(match whole {
+            None => v,
+            Some(w) => crc_fast::checksum_combine(algorithm, w, v, *len),
+        });
+    }
+    let Some(whole) = whole else {
+        return Ok(Checksums::default());
+    };
+    let bytes = whole.to_be_bytes();
+    let value = B64.encode(&bytes[8 - width..]);
+    let sent = match width {
+        8 => sent[2],
+        _ if alg.eq_ignore_ascii_case("CRC32C") => sent[1],
+        _ => sent[0],
+    };
+    if sent.is_some_and(|s| s != value) {
+        return Err(ServerError::s3(
+            S3ErrorCode::BadDigest,
+            format!("The {alg} you specified did not match the calculated checksum."),
+        ));
+    }
+    let mut out = Checksums {
+        kind: Some("FULL_OBJECT".to_owned()),
+        ..Checksums::default()
+    };
+    match alg.to_ascii_uppercase().as_str() {
+        "CRC32" => out.crc32 = Some(value),
+        "CRC32C" => out.crc32c = Some(value),
+        _ => out.crc64nvme = Some(value),
+    }
+    Ok(out)
+}
+
+/// S3's COMPOSITE checksum: the algorithm over the concatenated part checksums, `-N`.
+fn composite_checksum(alg: &str, parts: &[Vec<u8>]) -> ServerResult<Checksums> {
+    if parts.is_empty() {
         return Ok(Checksums::default());
     }
     let mut hasher = ChecksumRequest {
@@ -651,4 +758,72 @@ pub(super) async fn list_parts(
     out.checksum_algorithm = upload.checksum_algorithm.map(ChecksumAlgorithm::from);
     out.parts = Some(page);
     Ok(S3Response::new(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(alg: &str, kind: &str) -> UploadRecord {
+        UploadRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            initiated: 0,
+            headers: ObjectHeaders::default(),
+            sse: SseRecord::S3,
+            bucket_key_enabled: false,
+            checksum_algorithm: Some(alg.into()),
+            checksum_type: Some(kind.into()),
+            retention: None,
+            legal_hold: false,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn full_object_crcs_combine_to_the_crc_of_the_whole_object() {
+        let parts: [&[u8]; 3] = [b"the quick brown ", b"fox jumps over ", b"the lazy dog"];
+        let whole: Vec<u8> = parts.concat();
+        for (alg, algorithm, width) in [
+            ("CRC32", crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4),
+            ("CRC32C", crc_fast::CrcAlgorithm::Crc32Iscsi, 4),
+            ("CRC64NVME", crc_fast::CrcAlgorithm::Crc64Nvme, 8),
+        ] {
+            let be = |v: u64| v.to_be_bytes()[8 - width..].to_vec();
+            let sums: Vec<(Vec<u8>, u64)> = parts
+                .iter()
+                .map(|p| (be(crc_fast::checksum(algorithm, p)), p.len() as u64))
+                .collect();
+            let want = B64.encode(be(crc_fast::checksum(algorithm, &whole)));
+            let got = object_checksum(&upload(alg, "FULL_OBJECT"), &sums, [None; 3]).unwrap();
+            let value = got.crc32.or(got.crc32c).or(got.crc64nvme);
+            assert_eq!(value.as_deref(), Some(want.as_str()), "{alg}");
+            assert_eq!(got.kind.as_deref(), Some("FULL_OBJECT"));
+            let wrong = Some("AAAAAA==");
+            assert!(
+                object_checksum(&upload(alg, "FULL_OBJECT"), &sums, [wrong, wrong, wrong]).is_err(),
+                "{alg}: a full-object checksum that differs is BadDigest"
+            );
+        }
+    }
+
+    #[test]
+    fn checksum_types_follow_s3_rules() {
+        assert_eq!(
+            upload_checksum_type(Some("CRC64NVME"), None)
+                .unwrap()
+                .as_deref(),
+            Some("FULL_OBJECT")
+        );
+        assert_eq!(
+            upload_checksum_type(Some("CRC32"), None)
+                .unwrap()
+                .as_deref(),
+            Some("COMPOSITE")
+        );
+        assert!(upload_checksum_type(Some("SHA256"), Some("FULL_OBJECT")).is_err());
+        assert!(upload_checksum_type(Some("CRC64NVME"), Some("COMPOSITE")).is_err());
+        assert!(upload_checksum_type(None, Some("FULL_OBJECT")).is_err());
+        assert_eq!(upload_checksum_type(None, None).unwrap(), None);
+    }
 }

@@ -69,6 +69,24 @@ const MALFORMED: &str =
 
 /// Digest headers, then well-formedness (an empty body is left to s3s).
 pub fn check(headers: &http::HeaderMap, body: &[u8], op: &str) -> Result<(), Refusal> {
+    // CompleteMultipartUpload's `x-amz-checksum-*` headers are the whole object's checksum
+    // (checked at completion), not its XML body's.
+    let mut object_headers;
+    let headers = if op == "CompleteMultipartUpload" {
+        object_headers = headers.clone();
+        for n in [
+            "x-amz-checksum-crc32",
+            "x-amz-checksum-crc32c",
+            "x-amz-checksum-crc64nvme",
+            "x-amz-checksum-sha1",
+            "x-amz-checksum-sha256",
+        ] {
+            object_headers.remove(n);
+        }
+        &object_headers
+    } else {
+        headers
+    };
     coffer_s3::verify_small_body(headers, body, op == "DeleteObjects").map_err(|e| {
         let e: s3s::S3Error = e.into();
         (
