@@ -15,14 +15,13 @@ fn acls_disabled() -> ServerError {
 
 /// The one ACL a bucket or object has: its owner with FULL_CONTROL.
 fn owner_grants(owner: &Owner) -> Grants {
-    let mut grantee = Grantee {
+    let grantee = Grantee {
         display_name: owner.display_name.clone(),
         email_address: None,
         id: owner.id.clone(),
         type_: Type::from_static(Type::CANONICAL_USER),
         uri: None,
     };
-    grantee.type_ = Type::from_static(Type::CANONICAL_USER);
     let mut g = Grant::default();
     g.grantee = Some(grantee);
     g.permission = Some(Permission::from_static(Permission::FULL_CONTROL));

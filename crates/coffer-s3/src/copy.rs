@@ -233,7 +233,7 @@ pub(super) async fn copy_object(
     let mut out = CopyObjectOutput::default();
     out.copy_object_result = Some(result);
     out.version_id = old.version_id;
-    out.copy_source_version_id = version_out(&src, names_version.then_some("named"));
+    out.copy_source_version_id = version_out(&src, names_version);
     set_sse!(out, s);
     Ok(with_key_used(out, used))
 }

@@ -182,7 +182,7 @@ pub(super) async fn get_object(
     }
     out.parts_count = parts_count;
     out.accept_ranges = Some("bytes".to_owned());
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = version_out(&rec, input.version_id.is_some());
     out.tag_count = (!rec.tags.is_empty()).then_some(rec.tags.len() as i32);
     set_lock_headers!(out, &rec);
     fill_headers(&rec, &mut HeaderFields::Get(&mut out));
@@ -217,7 +217,7 @@ pub(super) async fn head_object(
     out.content_length = Some(len as i64);
     out.parts_count = parts;
     out.accept_ranges = Some("bytes".to_owned());
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = version_out(&rec, input.version_id.is_some());
     set_lock_headers!(out, &rec);
     fill_headers(&rec, &mut HeaderFields::Head(&mut out));
     let s = sse_out(&rec.sse, customer.as_ref(), rec.bucket_key_enabled);
@@ -249,7 +249,7 @@ pub(super) async fn get_object_attributes(
     };
     let mut out = GetObjectAttributesOutput::default();
     out.last_modified = Some(ts(rec.last_modified));
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = version_out(&rec, input.version_id.is_some());
     if wants("ETag") {
         out.e_tag = Some(etag(rec.etag.split('-').next().unwrap_or(&rec.etag)));
     }

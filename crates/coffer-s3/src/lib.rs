@@ -71,6 +71,15 @@ fn ts(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// One day in milliseconds (Object Lock retention and lifecycle day counts).
+const DAY_MS: i64 = 86_400_000;
+
+/// A timestamp as Unix milliseconds (saturating).
+fn ms_of(t: &Timestamp) -> i64 {
+    let t: time::OffsetDateTime = t.clone().into();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// Whole seconds: S3 dates have second precision, and conditional requests compare at that
 /// precision.
 fn secs(t: &Timestamp) -> i64 {
@@ -125,9 +134,10 @@ fn authorized(ext: &http::Extensions) -> S3Result<&coffer_iam::iam::Authorized> 
 }
 
 /// The `x-amz-version-id` a response about `rec` carries: its version id when it was
-/// written with versioning enabled; `null` for the null version when the request named it.
-fn version_out(rec: &ObjectRecord, asked: Option<&str>) -> Option<String> {
-    if rec.versioned || asked.is_some() {
+/// written with versioning enabled; `null` for the null version when the request named a
+/// version (`named`).
+fn version_out(rec: &ObjectRecord, named: bool) -> Option<String> {
+    if rec.versioned || named {
         Some(rec.s3_version_id().to_owned())
     } else {
         None

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-const DAY_MS: i64 = 86_400_000;
 const MAX_RULES: usize = 1000;
 
 /// One lifecycle rule as stored ([`BucketConfig::Lifecycle`], a JSON list of these).
@@ -213,7 +212,7 @@ fn to_rules(config: BucketLifecycleConfiguration) -> ServerResult<Vec<Rule>> {
         if let Some(e) = r.expiration {
             rule.expiration_days = positive(e.days, "Days")?;
             if let Some(d) = e.date {
-                let ms = ms(&d);
+                let ms = ms_of(&d);
                 if ms.rem_euclid(DAY_MS) != 0 {
                     return Err(ServerError::invalid_argument(
                         "'Date' must be at midnight GMT",
@@ -267,11 +266,6 @@ fn to_rules(config: BucketLifecycleConfiguration) -> ServerResult<Vec<Rule>> {
     Ok(out)
 }
 
-fn ms(t: &Timestamp) -> i64 {
-    let t: time::OffsetDateTime = t.clone().into();
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 fn from_rule(r: &Rule) -> LifecycleRule {
     let mut out = LifecycleRule {
         status: ExpirationStatus::from_static(if r.enabled {
@@ -290,7 +284,7 @@ fn from_rule(r: &Rule) -> LifecycleRule {
     };
     out.id = r.id.clone();
     let mut filter = LifecycleRuleFilter::default();
-    let tags = to_tag_list(&r.tags);
+    let tags = to_tag_set(&r.tags);
     if tags.len() > 1
         || (!tags.is_empty()
             && (!r.prefix.is_empty()
@@ -330,17 +324,6 @@ fn from_rule(r: &Rule) -> LifecycleRule {
         out.abort_incomplete_multipart_upload = Some(a);
     }
     out
-}
-
-fn to_tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| {
-            let mut t = Tag::default();
-            t.key = Some(k.clone());
-            t.value = Some(v.clone());
-            t
-        })
-        .collect()
 }
 
 impl S3Handlers {

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-const DAY_MS: i64 = 86_400_000;
 /// S3's limits: 10 tags per object, 50 per bucket; keys up to 128 characters, values 256.
 const MAX_OBJECT_TAGS: usize = 10;
 const MAX_BUCKET_TAGS: usize = 50;
@@ -46,11 +45,6 @@ fn mode_of(s: &str) -> ServerResult<RetentionMode> {
         "COMPLIANCE" => Ok(RetentionMode::Compliance),
         _ => Err(ServerError::invalid_argument("Unknown wormMode directive.")),
     }
-}
-
-fn ms_of(t: &Timestamp) -> i64 {
-    let t: time::OffsetDateTime = t.clone().into();
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn missing_lock_config() -> ServerError {
@@ -212,7 +206,7 @@ fn tag_set(tagging: Tagging, max: usize) -> ServerResult<BTreeMap<String, String
     check_tags(pairs, max)
 }
 
-fn to_tag_set(tags: &BTreeMap<String, String>) -> TagSet {
+pub(super) fn to_tag_set(tags: &BTreeMap<String, String>) -> TagSet {
     tags.iter()
         .map(|(k, v)| {
             let mut t = Tag::default();
@@ -516,7 +510,7 @@ async fn set_tags(
             ),
             (e, _) => e.into(),
         }))?;
-    Ok(version_out(&rec, version_id))
+    Ok(version_out(&rec, version_id.is_some()))
 }
 
 pub(super) async fn get_object_tagging(
@@ -530,7 +524,7 @@ pub(super) async fn get_object_tagging(
         .await)?;
     let mut out = GetObjectTaggingOutput::default();
     out.tag_set = to_tag_set(&rec.tags);
-    out.version_id = version_out(&rec, input.version_id.as_deref());
+    out.version_id = version_out(&rec, input.version_id.is_some());
     Ok(S3Response::new(out))
 }
 

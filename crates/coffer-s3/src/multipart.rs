@@ -629,7 +629,7 @@ async fn completed_again(
     // a stored value gone bad, which is what `multipart_etag`'s error means).
     match md5s {
         Some(m) if !m.is_empty() && multipart_etag(&m).is_ok_and(|e| e == rec.etag) => Ok(
-            completed(&input.bucket, &input.key, &rec, version_out(&rec, None)),
+            completed(&input.bucket, &input.key, &rec, version_out(&rec, false)),
         ),
         _ => Err(ServerError::NoSuchUpload),
     }
