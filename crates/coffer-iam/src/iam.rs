@@ -906,7 +906,9 @@ impl s3s::access::S3Access for S3Authz {
     }
 
     /// PostObject (a browser form upload, signed by its POST policy): `s3:PutObject` on the
-    /// object the form names, with the form's tags as `s3:RequestObjectTag/…`.
+    /// object the form names, with the form's tags as `s3:RequestObjectTag/…`. A key's
+    /// `${filename}` is first replaced by the file part's name ([`crate::post_form`]), so the
+    /// final key is the one authorized and stored.
     async fn post_object(
         &self,
         req: &mut s3s::S3Request<s3s::dto::PostObjectInput>,
@@ -916,6 +918,20 @@ impl s3s::access::S3Access for S3Authz {
             .get::<Principal>()
             .cloned()
             .ok_or_else(access_denied)?;
+        if req.input.key.contains(crate::post_form::FILENAME_VARIABLE) {
+            let form = req.extensions.get::<crate::post_form::PostForm>().cloned();
+            let key = match form {
+                Some(form) => form.substitute(&req.input.key).await,
+                None => None,
+            };
+            req.input.key = key.ok_or_else(|| {
+                s3s::s3_error!(
+                    InvalidArgument,
+                    "The form's key uses ${{filename}} but no file part name was found before the first {} bytes of the form.",
+                    crate::post_form::PREFIX_LIMIT
+                )
+            })?;
+        }
         let bucket = req.input.bucket.clone();
         let mut ctx = base_context(&p, self.secure);
         if let Some(t) = &req.input.tagging {

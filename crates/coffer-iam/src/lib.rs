@@ -4,6 +4,7 @@
 //! identity and policy decisions that return an [`iam::Authorized`] proof ([`iam`]).
 
 pub mod iam;
+pub mod post_form;
 pub mod principal;
 pub mod request;
 pub mod sigv4;

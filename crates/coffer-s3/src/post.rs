@@ -79,14 +79,6 @@ pub(super) async fn post_object(
     h: &S3Handlers,
     req: S3Request<PostObjectInput>,
 ) -> S3Result<S3Response<PostObjectOutput>> {
-    if req.input.key.contains("${filename}") {
-        // s3s does not hand the file part's name to the service, so the variable cannot be
-        // filled in; refusing beats storing a key with the literal `${filename}` in it.
-        return Err(ServerError::invalid_argument(
-            "The ${filename} variable in a POST key is not supported; give the full key.",
-        )
-        .into());
-    }
     let resp = put::put_object(h, req.map_input(as_put)).await?;
     let mut out = S3Response::new(as_post(resp.output));
     out.extensions = resp.extensions;

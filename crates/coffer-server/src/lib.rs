@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod aws_chunked;
+pub mod form_body;
 pub mod rootkey;
 pub mod tls;
 pub mod xmlbody;
@@ -490,6 +491,20 @@ impl Front {
             let s3 = self.s3.clone();
             let (parts, body) = req.into_parts();
             let body = s3s::Body::http_body_unsync(aws_chunked::Checked::new(body));
+            return Box::pin(async move { s3.call(hyper::Request::from_parts(parts, body)).await });
+        }
+        let form = (req.method() == hyper::Method::POST)
+            .then(|| req.headers().get(hyper::header::CONTENT_TYPE))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .filter(|ct| coffer_iam::post_form::PostForm::is_form(ct))
+            .map(coffer_iam::post_form::PostForm::new);
+        if let Some(form) = form {
+            // A browser form upload: its start is kept for `${filename}` (form_body.rs).
+            let s3 = self.s3.clone();
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(form.clone());
+            let body = s3s::Body::http_body_unsync(form_body::Recorded::new(body, form));
             return Box::pin(async move { s3.call(hyper::Request::from_parts(parts, body)).await });
         }
         hyper::service::Service::call(&self.s3, req)
