@@ -10,7 +10,10 @@ so the next audit write fails for real (ENOSPC). Then:
     is every later request (the log stays failed until the server restarts);
   - after freeing the space and restarting, the new key does not exist, the old object is
     still there with its content, and `coffer audit verify` reports the log intact — the
-    failed write left no partial record.
+    failed write left no partial record;
+  - readiness (issue 17, the ops listener's /health/ready) is 200 before, 503 naming the
+    audit trail once its filesystem is full (before and after the log fails), 200 again after
+    the restart; liveness stays 200.
 
 Usage: python3 tests/authz/failclosed.py --coffer path/to/coffer
 Prints `failclosed: N passed, M failed`; exits 77 (skipped) if no tmpfs can be mounted.
@@ -27,7 +30,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "s3"))
 from compat import Checks, Server  # noqa: E402
 
+import requests  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
+
+OPS = ["--ops-listen", "127.0.0.1:0"]
+
+
+def health(server, what):
+    r = requests.get(f"{server.value('ops').split()[0]}/health/{what}", verify=server.ca, timeout=30)
+    return r.status_code, r.json()
 
 
 def code_of(fn):
@@ -55,8 +66,10 @@ def main():
     check = checks.check
     server = None
     try:
-        server = Server(args.coffer, root)
+        server = Server(args.coffer, root, extra_args=OPS)
         s3 = server.client()
+        with check("readiness: 200 while the audit trail can be written"):
+            assert health(server, "ready") == (200, {"status": "ready", "problems": []}), health(server, "ready")
         s3.create_bucket(Bucket="bkt")
         s3.put_object(Bucket="bkt", Key="old", Body=b"old content")
         # Fill what is left of the audit filesystem.
@@ -68,6 +81,11 @@ def main():
                     os.fsync(f.fileno())
             except OSError:
                 pass
+        with check("readiness: 503 naming the audit trail once its filesystem is full; liveness 200"):
+            status, body = health(server, "ready")
+            assert status == 503 and body["status"] == "not ready", (status, body)
+            assert any(p.startswith("audit:") and "full" in p for p in body["problems"]), body
+            assert health(server, "live")[0] == 200
         # The log's current page (and any room preallocated on a larger filesystem) still
         # takes records: cheap requests until the first refusal.
         with check("requests are refused (503) once the audit log cannot take a record"):
@@ -76,6 +94,9 @@ def main():
                 if c != "ok":
                     break
             assert c in ("ServiceUnavailable", "503"), f"after {i} HEADs: {c}"
+        with check("readiness: still 503 after the log failed closed"):
+            status, body = health(server, "ready")
+            assert status == 503 and any(p.startswith("audit:") for p in body["problems"]), (status, body)
         with check("PutObject refused with 503 ServiceUnavailable when the audit log cannot be written"):
             c = code_of(lambda: s3.put_object(Bucket="bkt", Key="new", Body=b"new content"))
             assert c in ("ServiceUnavailable", "503"), c
@@ -88,8 +109,10 @@ def main():
         server.check_stop()
         server = None
         os.remove(audit / "filler")
-        server = Server(args.coffer, root)
+        server = Server(args.coffer, root, extra_args=OPS)
         s3 = server.client()
+        with check("readiness: 200 again after the space is freed and the server restarted"):
+            assert health(server, "ready")[0] == 200, health(server, "ready")
         with check("after restart: the refused PutObject left no object"):
             c = code_of(lambda: s3.head_object(Bucket="bkt", Key="new"))
             assert c in ("404", "NoSuchKey"), c

@@ -1164,8 +1164,15 @@ def post_object_checks(srv, s3):
         expect_client_error(lambda: s3.head_object(Bucket=b, Key="uploads/${filename}"), 404)
         r = post("uploads/${filename}", b"ok", fields={"success_action_status": "201"},
                  conditions=[{"success_action_status": "201"}], filename="b.txt")
-        # (s3s 0.14 writes the form's key, as sent, into the 201 body: docs/server.md.)
         assert r.status_code == 201, (r.status_code, r.content[:300])
+        assert b"<Key>uploads/b.txt</Key>" in r.content and b"${filename}" not in r.content, r.content[:300]
+        assert b"<Location>" in r.content and b"uploads/b.txt</Location>" in r.content, r.content[:300]
+        r = post("uploads/${filename}", b"went", filename="d&e.txt",
+                 fields={"success_action_redirect": "https://app.example.com/done"},
+                 conditions=[{"success_action_redirect": "https://app.example.com/done"}])
+        loc = r.headers.get("Location", "")
+        assert r.status_code == 303 and "key=uploads%2Fd%26e.txt" in loc, (r.status_code, loc)
+        assert s3.get_object(Bucket=b, Key="uploads/d&e.txt")["Body"].read() == b"went"
         assert s3.get_object(Bucket=b, Key="uploads/b.txt")["Body"].read() == b"ok"
         deny = json.dumps({"Version": "2012-10-17", "Statement": [{
             "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
@@ -1179,6 +1186,77 @@ def post_object_checks(srv, s3):
         finally:
             s3.delete_bucket_policy(Bucket=b)
         expect_client_error(lambda: s3.head_object(Bucket=b, Key="uploads/tool.exe"), 404)
+
+
+def scrape(srv):
+    """The ops listener's /metrics, parsed with the Prometheus client's OpenMetrics parser:
+    {(sample name, frozenset(labels)): value}."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    r = requests.get(f"{srv.value('ops').split()[0]}/metrics", verify=srv.ca, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers
+    out = {}
+    for fam in text_string_to_metric_families(r.text):
+        for smp in fam.samples:
+            out[(smp.name, frozenset(smp.labels.items()))] = smp.value
+    return out
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def ops_checks(srv):
+    """Issue 17: /metrics (Prometheus) and health on the ops listener (--ops-listen)."""
+    import boto3
+    ops = (srv.value("ops") or "").split()[0]
+    s3 = srv.client()
+    with check("ops listener: /health/live and /health/ready answer 200 over TLS; others 404/405"):
+        assert ops.startswith("https://"), ops
+        r = requests.get(f"{ops}/health/live", verify=srv.ca, timeout=30)
+        assert r.status_code == 200 and r.json()["status"] == "live", (r.status_code, r.text)
+        r = requests.get(f"{ops}/health/ready", verify=srv.ca, timeout=30)
+        assert r.status_code == 200 and r.json() == {"status": "ready", "problems": []}, (r.status_code, r.text)
+        assert requests.get(f"{ops}/nope", verify=srv.ca, timeout=30).status_code == 404
+        assert requests.post(f"{ops}/metrics", verify=srv.ca, timeout=30).status_code == 405
+
+    with check("/metrics: request, latency, byte, key-use and audit counters move with traffic"):
+        s3.create_bucket(Bucket="compat-metrics")
+        kms = boto3.client("kms", endpoint_url=srv.endpoint, aws_access_key_id=ACCESS_KEY,
+                           aws_secret_access_key=SECRET_KEY, region_name="us-east-1", verify=srv.ca)
+        meta = kms.create_key(Description="metrics")["KeyMetadata"]
+        key, key_id = meta["Arn"], meta["KeyId"]
+        before = scrape(srv)
+        body = rnd(256 * 1024)
+        for i in range(3):
+            s3.put_object(Bucket="compat-metrics", Key=f"m{i}", Body=body)
+        for i in range(2):
+            assert s3.get_object(Bucket="compat-metrics", Key="m0")["Body"].read() == body
+        expect_client_error(lambda: s3.head_object(Bucket="compat-metrics", Key="absent"), 404)
+        s3.put_object(Bucket="compat-metrics", Key="k", Body=b"kms", ServerSideEncryption="aws:kms",
+                      SSEKMSKeyId=key)
+        kms.encrypt(KeyId=key, Plaintext=b"p")
+        after = scrape(srv)
+
+        def delta(name, **labels):
+            return metric(after, name, **labels) - metric(before, name, **labels)
+
+        assert delta("coffer_requests_total", api="s3", operation="PutObject", status="200") == 4
+        assert delta("coffer_requests_total", api="s3", operation="GetObject", status="200") == 2
+        assert delta("coffer_requests_total", api="s3", operation="HeadObject", status="404") == 1
+        assert delta("coffer_requests_total", api="kms", operation="Encrypt", status="200") == 1
+        assert delta("coffer_request_duration_seconds_count", api="s3", operation="PutObject") == 4
+        assert delta("coffer_request_duration_seconds_sum", api="s3", operation="PutObject") > 0
+        assert delta("coffer_kms_key_operations_total", operation="s3:PutObject", key_id=key_id,
+                     outcome="success") == 1
+        assert delta("coffer_kms_key_operations_total", operation="kms:Encrypt", key_id=key_id,
+                     outcome="success") == 1, [k for k in after if k[0].startswith("coffer_kms")]
+        assert delta("coffer_network_received_bytes_total") >= 3 * len(body)
+        assert delta("coffer_network_sent_bytes_total") >= 2 * len(body)
+        # Two records (request and response) per request, each timed.
+        assert delta("coffer_audit_write_duration_seconds_count") >= 2 * 8
+        assert metric(after, "coffer_audit_write_failures_total") == 0
+        assert metric(after, "coffer_integrity_failures_total") == 0
 
 
 def bucket_encryption_checks(s3):
@@ -1597,12 +1675,13 @@ def main():
     srv = None
     try:
         with check("server starts (HTTPS, CA at DIR/tls/ca.pem, try: line, ready)"):
-            srv = Server(binary, root)
+            srv = Server(binary, root, extra_args=["--ops-listen", "127.0.0.1:0"])
             assert srv.scheme == "https", srv.endpoint
             assert srv.ca and Path(srv.ca).resolve() == (srv.data / "tls" / "ca.pem").resolve(), srv.ca
             assert any(l.startswith("try: aws s3 ls --endpoint-url") and "--ca-bundle" in l for l in srv.lines)
         if srv is not None:
             boto3_checks(srv)
+            ops_checks(srv)
             cli_checks(srv, work)
             hostile_checks(srv, [base, root, root / "cwd", work, Path("/"), Path(tempfile.gettempdir())])
             with check("SIGTERM -> exit 0, no panic in the log"):

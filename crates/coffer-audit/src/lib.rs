@@ -32,7 +32,7 @@ pub mod verify;
 pub use coffer_format::SecretKey;
 pub use error::{AuditError, Result};
 pub use files::BadRecord;
-pub use log::{AuditLog, AuditOptions};
+pub use log::{AuditLog, AuditOptions, READY_MIN_FREE_BYTES};
 pub use memory::{MemorySink, MEMORY_STORAGE};
 pub use query::{query, Filter};
 pub use record::{parse_line, Event, Outcome, Phase, Record};

@@ -5,7 +5,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -72,7 +72,13 @@ pub struct AuditLog {
     dir: PathBuf,
     /// For [`AuditSink::verify`]; the writer thread has its own copy.
     mac_key: hmac::Key,
+    /// The writer's failure, once it has failed (for [`AuditSink::ready`]).
+    failed: Arc<OnceLock<String>>,
 }
+
+/// [`AuditSink::ready`] is `Err` when the log's filesystem has less free space than this:
+/// the log may still have preallocated room, but it is about to fail closed.
+pub const READY_MIN_FREE_BYTES: u64 = 64 * 1024;
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
@@ -174,8 +180,10 @@ impl AuditLog {
             end: tail.end,
             end_file: tail.end_file,
             failed: None,
+            failed_shared: Arc::default(),
             _lock: lock,
         };
+        let failed = Arc::clone(&writer.failed_shared);
         if tail.anchor_behind {
             // Records past the anchor carry valid MACs: they are authentic, only their
             // anchor update was lost. Adopt them.
@@ -192,6 +200,7 @@ impl AuditLog {
             include_context_values: opts.include_context_values,
             dir: dir.into(),
             mac_key,
+            failed,
         };
         if let Some((file, offset, removed)) = tail.removed_tail {
             // The repair is itself on the record.
@@ -406,6 +415,8 @@ struct Writer {
     end_file: u32,
     /// Set by the first failed batch; every later batch fails with it.
     failed: Option<String>,
+    /// The same, for [`AuditLog`]'s readiness check.
+    failed_shared: Arc<OnceLock<String>>,
     /// Holds the directory's flock for the writer's life.
     _lock: File,
 }
@@ -454,6 +465,7 @@ impl Writer {
                 drop(u.file.set_len(u.len).and_then(|()| u.file.sync_data()));
             }
             self.failed = Some(message.clone());
+            let _ = self.failed_shared.set(message.clone());
         }
         result
     }
@@ -543,6 +555,26 @@ impl AuditSink for AuditLog {
     /// [`verify`](crate::verify()) of the log's directory with the log's key.
     fn verify(&self) -> Result<VerifyReport> {
         crate::verify::verify_with(&self.dir, &self.mac_key)
+    }
+
+    /// `Err` once the writer has failed (until the log is reopened), or while the log's
+    /// filesystem has less than [`READY_MIN_FREE_BYTES`] free.
+    fn ready(&self) -> std::result::Result<(), String> {
+        if let Some(message) = self.failed.get() {
+            return Err(format!(
+                "the audit log failed (fail-closed until restart): {message}"
+            ));
+        }
+        let fs = rustix::fs::statvfs(&self.dir)
+            .map_err(|e| format!("statvfs {}: {e}", self.dir.display()))?;
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        if free < READY_MIN_FREE_BYTES {
+            return Err(format!(
+                "the audit filesystem ({}) is full: {free} bytes free",
+                self.dir.display()
+            ));
+        }
+        Ok(())
     }
 }
 

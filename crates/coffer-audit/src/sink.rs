@@ -79,4 +79,11 @@ pub trait AuditSink: Send + Sync {
 
     /// Checks the stored trail with the sink's key (see the contract).
     fn verify(&self) -> Result<VerifyReport>;
+
+    /// Whether the sink can take records now, without writing one: `Err` names why not (it
+    /// has failed, or it is about to: e.g. its filesystem is full). A server's readiness
+    /// check; [`append`](AuditSink::append) stays the authority (fail-closed either way).
+    fn ready(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }

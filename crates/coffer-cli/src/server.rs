@@ -50,6 +50,13 @@ pub struct ServerArgs {
     /// versions, unfinished uploads).
     #[arg(long, default_value_t = 3600)]
     lifecycle_interval: u64,
+    /// Serve /metrics (Prometheus), /health/live and /health/ready on this address (TLS as
+    /// the S3 listener; no credentials: keep it on a private network). Off by default.
+    #[arg(long, env = "COFFER_OPS_LISTEN")]
+    ops_listen: Option<SocketAddr>,
+    /// Log format on stderr: `text`, or `json` (one object per line).
+    #[arg(long, env = "COFFER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// The arena limit the server runs with unless its environment sets one (see
@@ -101,13 +108,16 @@ fn limit_malloc_arenas() {}
 
 pub fn run(args: ServerArgs) -> Result<()> {
     limit_malloc_arenas();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,s3s=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,s3s=off"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if let Err(e) = coffer_kms::locked::disable_core_dumps() {
         eprintln!("coffer: warning: could not disable core dumps: {e}");
     }
@@ -119,6 +129,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
     config.root_key_file = args.root_key_file;
     config.domains = args.domains;
     config.lifecycle_interval = std::time::Duration::from_secs(args.lifecycle_interval.max(1));
+    config.ops_listen = args.ops_listen;
     config.limits = coffer_server::Limits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),

@@ -12,6 +12,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use zeroize::Zeroizing;
+
 /// How much of a form's start is kept: S3 allows 20 KB of form fields before the file part;
 /// a file part header beyond this many bytes is not found (the upload is then refused).
 pub const PREFIX_LIMIT: usize = 64 * 1024;
@@ -23,7 +25,9 @@ pub const FILENAME_VARIABLE: &str = "${filename}";
 #[derive(Clone)]
 pub struct PostForm {
     content_type: String,
-    prefix: Arc<Mutex<Vec<u8>>>,
+    /// Wiped when the request ends: a form may carry an SSE-C key field or the file's start.
+    /// Allocated once at its limit so it never moves (a reallocation would leave a copy).
+    prefix: Arc<Mutex<Zeroizing<Vec<u8>>>>,
 }
 
 impl PostForm {
@@ -31,7 +35,7 @@ impl PostForm {
     pub fn new(content_type: &str) -> PostForm {
         PostForm {
             content_type: content_type.to_owned(),
-            prefix: Arc::default(),
+            prefix: Arc::new(Mutex::new(Zeroizing::new(Vec::with_capacity(PREFIX_LIMIT)))),
         }
     }
 
@@ -54,12 +58,12 @@ impl PostForm {
     /// names it). `None` when the recorded start holds no complete file part header.
     pub async fn file_name(&self) -> Option<String> {
         let boundary = multer::parse_boundary(&self.content_type).ok()?;
-        let bytes = bytes::Bytes::from(
-            self.prefix
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        );
+        let copy = self
+            .prefix
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let bytes = bytes::Bytes::from_owner(copy);
         let body = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
         let mut form = multer::Multipart::new(body, boundary);
         while let Ok(Some(field)) = form.next_field().await {

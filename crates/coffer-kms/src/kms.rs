@@ -886,6 +886,13 @@ impl Kms {
         derive(&self.root, &info)
     }
 
+    /// Whether the KMS serves: its key store answers a read (the managed S3 key's alias; not
+    /// having one yet is an answer). A KMS whose root key is not unsealed does not exist (the
+    /// server does not start without it), so this is the runtime part of readiness.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.alias("alias/aws/s3").await.map(drop)
+    }
+
     pub async fn describe_key(&self, key: &str) -> Result<KeyMetadata> {
         let id = self.resolve(key).await?;
         let record = self.record(&id).await?;

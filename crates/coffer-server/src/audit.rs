@@ -35,6 +35,8 @@ pub struct Auditor {
     /// sink that keeps the `AuditSink` contract will do.
     pub log: Arc<dyn AuditSink>,
     pub iam: Arc<Iam>,
+    /// Counted here: key uses and integrity failures, read off the responses.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What is known about a request before it runs.
@@ -251,7 +253,10 @@ impl Auditor {
                 Outcome::Success
             },
         );
+        let success = ev.outcome == Outcome::Success;
         if let Some(k) = resp.extensions_mut().remove::<KmsAudit>() {
+            self.metrics
+                .key_use(&k.action, k.key_id.as_deref(), success);
             ev.action = k.action;
             ev.key_id = k.key_id;
             ev.key_version = k.key_version;
@@ -268,6 +273,7 @@ impl Auditor {
             ev.error_code = a.error_code;
         } else {
             if let Some(k) = resp.extensions_mut().remove::<KeyUsed>() {
+                self.metrics.key_use(&ev.action, Some(&k.key_arn), success);
                 ev.key_id = Some(k.key_arn);
                 ev.key_version = Some(k.key_version);
             }
@@ -275,6 +281,7 @@ impl Auditor {
                 // A stored object that failed authentication is an InternalError to the
                 // client; the trail names it.
                 ev.error_code = Some(if recorded.integrity {
+                    self.metrics.integrity_failure();
                     "IntegrityError".to_owned()
                 } else if let Some(code) = recorded.error_code {
                     code
@@ -299,6 +306,9 @@ impl Auditor {
             let body = AuditedBody {
                 inner: body,
                 on_error: Some(Box::new(move |integrity: bool| {
+                    if integrity {
+                        auditor.metrics.integrity_failure();
+                    }
                     let mut ev = info.event(Phase::Response, Outcome::Failure);
                     ev.error_code = Some(
                         if integrity {
@@ -504,7 +514,8 @@ mod tests {
         let store = Arc::new(coffer_meta::MemoryStore::new());
         let iam = Arc::new(Iam::open(store).await.unwrap());
         let log: Arc<dyn AuditSink> = Arc::clone(&sink) as _;
-        (Arc::new(Auditor { log, iam }), sink)
+        let metrics = Arc::default();
+        (Arc::new(Auditor { log, iam, metrics }), sink)
     }
 
     fn error_codes(sink: &coffer_audit::MemorySink) -> Vec<Option<String>> {

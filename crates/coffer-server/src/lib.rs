@@ -13,6 +13,8 @@
 pub mod audit;
 pub mod aws_chunked;
 pub mod form_body;
+pub mod metrics;
+pub mod ops;
 pub mod rootkey;
 pub mod tls;
 pub mod xmlbody;
@@ -56,6 +58,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How often the lifecycle pass runs (bucket lifecycle rules, docs/server.md).
     pub lifecycle_interval: Duration,
+    /// Where to serve `/metrics` and the health checks (ops.rs), if anywhere.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 /// Connection and request limits (docs/server.md, "Limits").
@@ -97,6 +101,7 @@ impl ServerConfig {
             domains: vec!["localhost".to_owned()],
             limits: Limits::default(),
             lifecycle_interval: Duration::from_secs(3600),
+            ops_listen: None,
         }
     }
 }
@@ -168,6 +173,7 @@ pub struct Opened {
     /// The audit trail, written by the front service for every request.
     pub audit: Arc<audit::Auditor>,
     pub kms_api: Arc<kms_api::KmsApi>,
+    pub kms: Arc<coffer_kms::Kms>,
     pub notes: Vec<String>,
 }
 
@@ -236,9 +242,14 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         !config.insecure_http,
         config.limits.body_idle_timeout,
     ));
+    let metrics = Arc::new(metrics::Metrics::new());
     let audit = Arc::new(audit::Auditor {
-        log: Arc::new(audit_log),
+        log: Arc::new(metrics::MeteredSink {
+            inner: Arc::new(audit_log),
+            metrics: Arc::clone(&metrics),
+        }),
         iam: Arc::clone(&iam),
+        metrics,
     });
     let handlers = s3::S3Handlers {
         iam,
@@ -256,6 +267,7 @@ pub async fn open(config: &ServerConfig) -> ServerResult<Opened> {
         s3: handlers,
         audit,
         kms_api,
+        kms,
         notes,
     })
 }
@@ -379,6 +391,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
             .zip(request_bucket(&req, &self.domains))
             .map(|(origin, bucket)| (origin, bucket, req.method().as_str().to_owned()));
         let this = self.clone();
+        let started = std::time::Instant::now();
+        let action = info.action.clone();
         Box::pin(async move {
             let mut resp = match this.audit.request(&info).await {
                 Err(refused) => refused,
@@ -396,6 +410,9 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Front {
                     }
                 }
             }
+            this.audit
+                .metrics
+                .request(&action, resp.status().as_u16(), started.elapsed());
             Ok(if head { without_body(resp) } else { resp })
         })
     }
@@ -504,8 +521,11 @@ impl Front {
             let s3 = self.s3.clone();
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(form.clone());
-            let body = s3s::Body::http_body_unsync(form_body::Recorded::new(body, form));
-            return Box::pin(async move { s3.call(hyper::Request::from_parts(parts, body)).await });
+            let body = s3s::Body::http_body_unsync(form_body::Recorded::new(body, form.clone()));
+            return Box::pin(async move {
+                let resp = s3.call(hyper::Request::from_parts(parts, body)).await?;
+                Ok(form_body::with_final_key(resp, &form).await)
+            });
         }
         hyper::service::Service::call(&self.s3, req)
     }
@@ -899,8 +919,15 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         s3: handlers,
         audit,
         kms_api,
+        kms,
         notes,
     } = open(&config).await?;
+    let metrics = Arc::clone(&audit.metrics);
+    let ops = ops::Ops {
+        metrics: Arc::clone(&metrics),
+        audit: Arc::clone(&audit.log),
+        kms,
+    };
     let tls = if config.insecure_http {
         None
     } else {
@@ -948,19 +975,31 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         idle: config.limits.body_idle_timeout,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let host = if local.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else if local.is_ipv6() {
-        format!("[{}]", local.ip())
-    } else {
-        local.ip().to_string()
+    let endpoint = endpoint_of(scheme, local);
+    let acceptor = tls
+        .as_ref()
+        .map(|(cfg, _)| tokio_rustls::TlsAcceptor::from(Arc::clone(cfg)));
+    let ops_endpoint = match config.ops_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::Internal(format!("--ops-listen {addr}: {e}")))?;
+            let a = l
+                .local_addr()
+                .map_err(|e| ServerError::Internal(e.to_string()))?;
+            spawn_ops(l, ops, acceptor.clone(), config.limits.header_timeout);
+            Some(endpoint_of(scheme, a))
+        }
+        None => None,
     };
-    let endpoint = format!("{scheme}://{host}:{}", local.port());
     for n in &notes {
         println!("{n}");
     }
     println!("data-dir: {}", abs(&config.data_dir).display());
     println!("endpoint: {endpoint}");
+    if let Some(e) = &ops_endpoint {
+        println!("ops: {e} (/metrics, /health/live, /health/ready)");
+    }
     match &tls {
         Some((_, files)) => {
             let ca = files.ca.as_ref().map(|p| abs(p));
@@ -985,7 +1024,6 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
     println!("ready");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let acceptor = tls.map(|(cfg, _)| tokio_rustls::TlsAcceptor::from(cfg));
     let limits = config.limits;
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
@@ -1020,6 +1058,7 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = metrics::CountedIo::new(stream, Arc::clone(&metrics));
         let mut service = service.clone();
         service.peer = Some(peer);
         let builder = Arc::clone(&conn_builder);
@@ -1062,6 +1101,74 @@ pub async fn run(config: ServerConfig) -> ServerResult<()> {
         }
     }
     Ok(())
+}
+
+fn endpoint_of(scheme: &str, local: SocketAddr) -> String {
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
+    format!("{scheme}://{host}:{}", local.port())
+}
+
+/// Serves the ops endpoints (ops.rs) on their own listener until the process exits.
+fn spawn_ops(
+    listener: TcpListener,
+    ops: ops::Ops,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: Duration,
+) {
+    tokio::spawn(async move {
+        let mut builder = ConnBuilder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let builder = Arc::new(builder);
+        // Few clients (a scraper, a load balancer's probes): a small bound is plenty.
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        loop {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("ops accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let ops = ops.clone();
+            let acceptor = acceptor.clone();
+            let builder = Arc::clone(&builder);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |req| {
+                    let ops = ops.clone();
+                    async move { Ok::<_, std::convert::Infallible>(ops.serve(req).await) }
+                });
+                match acceptor {
+                    Some(acceptor) => {
+                        let Ok(Ok(tls)) =
+                            tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
+                        else {
+                            return;
+                        };
+                        let io = FirstByteDeadline::new(tls, header_timeout);
+                        let _ = builder.serve_connection(TokioIo::new(io), service).await;
+                    }
+                    None => {
+                        let io = FirstByteDeadline::new(stream, header_timeout);
+                        let _ = builder.serve_connection(TokioIo::new(io), service).await;
+                    }
+                }
+            });
+        }
+    });
 }
 
 fn abs(p: &Path) -> PathBuf {
